@@ -1,0 +1,49 @@
+"""What a node's run method receives besides its inputs: where it runs, and how it reports progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+
+import torch
+
+from vdgraph.errors import Cancelled
+from vdgraph.events import Event, Progress
+
+
+class CancelToken:
+    """Cancels one run from another thread (or a signal handler). Each executor run gets its own token."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Per-node runtime facts. `device` and `dtype` are part of every cache key (they change results)."""
+
+    node_id: str
+    node_type: str
+    device: torch.device
+    dtype: torch.dtype
+    output_dir: str = "."
+    workflow_dir: str | None = None
+    emit: Callable[[Event], None] = lambda event: None
+    cancel_token: CancelToken = dataclasses.field(default_factory=CancelToken)
+
+    def check_cancelled(self) -> None:
+        if self.cancel_token.cancelled:
+            raise Cancelled(f"cancelled inside node {self.node_id!r}")
+
+    def progress(self, step: int, total: int, message: str = "") -> None:
+        """Report `step` of `total` done; also the point where a long node honours cancellation."""
+        self.check_cancelled()
+        self.emit(Progress(node=self.node_id, node_type=self.node_type, step=step, total=total, message=message))

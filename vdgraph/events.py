@@ -1,0 +1,67 @@
+"""The typed event stream of a run. Listeners receive these in order; `to_json()` gives one JSON line each."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    kind: Literal["run_started", "node_started", "node_cached", "node_finished", "progress", "node_error",
+                  "run_finished"]
+    node: str | None = None
+    node_type: str | None = None
+    time: float = dataclasses.field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStarted(Event):
+    kind: Literal["run_started"] = "run_started"
+    nodes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeStarted(Event):
+    kind: Literal["node_started"] = "node_started"
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeCached(Event):
+    kind: Literal["node_cached"] = "node_cached"
+    source: Literal["memory", "disk"] = "memory"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeFinished(Event):
+    kind: Literal["node_finished"] = "node_finished"
+    seconds: float = 0.0
+    peak_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress(Event):
+    kind: Literal["progress"] = "progress"
+    step: int = 0
+    total: int = 0
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeError(Event):
+    kind: Literal["node_error"] = "node_error"
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFinished(Event):
+    kind: Literal["run_finished"] = "run_finished"
+    seconds: float = 0.0
+    ran: int = 0
+    cached: int = 0
+    cancelled: bool = False

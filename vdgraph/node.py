@@ -1,0 +1,227 @@
+"""The node base class: one class per node type, checked when the class statement runs.
+
+    class Blur(Node):
+        \"\"\"Blurs frames with a Gaussian over space.\"\"\"
+
+        id = "mypack.blur"            # "<pack>.<name>"; the pack must be the one that registers it
+        version = 1                   # bump when the meaning of an output changes (it is in every cache key)
+        category = "image"
+        inputs = [
+            Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
+            Input("sigma", float, default=1.0, ge=0.0, le=50.0, doc="standard deviation in pixels"),
+            Input("mode", Literal["reflect", "zeros"], default="reflect", doc="border handling"),
+        ]
+        outputs = [Output("frames", FRAMES, doc="the blurred frames")]
+
+        def run(self, ctx, frames, sigma, mode):
+            return blur(frames, sigma, mode)          # a bare value is fine for a single-output node
+
+A node never mutates the values it receives: it returns new ones (the executor checks tensors' version counters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from vdgraph.errors import NodeDeclarationError
+from vdgraph.types import PortType, port_type
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_PORT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """An input port. Without a default it is required; `optional=True` lets it be left out (run gets None)."""
+
+    name: str
+    type: Any = None
+    default: Any = REQUIRED
+    doc: str = ""
+    optional: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            raise NodeDeclarationError(f"input {self.name!r} has no type: Input(name, type, ...)")
+        object.__setattr__(self, "type", port_type(self.type))
+
+    @property
+    def port_type(self) -> PortType:
+        return self.type
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED and not self.optional
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not REQUIRED
+
+    def check_value(self, value: Any) -> tuple[bool, Any, str, str]:
+        """(ok, normalised value, problem code, reason) for a literal aimed at this port."""
+        ok, value, why = self.type.check_literal(value)
+        if not ok:
+            return False, value, "param.link-only" if self.type.link_only else "param.type", why
+        for bound, test, word in (
+            (self.ge, lambda v, b: v >= b, ">="),
+            (self.gt, lambda v, b: v > b, ">"),
+            (self.le, lambda v, b: v <= b, "<="),
+            (self.lt, lambda v, b: v < b, "<"),
+        ):
+            if bound is None:
+                continue
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if not test(item, bound):
+                    return False, value, "param.range", f"{item!r} is out of range: must be {word} {bound}"
+        return True, value, "", ""
+
+    def describe(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "type": self.type.name, "doc": self.doc,
+                               "required": self.required, "link_only": self.type.link_only}
+        if self.has_default:
+            out["default"] = self.default
+        for key in ("ge", "gt", "le", "lt"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.optional:
+            out["optional"] = True
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    name: str
+    type: Any = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            raise NodeDeclarationError(f"output {self.name!r} has no type: Output(name, type, ...)")
+        object.__setattr__(self, "type", port_type(self.type))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "type": self.type.name, "doc": self.doc}
+
+
+class Node:
+    """Base class of every node type. Subclasses that set `id` are node types; others are abstract bases."""
+
+    id: ClassVar[str]
+    version: ClassVar[int] = 1
+    category: ClassVar[str] = "misc"
+    description: ClassVar[str] = ""
+    deterministic: ClassVar[bool] = True
+    inputs: ClassVar[tuple[Input, ...]] = ()
+    outputs: ClassVar[tuple[Output, ...]] = ()
+
+    # filled in at class creation
+    input_map: ClassVar[dict[str, Input]]
+    output_map: ClassVar[dict[str, Output]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "id" not in cls.__dict__:
+            return  # an abstract base shared by several node types
+        _check_declaration(cls)
+
+    def run(self, ctx: Any, **inputs: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def normalise_outputs(cls, result: Any) -> dict[str, Any]:
+        """Map what `run` returned to {output name: value}; a bare value is allowed for one output."""
+        names = list(cls.output_map)
+        if isinstance(result, Mapping) and set(result) == set(names):
+            return dict(result)
+        if len(names) == 1:
+            return {names[0]: result}
+        got = sorted(result) if isinstance(result, Mapping) else type(result).__name__
+        raise TypeError(f"{cls.id}.run must return a mapping with exactly the outputs {names}, got {got}")
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {
+            "id": cls.id,
+            "version": cls.version,
+            "category": cls.category,
+            "description": cls.description,
+            "deterministic": cls.deterministic,
+            "inputs": [port.describe() for port in cls.inputs],
+            "outputs": [port.describe() for port in cls.outputs],
+        }
+
+
+def _check_declaration(cls: type[Node]) -> None:
+    where = f"{cls.__module__}.{cls.__qualname__}"
+
+    def fail(message: str) -> None:
+        raise NodeDeclarationError(f"node class {where}: {message}")
+
+    if not isinstance(cls.id, str) or not _ID.match(cls.id):
+        fail(f"id {cls.id!r} must look like '<pack>.<name>' (lowercase letters, digits, underscores)")
+    if not isinstance(cls.version, int) or isinstance(cls.version, bool) or cls.version < 1:
+        fail(f"version must be a positive int, got {cls.version!r}")
+    if not cls.description:
+        cls.description = inspect.cleandoc(cls.__doc__ or "")
+    if not cls.description:
+        fail("needs a description (set `description` or write a docstring)")
+    if not isinstance(cls.deterministic, bool):
+        fail("deterministic must be True or False")
+
+    for attr, kind in (("inputs", Input), ("outputs", Output)):
+        ports = getattr(cls, attr)
+        if not isinstance(ports, (list, tuple)):
+            fail(f"{attr} must be a list of {kind.__name__}(...)")
+        seen: set[str] = set()
+        for port in ports:
+            if not isinstance(port, kind):
+                fail(f"{attr} must hold {kind.__name__}(...) entries, got {port!r}")
+            if not _PORT.match(port.name):
+                fail(f"port name {port.name!r} must be a lowercase identifier")
+            if port.name in seen:
+                fail(f"duplicate {attr[:-1]} port name {port.name!r}")
+            seen.add(port.name)
+        setattr(cls, attr, tuple(ports))
+    if not cls.outputs:
+        fail("declares no outputs")
+
+    for port in cls.inputs:
+        if port.has_default:
+            if port.type.link_only:
+                fail(f"input {port.name!r} is link-only ({port.type.name}) and cannot have a default")
+            if port.default is None and port.optional:
+                continue
+            ok, value, _, why = port.check_value(port.default)
+            if not ok:
+                fail(f"default of input {port.name!r} is invalid: {why}")
+            object.__setattr__(port, "default", value)
+
+    cls.input_map = {p.name: p for p in cls.inputs}
+    cls.output_map = {p.name: p for p in cls.outputs}
+
+    if cls.run is Node.run:
+        fail("does not implement run(self, ctx, ...)")
+    params = list(inspect.signature(cls.run).parameters.values())[2:]  # skip self, ctx
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        missing = [p.name for p in cls.inputs if p.name not in names]
+        extra = [n for n in names if n not in cls.input_map]
+        if missing or extra:
+            fail(f"run() parameters must match the inputs: missing {missing}, undeclared {extra}")
