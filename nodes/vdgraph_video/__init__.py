@@ -1,0 +1,23 @@
+"""The built-in "video" pack: typed nodes for text-to-video diffusion (Text2Video-Zero, 3-D UNets, ControlVideo
+parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are thin wrappers."""
+
+from __future__ import annotations
+
+from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.denoise import Denoise
+from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
+from vdgraph_video.models import LoadModel
+from vdgraph_video.motion import TranslationFlowNode, WarpLatents
+from vdgraph_video.noise import Renoise, SampleNoise
+from vdgraph_video.schedulers import MakeScheduler, Text2VideoZeroSteps
+from vdgraph_video.smooth import InterleaveFrames, ReplaceX0, SmoothFrames, SmoothLatents
+from vdgraph_video.text import EncodeText
+from vdgraph_video.vae import DecodeLatents, EncodeFrames
+from vdgraph_video.video_io import ContactSheet, ReadVideo, WriteVideo
+
+NODES = [
+    LoadModel, EncodeText, MakeScheduler, Text2VideoZeroSteps, SampleNoise, Renoise, Denoise,
+    TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
+    DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
+    WriteVideo, ContactSheet, ReadVideo,
+]

@@ -1,0 +1,81 @@
+"""The denoising loop over a range of steps."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from vdgraph.errors import VdgraphError
+from vdgraph.node import Input, Node, Output
+
+from vdgraph_video.ops.denoise import denoise
+from vdgraph_video.ops.latents import resolve_index
+from vdgraph_video.types import CONDITIONING, LATENTS, RNG, SCHEDULER, UNET
+from vdgraph_video.values import generator_from_state, seeded_state
+
+
+class Denoise(Node):
+    """Runs scheduler steps [start, end) over video latents with classifier-free guidance (the 3D U-Net step).
+
+    A 2-D UNet sees the frames folded into its batch (its 3x3 convolutions act as space-only 1x3x3 3-D
+    convolutions; frames meet only through attention patches); a diffusers UNet3DConditionModel gets the
+    (B, C, F, H, W) latents as they are. Attention patches on the UNet value are installed only while this node
+    runs and restored in `finally`. Indices count like Python slices (negative from the end; end empty means
+    to the last step). guidance <= 1 turns classifier-free guidance off.
+
+    chunk_size > 0 bounds memory: each UNet call sees frame 0 (the attention anchor) plus chunk_size - 1 other
+    frames, frame 0's duplicate predictions are dropped, and one scheduler step covers all frames, so random
+    draws are those of the unchunked run. Exact for per-frame UNets and first-frame cross-frame attention (up to
+    batch-size-dependent float rounding); an approximation for sparse-causal and full attention.
+
+    Outputs the scheduler state after the steps (multistep samplers carry history), the advanced rng and the
+    last step's prediction of the clean latents x0. Without an rng, a sampler that draws (eta > 0, DDPM, Euler
+    ancestral) is an error rather than silently unseeded.
+    """
+
+    id = "video.denoise"
+    version = 1
+    category = "sampling"
+    inputs = [
+        Input("unet", UNET, doc="the model, with any attention patches"),
+        Input("scheduler", SCHEDULER, doc="the sampler in the state where these steps start"),
+        Input("conditioning", CONDITIONING, doc="from video.encode_text"),
+        Input("latents", LATENTS, doc="(B, C, F, H, W) latents at the timestep of step `start`"),
+        Input("guidance", float, default=7.5, ge=0.0, doc="classifier-free guidance scale (<= 1: off)"),
+        Input("start", int, default=0, doc="first step index (negative: from the end)"),
+        Input("end", int, optional=True, default=None, doc="step index to stop before; empty: run to the end"),
+        Input("eta", float, default=0.0, ge=0.0, le=1.0, doc="DDIM stochasticity (0: deterministic)"),
+        Input("rng", RNG, optional=True, doc="random state for stochastic steps"),
+        Input("chunk_size", int, default=0, ge=0, doc="frames per UNet call including the anchor (0: all)"),
+    ]
+    outputs = [
+        Output("latents", LATENTS, doc="latents after the last step"),
+        Output("scheduler", SCHEDULER, doc="the sampler state after the last step"),
+        Output("rng", RNG, doc="the random state after the steps (empty when none was linked)"),
+        Output("x0", LATENTS, doc="the last step's prediction of the clean latents"),
+    ]
+
+    def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size):
+        n = len(scheduler.timesteps)
+        i_start = resolve_index(start, n, "start")
+        i_end = n if end is None else resolve_index(end, n, "end")
+        if i_end < i_start:
+            raise ValueError(f"end step {end} comes before start step {start} ({i_end} < {i_start} of {n} steps)")
+        if chunk_size == 1:
+            raise ValueError("chunk_size must be 0 (all frames) or at least 2 (frame 0 plus one more)")
+        if rng is None and eta > 0:
+            raise ValueError(f"eta {eta} > 0 draws random numbers: link an rng (from video.noise)")
+        scheduler = copy.deepcopy(scheduler)
+        unseeded = seeded_state(0)
+        generator = generator_from_state(rng if rng is not None else unseeded)
+        latents = latents.to(ctx.device)
+        ctx.progress(0, i_end - i_start)
+        result = denoise(unet, scheduler, conditioning, latents, guidance, i_start, i_end, eta, generator,
+                         chunk_size, on_step=lambda done, total: ctx.progress(done, total))
+        state = generator.get_state()
+        if rng is None and not torch.equal(state, unseeded):
+            raise VdgraphError("these steps draw random numbers (eta > 0 or a stochastic sampler): link an rng "
+                               "(from video.noise) so the result is reproducible")
+        return {"latents": result.latents, "scheduler": scheduler, "rng": state if rng is not None else None,
+                "x0": result.x0}

@@ -1,0 +1,39 @@
+"""Loading a model: the UNet, VAE, text encoder and scheduler config as separate typed values."""
+
+from __future__ import annotations
+
+from vdgraph.node import Input, Node, Output
+
+from vdgraph_video.loading import load_components, resolve_model
+from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
+
+
+class LoadModel(Node):
+    """Loads a diffusers-format text-to-image or text-to-video model.
+
+    `model` is a local folder (absolute, relative to the working directory or to the workflow's folder), an
+    fsspec URL of one (copied to a temporary folder first), a built-in model name (entry-point group
+    `vdgraph.models`) or a Hugging Face hub id (from the local cache, or downloaded when online). The UNet is a
+    UNet2DConditionModel or a UNet3DConditionModel, chosen by unet/config.json. Weights load only from
+    safetensors, on the run's device in the run's dtype (float16 on CUDA, float32 on CPU by default), in eval mode
+    with gradients off; no node changes them afterwards.
+    """
+
+    id = "video.load_model"
+    version = 1
+    category = "model"
+    inputs = [
+        Input("model", str, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
+    ]
+    outputs = [
+        Output("unet", UNET, doc="the denoising UNet (2-D or 3-D)"),
+        Output("vae", VAE, doc="the autoencoder between latents and frames"),
+        Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer"),
+        Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
+    ]
+
+    def run(self, ctx, model):
+        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        with resolve_model(model, search) as folder:
+            unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype)
+        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}

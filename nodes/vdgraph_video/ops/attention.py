@@ -1,0 +1,136 @@
+"""Cross-frame attention: self-attention whose keys and values come from other frames of the clip.
+
+The UNet sees frames folded into the batch: a call holds `cfg_chunks` guidance halves (2 for text CFG, 3 for
+InstructPix2Pix), each with the F frames of the clip in order. Modes, for frame i of a chunk:
+- first_frame: keys/values of frame 0 (Text2Video-Zero). Arithmetic identical to diffusers'
+  `CrossFrameAttnProcessor2_0`, which is installed on every attention layer (cross-attention passes through).
+- sparse_causal: keys/values of frame 0 and frame i-1 concatenated along the tokens (Tune-A-Video; frame 0 uses
+  frame 0 twice).
+- full: the clip attends as one large image: queries of every frame against the keys/values of all F frames
+  (ControlVideo). One scaled_dot_product_attention call over F*T tokens, so memory stays linear in the tokens
+  where SDPA's fused kernels apply, never a materialised (F*T)^2 score matrix per frame.
+Text cross-attention is untouched in every mode. Temporal attention layers of video UNets (modules whose class
+name contains "Temporal" or "Motion") are left alone: they attend over frames already.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+CrossFrameMode = Literal["first_frame", "sparse_causal", "full"]
+
+
+def _split_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(chunks*F, T, C) -> (chunks, F, T, C), as the reference's rearrange_3."""
+    n, tokens, channels = x.size()
+    return torch.reshape(x, (n // frames, frames, tokens, channels))
+
+
+def _merge_frames(x: torch.Tensor) -> torch.Tensor:
+    """(chunks, F, T, C) -> (chunks*F, T, C), as the reference's rearrange_4."""
+    chunks, frames, tokens, channels = x.size()
+    return torch.reshape(x, (chunks * frames, tokens, channels))
+
+
+class CrossFrameAttnProcessor:
+    """An attention processor (diffusers' processor protocol) implementing the modes above."""
+
+    def __init__(self, mode: CrossFrameMode = "first_frame", cfg_chunks: int = 2):
+        assert mode in ("first_frame", "sparse_causal", "full"), f"unknown cross-frame mode {mode!r}"
+        assert cfg_chunks >= 1, f"cfg_chunks must be >= 1, got {cfg_chunks}"
+        self.mode = mode
+        self.cfg_chunks = cfg_chunks
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+        inner_dim = hidden_states.shape[-1]
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        query = attn.to_q(hidden_states)
+        is_cross_attention = encoder_hidden_states is not None
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        head_dim = inner_dim // attn.heads
+
+        if not is_cross_attention and self.mode == "full":
+            assert attention_mask is None, "full cross-frame attention does not support attention masks"
+            return self._full(attn, query, key, value, head_dim)
+
+        if not is_cross_attention:
+            assert key.size(0) % self.cfg_chunks == 0, (
+                f"attention batch {key.size(0)} is not a multiple of cfg_chunks {self.cfg_chunks}"
+            )
+            frames = max(1, key.size()[0] // self.cfg_chunks)
+            first = [0] * frames
+            key = _split_frames(key, frames)
+            value = _split_frames(value, frames)
+            if self.mode == "first_frame":
+                key = key[:, first]
+                value = value[:, first]
+            else:  # sparse_causal: [frame 0, frame i-1] along the tokens
+                previous = [max(i - 1, 0) for i in range(frames)]
+                key = torch.cat([key[:, first], key[:, previous]], dim=2)
+                value = torch.cat([value[:, first], value[:, previous]], dim=2)
+            key = _merge_frames(key)
+            value = _merge_frames(value)
+
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        hidden_states = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+        )  # (batch, heads, tokens, head_dim)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        return hidden_states
+
+    def _full(self, attn, query, key, value, head_dim):
+        n, tokens, _ = query.shape
+        assert n % self.cfg_chunks == 0, f"attention batch {n} is not a multiple of cfg_chunks {self.cfg_chunks}"
+        chunks = self.cfg_chunks
+        frames = n // chunks
+
+        def as_clip(x: torch.Tensor) -> torch.Tensor:  # (chunks*F, T, C) -> (chunks, heads, F*T, head_dim)
+            return x.reshape(chunks, frames * tokens, attn.heads, head_dim).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(as_clip(query), as_clip(key), as_clip(value), dropout_p=0.0)
+        out = out.transpose(1, 2).reshape(n, tokens, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)
+
+
+def _temporal_prefixes(module: torch.nn.Module) -> list[str]:
+    return [name for name, sub in module.named_modules()
+            if name and ("Temporal" in type(sub).__name__ or "Motion" in type(sub).__name__)]
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossFrameAttention:
+    """An attention patch (see `vdgraph_video.values.AttentionPatch`): one processor on every spatial attention."""
+
+    mode: CrossFrameMode = "first_frame"
+    cfg_chunks: int = 2
+
+    def processors(self, module: torch.nn.Module, current: Mapping[str, Any]) -> dict[str, Any]:
+        processor = CrossFrameAttnProcessor(self.mode, self.cfg_chunks)
+        temporal = _temporal_prefixes(module)
+        out = dict(current)
+        for name in current:
+            if not any(name.startswith(prefix + ".") for prefix in temporal):
+                out[name] = processor
+        return out

@@ -1,0 +1,56 @@
+"""Schedulers and the step indices of Text2Video-Zero."""
+
+from __future__ import annotations
+
+from vdgraph.node import Input, Node, Output
+
+from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler
+from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
+
+
+class MakeScheduler(Node):
+    """Builds a sampler from the model's scheduler config and sets its number of steps.
+
+    Kinds: "model" (the class the model ships with), DDIM, DDPM, Euler, Euler ancestral and DPM-Solver++
+    (multistep). Stochastic samplers (DDPM, Euler ancestral, DDIM with eta > 0) draw from the rng given to
+    video.denoise. The scheduler value is never changed by a consumer: each works on its own copy.
+    """
+
+    id = "video.scheduler"
+    version = 1
+    category = "sampling"
+    inputs = [
+        Input("scheduler_config", SCHEDULER_CONFIG, doc="from video.load_model"),
+        Input("kind", SchedulerKind, default="ddim", doc="the sampling algorithm"),
+        Input("steps", int, default=50, ge=1, le=1000, doc="number of denoising steps"),
+    ]
+    outputs = [Output("scheduler", SCHEDULER, doc="the scheduler with its timesteps set")]
+
+    def run(self, ctx, scheduler_config, kind, steps):
+        return build_scheduler(scheduler_config.class_name, scheduler_config.config, kind, steps, ctx.device)
+
+
+class Text2VideoZeroSteps(Node):
+    """Turns Text2Video-Zero's t0 and t1 into step indices for video.denoise and video.renoise.
+
+    t0 < t1 count denoising steps from the end, as the paper and diffusers' TextToVideoZeroPipeline do (with 50
+    DDIM steps, t0=44 and t1=47 are timesteps 881 and 941). The outputs are negative step indices (-t - 1), which
+    the denoise and re-noise nodes resolve against the scheduler's timesteps, so they work for any step count.
+    """
+
+    id = "video.text2video_zero_steps"
+    version = 1
+    category = "sampling"
+    inputs = [
+        Input("t0", int, default=44, ge=0, doc="steps from the end where motion is added (the later, less noisy one)"),
+        Input("t1", int, default=47, ge=1, doc="steps from the end where the frames restart (t1 > t0)"),
+    ]
+    outputs = [
+        Output("t1_index", int, doc="step index of timestep T1: end of the first pass, start of the final one"),
+        Output("t0_index", int, doc="step index of timestep T0: end of the second pass"),
+    ]
+
+    def run(self, ctx, t0, t1):
+        if not t0 < t1:
+            raise ValueError(f"t0 ({t0}) must be smaller than t1 ({t1}): both count steps from the end")
+        return {"t1_index": -t1 - 1, "t0_index": -t0 - 1}

@@ -1,0 +1,35 @@
+"""Text conditioning."""
+
+from __future__ import annotations
+
+from vdgraph.node import Input, Node, Output
+
+from vdgraph_video.ops.text import encode_text
+from vdgraph_video.types import CONDITIONING, TEXT_ENCODER
+from vdgraph_video.values import Conditioning
+
+
+class EncodeText(Node):
+    """Encodes a prompt and a negative prompt into CLIP-style conditioning (77 tokens, padded).
+
+    Computes what diffusers' StableDiffusionPipeline.encode_prompt computes (the negative prompt "" is the
+    unconditional embedding of classifier-free guidance). A prompt longer than the encoder takes is an error
+    that says by how much, unless `truncate` is true (then its tail is cut, as diffusers does).
+    """
+
+    id = "video.encode_text"
+    version = 1
+    category = "conditioning"
+    inputs = [
+        Input("text_encoder", TEXT_ENCODER, doc="from video.load_model"),
+        Input("prompt", str, doc="what the video should show"),
+        Input("negative_prompt", str, default="", doc="what to steer away from ('' is plain unconditional)"),
+        Input("truncate", bool, default=False, doc="cut over-long prompts instead of failing"),
+    ]
+    outputs = [Output("conditioning", CONDITIONING, doc="(1, 77, D) embeddings of both prompts")]
+
+    def run(self, ctx, text_encoder, prompt, negative_prompt, truncate):
+        module, tokenizer = text_encoder.module, text_encoder.tokenizer
+        cond = encode_text(module, tokenizer, prompt, ctx.device, truncate)
+        uncond = encode_text(module, tokenizer, negative_prompt, ctx.device, truncate)
+        return Conditioning(cond=cond, uncond=uncond)

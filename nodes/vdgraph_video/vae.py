@@ -1,0 +1,59 @@
+"""VAE decode and encode."""
+
+from __future__ import annotations
+
+from vdgraph.node import Input, Node, Output
+
+from vdgraph_video.ops.vae import decode, encode
+from vdgraph_video.types import FRAMES, LATENTS, RNG, VAE
+from vdgraph_video.values import generator_from_state
+
+
+class DecodeLatents(Node):
+    """Decodes latents (1, C, F, h, w) to frames (F, H, W, 3) float in [0, 1] on the CPU, chunk_size frames per
+    VAE call to bound memory (0: all at once). Arithmetic of diffusers' decode_latents."""
+
+    id = "video.decode"
+    version = 1
+    category = "vae"
+    inputs = [
+        Input("vae", VAE, doc="from video.load_model"),
+        Input("latents", LATENTS, doc="(1, C, F, h, w) latents"),
+        Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
+    ]
+    outputs = [Output("frames", FRAMES, doc="(F, H, W, 3) float32 in [0, 1]")]
+
+    def run(self, ctx, vae, latents, chunk_size):
+        if latents.shape[0] != 1:
+            raise ValueError(f"decode takes one video (batch 1), got batch {latents.shape[0]}")
+        return decode(vae.module, latents, chunk_size)
+
+
+class EncodeFrames(Node):
+    """Encodes frames (F, H, W, 3) in [0, 1] to latents (1, C, F, h, w) (scaled by the VAE's scaling factor):
+    the posterior mean, or a sample drawn from `rng` when `sample` is true."""
+
+    id = "video.encode"
+    version = 1
+    category = "vae"
+    inputs = [
+        Input("vae", VAE, doc="from video.load_model"),
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]; sides multiples of the VAE factor"),
+        Input("sample", bool, default=False, doc="sample the posterior instead of taking its mean"),
+        Input("rng", RNG, optional=True, doc="random state (needed when sample is true)"),
+        Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
+    ]
+    outputs = [
+        Output("latents", LATENTS, doc="(1, C, F, h, w) latents"),
+        Output("rng", RNG, doc="the random state after sampling (the input state when not sampling)"),
+    ]
+
+    def run(self, ctx, vae, frames, sample, rng, chunk_size):
+        factor = vae.scale_factor
+        if frames.shape[1] % factor or frames.shape[2] % factor:
+            raise ValueError(f"frame size {tuple(frames.shape[1:3])} is not a multiple of the VAE factor {factor}")
+        if sample and rng is None:
+            raise ValueError("sample is true: link an rng so the draw is reproducible")
+        generator = generator_from_state(rng) if rng is not None else None
+        latents = encode(vae.module, frames, ctx.device, ctx.dtype, sample, generator, chunk_size)
+        return {"latents": latents, "rng": generator.get_state() if generator is not None else None}

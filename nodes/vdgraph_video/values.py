@@ -1,0 +1,147 @@
+"""The runtime values that travel over the video pack's links: model handles, conditioning, random state.
+
+Handles are frozen: a node that "changes" a model returns a new handle (for example with one more attention patch)
+and leaves the loaded module alone. `__vdgraph_nbytes__` tells the engine's memory cache what a value costs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import torch
+
+
+def module_nbytes(module: torch.nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def tensor_nbytes(*tensors: torch.Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+class AttentionPatch(Protocol):
+    """Something that swaps attention processors of a UNet for the duration of a call.
+
+    `processors(module, current)` gets the module and the {name: processor} mapping in force and returns the full
+    mapping to install; it must not touch the module itself.
+    """
+
+    def processors(self, module: torch.nn.Module, current: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UNetHandle:
+    """A loaded UNet (never mutated after loading) plus the attention patches to apply while it runs."""
+
+    module: torch.nn.Module
+    patches: tuple[AttentionPatch, ...] = ()
+
+    @property
+    def is_3d(self) -> bool:
+        """True for a video UNet taking (B, C, F, H, W) input (diffusers UNet3DConditionModel)."""
+        return type(self.module).__name__ == "UNet3DConditionModel"
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.module.config.in_channels)
+
+    def with_patch(self, patch: AttentionPatch) -> UNetHandle:
+        """A new handle with `patch` appended; this handle and the module are untouched."""
+        return dataclasses.replace(self, patches=self.patches + (patch,))
+
+    @contextlib.contextmanager
+    def patched(self) -> Iterator[torch.nn.Module]:
+        """Install the patches' attention processors; the saved ones are restored in `finally`, even on error."""
+        if not self.patches:
+            yield self.module
+            return
+        saved = dict(self.module.attn_processors)
+        wanted: dict[str, Any] = dict(saved)
+        for patch in self.patches:
+            wanted = patch.processors(self.module, wanted)
+        try:
+            self.module.set_attn_processor(wanted)
+            yield self.module
+        finally:
+            self.module.set_attn_processor(saved)
+
+    def __vdgraph_nbytes__(self) -> int:
+        return module_nbytes(self.module)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VAEHandle:
+    """A loaded diffusers AutoencoderKL."""
+
+    module: torch.nn.Module
+
+    @property
+    def scale_factor(self) -> int:
+        """Pixels per latent pixel (2 ** (number of blocks - 1), as diffusers computes it)."""
+        return 2 ** (len(self.module.config.block_out_channels) - 1)
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.module.config.scaling_factor)
+
+    def __vdgraph_nbytes__(self) -> int:
+        return module_nbytes(self.module)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TextEncoderHandle:
+    """A CLIP-style text encoder and its tokenizer."""
+
+    module: torch.nn.Module
+    tokenizer: Any
+
+    @property
+    def max_length(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+    def __vdgraph_nbytes__(self) -> int:
+        return module_nbytes(self.module)
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerConfig:
+    """The scheduler a model was trained with: its diffusers class name and config mapping."""
+
+    class_name: str
+    config: Mapping[str, Any]
+
+    def __vdgraph_nbytes__(self) -> int:
+        return 4096
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Conditioning:
+    """Text conditioning: `cond` (B, L, D) for the prompt and `uncond` (B, L, D) for the negative prompt."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+
+    def __post_init__(self) -> None:
+        assert self.cond.shape == self.uncond.shape, (
+            f"prompt embeddings {tuple(self.cond.shape)} and negative embeddings {tuple(self.uncond.shape)} differ"
+        )
+
+    def __vdgraph_nbytes__(self) -> int:
+        return tensor_nbytes(self.cond, self.uncond)
+
+
+def generator_from_state(state: torch.Tensor) -> torch.Generator:
+    """A fresh CPU generator positioned at `state` (the RNG value itself is not touched)."""
+    generator = torch.Generator(device="cpu")
+    generator.set_state(state)
+    return generator
+
+
+def seeded_state(seed: int) -> torch.Tensor:
+    """The RNG value of a CPU generator seeded with `seed` (as `torch.Generator().manual_seed(seed)`)."""
+    return torch.Generator(device="cpu").manual_seed(int(seed)).get_state()

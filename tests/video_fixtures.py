@@ -1,0 +1,183 @@
+"""Tiny, randomly initialised diffusion components for the video pack's tests (no download).
+
+`save_tiny_model(folder, kind)` writes a diffusers-format folder (model_index.json, unet/, vae/, text_encoder/,
+tokenizer/, scheduler/) with safetensors weights; `kind` is "2d" (UNet2DConditionModel, Text2Video-Zero) or "3d"
+(UNet3DConditionModel, ModelScope layout). Weights are seeded, so two calls give identical folders.
+
+Sizes: 32x32 images, a 2x VAE (16x16x4 latents), 77-token CLIP with a 32-wide hidden state. A Text2Video-Zero
+run of 3 frames and 8 steps takes well under a second on one CPU core.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import tempfile
+
+import torch
+
+IMAGE_SIZE = 32
+LATENT_CHANNELS = 4
+TEXT_WIDTH = 32
+
+
+def _byte_alphabet() -> list[str]:
+    """GPT-2/CLIP's byte-to-unicode alphabet (the 256 symbols byte-level BPE works on)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def write_tiny_tokenizer(folder: str) -> None:
+    """A CLIP tokenizer with a byte alphabet and a handful of merges, written as vocab.json + merges.txt."""
+    os.makedirs(folder, exist_ok=True)
+    alphabet = _byte_alphabet()
+    vocab: dict[str, int] = {}
+    for symbol in alphabet:
+        vocab[symbol] = len(vocab)
+    for symbol in alphabet:
+        vocab[symbol + "</w>"] = len(vocab)
+    merges = ["a n", "an d</w>", "r e", "re d</w>", "c a", "ca t</w>", "o n</w>", "t h", "th e</w>"]
+    for merge in merges:
+        vocab.setdefault(merge.replace(" ", ""), len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    with open(os.path.join(folder, "vocab.json"), "w") as f:
+        json.dump(vocab, f)
+    with open(os.path.join(folder, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    config = {"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "bos_token": "<|startoftext|>",
+              "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump(config, f)
+
+
+def build_components(kind: str = "2d", seed: int = 0) -> dict:
+    """The tiny modules, seeded (every module is initialised right after a fresh manual_seed)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    if kind == "2d":
+        unet = UNet2DConditionModel(
+            sample_size=IMAGE_SIZE // 2, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+            block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=TEXT_WIDTH, attention_head_dim=4,
+        )
+    elif kind == "3d":
+        unet = UNet3DConditionModel(
+            sample_size=IMAGE_SIZE // 2, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+            block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            cross_attention_dim=TEXT_WIDTH, attention_head_dim=4,
+        )
+        # The last temporal conv of each block starts at zero in diffusers (an identity at init); give it weights so
+        # the test exercises the temporal path.
+        with torch.no_grad():
+            for name, p in unet.named_parameters():
+                if "temp_convs" in name and "conv4" in name:
+                    p.normal_(0, 0.02)
+    else:
+        raise ValueError(f"kind must be '2d' or '3d', got {kind!r}")
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=IMAGE_SIZE,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=600, hidden_size=TEXT_WIDTH, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, bos_token_id=598, eos_token_id=599, pad_token_id=599, projection_dim=TEXT_WIDTH,
+    ))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    for module in (unet, vae, text_encoder):
+        module.eval().requires_grad_(False)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+
+
+def save_tiny_model(folder: str, kind: str = "2d", seed: int = 0) -> str:
+    """Write a diffusers-format folder with the tiny components (safetensors weights); returns the folder."""
+    parts = build_components(kind, seed)
+    os.makedirs(folder, exist_ok=True)
+    parts["unet"].save_pretrained(os.path.join(folder, "unet"), safe_serialization=True)
+    parts["vae"].save_pretrained(os.path.join(folder, "vae"), safe_serialization=True)
+    parts["text_encoder"].save_pretrained(os.path.join(folder, "text_encoder"), safe_serialization=True)
+    parts["scheduler"].save_pretrained(os.path.join(folder, "scheduler"))
+    write_tiny_tokenizer(os.path.join(folder, "tokenizer"))
+    pipeline = "TextToVideoZeroPipeline" if kind == "2d" else "TextToVideoSDPipeline"
+    unet_class = type(parts["unet"]).__name__
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({
+            "_class_name": pipeline, "_diffusers_version": "0.42.1",
+            "unet": ["diffusers", unet_class], "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+        }, f, indent=2)
+    return folder
+
+
+def load_reference_pipeline(folder: str):
+    """The diffusers reference pipeline for a saved tiny folder, loaded component by component from disk."""
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, TextToVideoZeroPipeline
+    from diffusers import UNet2DConditionModel, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    with open(os.path.join(folder, "unet", "config.json")) as f:
+        unet_class = json.load(f)["_class_name"]
+    unet_type = UNet3DConditionModel if unet_class == "UNet3DConditionModel" else UNet2DConditionModel
+    unet = unet_type.from_pretrained(folder, subfolder="unet", use_safetensors=True).eval()
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True).eval()
+    text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), use_safetensors=True).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+    if unet_type is UNet3DConditionModel:
+        return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                     scheduler=scheduler)
+    return TextToVideoZeroPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+
+
+@functools.cache
+def tiny_model_folder(kind: str = "2d") -> str:
+    """A saved tiny model, built once per test process (every test module shares it); removed at exit."""
+    root = tempfile.mkdtemp(prefix=f"vdgraph-tiny-{kind}-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return save_tiny_model(os.path.join(root, "model"), kind)
+
+
+@functools.cache
+def reference_pipeline(kind: str = "2d"):
+    """The diffusers reference pipeline on the shared tiny folder (its own copy of the weights)."""
+    pipe = load_reference_pipeline(tiny_model_folder(kind))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def single_thread():
+    """A fixture body: torch on one thread for the test, restored afterwards.
+
+    The test machine shares two cores with other jobs; two torch threads contending with them made the tiny
+    runs 20x slower and erratic, one thread keeps them steady.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
