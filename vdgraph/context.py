@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from vdgraph.errors import Cancelled
 from vdgraph.events import Event, Progress
+
+if TYPE_CHECKING:  # torch is imported by whoever builds a context; `import vdgraph` stays fast without it
+    import torch
 
 
 class CancelToken:

@@ -18,6 +18,10 @@ class NodeDeclarationError(VdgraphError, TypeError):
     """A node class is declared wrongly (raised at import time, when the class statement runs)."""
 
 
+class NodeConflictError(VdgraphError):
+    """Two node classes claim the same node id and overriding was not allowed."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One thing wrong (or suspicious) in a workflow, located as precisely as we can.

@@ -1,9 +1,15 @@
-"""The typed event stream of a run. Listeners receive these in order; `to_json()` gives one JSON line each."""
+"""The typed event stream of a run. Listeners receive these in order; `to_json()` gives one JSON line each.
+
+Order within one run: `run_started`, then for each visited node in topological order either `node_cached`, or
+`node_started`, any number of `progress`, and `node_finished` or `node_error`; finally `run_finished` (also after
+a failure or a cancellation, with `error` / `cancelled` set).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 
@@ -16,7 +22,17 @@ class Event:
     time: float = dataclasses.field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The event as one JSON-able dict (fields that are None left out)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                out[field.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+Listener = Callable[[Event], None]
+"""Anything that receives events: a function, a bound method, a queue's put."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,3 +81,4 @@ class RunFinished(Event):
     ran: int = 0
     cached: int = 0
     cancelled: bool = False
+    error: str | None = None

@@ -24,11 +24,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from vdgraph.errors import NodeDeclarationError
-from vdgraph.types import PortType, port_type
+from vdgraph.types import Enum, ListOf, PortType, Scalar, port_type
 
 
 class _Required:
@@ -40,6 +40,34 @@ REQUIRED: Any = _Required()
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _PORT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+# (attribute, test, word for messages); module-level so checking a value builds no closures
+_BOUND_TESTS: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
+    ("ge", lambda v, b: v >= b, ">="),
+    ("gt", lambda v, b: v > b, ">"),
+    ("le", lambda v, b: v <= b, "<="),
+    ("lt", lambda v, b: v < b, "<"),
+)
+
+
+def _literal_failure_code(ptype: PortType, value: Any) -> str:
+    """Why a literal does not fit `ptype`: a wrong kind of value, or a right kind outside an enumeration."""
+    if ptype.link_only:
+        return "param.link-only"
+    if isinstance(ptype, Enum) and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return "param.choice"
+    if isinstance(ptype, ListOf) and isinstance(value, list):
+        for item in value:
+            if not ptype.item.check_literal(item)[0]:
+                return _literal_failure_code(ptype.item, item)
+    return "param.type"
+
+
+def _is_numeric(ptype: PortType) -> bool:
+    """Whether range bounds make sense on this port type (int, float, or lists of them)."""
+    if isinstance(ptype, ListOf):
+        return _is_numeric(ptype.item)
+    return isinstance(ptype, Scalar) and ptype.name in ("int", "float")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,32 +102,36 @@ class Input:
         return self.default is not REQUIRED
 
     def check_value(self, value: Any) -> tuple[bool, Any, str, str]:
-        """(ok, normalised value, problem code, reason) for a literal aimed at this port."""
-        ok, value, why = self.type.check_literal(value)
+        """(ok, normalised value, problem code, reason) for a literal aimed at this port.
+
+        The code says which kind of mistake it is (`param.link-only`, `param.type`, `param.choice`,
+        `param.range`), so validation can report it under a stable name.
+        """
+        if value is None and self.optional:
+            return True, None, "", ""
+        ok, normalised, why = self.type.check_literal(value)
         if not ok:
-            return False, value, "param.link-only" if self.type.link_only else "param.type", why
-        for bound, test, word in (
-            (self.ge, lambda v, b: v >= b, ">="),
-            (self.gt, lambda v, b: v > b, ">"),
-            (self.le, lambda v, b: v <= b, "<="),
-            (self.lt, lambda v, b: v < b, "<"),
-        ):
-            if bound is None:
-                continue
-            items = value if isinstance(value, list) else [value]
-            for item in items:
-                if not test(item, bound):
-                    return False, value, "param.range", f"{item!r} is out of range: must be {word} {bound}"
-        return True, value, "", ""
+            return False, value, _literal_failure_code(self.type, value), why
+        for item in normalised if isinstance(normalised, list) else (normalised,):
+            for bound, passes, word in _BOUND_TESTS:
+                limit = getattr(self, bound)
+                if limit is not None and not passes(item, limit):
+                    return False, normalised, "param.range", f"{item!r} is out of range: must be {word} {limit}"
+        return True, normalised, "", ""
+
+    @property
+    def bounds(self) -> dict[str, float]:
+        """The declared numeric bounds (`ge`, `gt`, `le`, `lt`) that are set."""
+        return {key: getattr(self, key) for key, _, _ in _BOUND_TESTS if getattr(self, key) is not None}
 
     def describe(self) -> dict:
         out: dict[str, Any] = {"name": self.name, "type": self.type.name, "doc": self.doc,
                                "required": self.required, "link_only": self.type.link_only}
         if self.has_default:
             out["default"] = self.default
-        for key in ("ge", "gt", "le", "lt"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+        out.update(self.bounds)
+        if isinstance(self.type, Enum):
+            out["choices"] = list(self.type.choices)
         if self.optional:
             out["optional"] = True
         return out
@@ -121,13 +153,20 @@ class Output:
 
 
 class Node:
-    """Base class of every node type. Subclasses that set `id` are node types; others are abstract bases."""
+    """Base class of every node type. Subclasses that set `id` are node types; others are abstract bases.
+
+    `deterministic = False` marks a node whose outputs differ between runs with the same inputs (fresh noise
+    from an unseeded generator, the current time): it and everything downstream of it always run.
+    `side_effects = True` marks a node whose job happens outside its return value (writing a file): it runs
+    every time its outputs are requested, so the file exists after every run, and it is never cached.
+    """
 
     id: ClassVar[str]
     version: ClassVar[int] = 1
     category: ClassVar[str] = "misc"
     description: ClassVar[str] = ""
     deterministic: ClassVar[bool] = True
+    side_effects: ClassVar[bool] = False
     inputs: ClassVar[tuple[Input, ...]] = ()
     outputs: ClassVar[tuple[Output, ...]] = ()
 
@@ -163,6 +202,7 @@ class Node:
             "category": cls.category,
             "description": cls.description,
             "deterministic": cls.deterministic,
+            "side_effects": cls.side_effects,
             "inputs": [port.describe() for port in cls.inputs],
             "outputs": [port.describe() for port in cls.outputs],
         }
@@ -184,6 +224,8 @@ def _check_declaration(cls: type[Node]) -> None:
         fail("needs a description (set `description` or write a docstring)")
     if not isinstance(cls.deterministic, bool):
         fail("deterministic must be True or False")
+    if not isinstance(cls.side_effects, bool):
+        fail("side_effects must be True or False")
 
     for attr, kind in (("inputs", Input), ("outputs", Output)):
         ports = getattr(cls, attr)
@@ -203,6 +245,8 @@ def _check_declaration(cls: type[Node]) -> None:
         fail("declares no outputs")
 
     for port in cls.inputs:
+        if port.bounds and not _is_numeric(port.type):
+            fail(f"input {port.name!r} has range bounds but type {port.type.name}; bounds need int or float")
         if port.has_default:
             if port.type.link_only:
                 fail(f"input {port.name!r} is link-only ({port.type.name}) and cannot have a default")
