@@ -1,0 +1,50 @@
+"""Files: saving a result as JSON in the run's output folder."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import sys
+from typing import Any
+
+from vdgraph.context import RunContext
+from vdgraph.io import atomic_write
+from vdgraph.node import Input, Node, Output
+from vdgraph.types import ANY, FILE
+
+
+def to_json_value(value: Any) -> Any:
+    """A JSON-able copy of `value`: tensors become nested lists, tuples lists; anything else must be JSON."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
+class SaveJson(Node):
+    """Writes a value as JSON into the output folder (atomically) and outputs the file's path."""
+
+    id = "core.save_json"
+    category = "files"
+    side_effects = True
+    inputs = [
+        Input("value", ANY, doc="what to save: numbers, text, lists, dicts or tensors (as nested lists)"),
+        Input("filename", str, default="result.json", doc="file name (or relative path) inside the output folder"),
+        Input("indent", int, default=2, ge=0, le=8, doc="spaces per indentation level"),
+    ]
+    outputs = [Output("path", FILE, doc="where the file was written")]
+
+    def run(self, ctx: RunContext, value: Any, filename: str, indent: int) -> str:
+        if filename.startswith("/") or ".." in filename.replace("\\", "/").split("/"):
+            raise ValueError(f"filename {filename!r} must stay inside the output folder")
+        path = posixpath.join(str(ctx.output_dir).replace("\\", "/"), filename)
+        text = json.dumps(to_json_value(value), indent=indent, ensure_ascii=False) + "\n"
+        with atomic_write(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path

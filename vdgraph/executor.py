@@ -1,0 +1,357 @@
+"""Running a workflow: validate, key every node, serve what the caches hold, run the rest in topological order.
+
+The executor owns everything a run touches (memory cache, disk cache, last recipes, listeners); nothing lives
+in module globals, so two executors in one process share no cache, progress or cancellation.
+
+Demand-driven: all cache keys are computed first (they hash recipes, not data), then resolution walks back from
+the requested outputs. A node whose outputs are cached needs nothing upstream: a second process with a warm
+disk cache of the final tensors does not even load the models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from vdgraph.cache import DEFAULT_CACHE_BYTES, MemoryCache
+from vdgraph.context import CancelToken, RunContext
+from vdgraph.diskcache import DiskCache
+from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
+from vdgraph.events import (
+    Event,
+    Listener,
+    NodeCached,
+    NodeError,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from vdgraph.explain import RecipeMemory, reason
+from vdgraph.immutability import changed_inputs, input_versions
+from vdgraph.keys import digest, recipe, recipe_names
+from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
+from vdgraph.registry import Registry
+from vdgraph.runtime import resolve_device, resolve_dtype
+from vdgraph.validate import check, validate
+from vdgraph.workflow import Workflow, load_workflow
+
+Status = Literal["ran", "cached-memory", "cached-disk"]
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeReport:
+    """What happened to one node in a run."""
+
+    id: str
+    type: str
+    status: Status
+    seconds: float = 0.0
+    peak_bytes: int | None = None
+    reason: str | None = None
+    """Why it ran (with `explain=True`): first run, which param / input / upstream node changed ..."""
+    key: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    outputs: dict[str, Any]
+    """Requested output name -> value (tensors stay tensors)."""
+    report: list[NodeReport]
+    """One entry per node visited, in the order they were visited."""
+    seconds: float = 0.0
+
+    @property
+    def ran(self) -> list[str]:
+        return [r.id for r in self.report if r.status == "ran"]
+
+    @property
+    def cached(self) -> list[str]:
+        return [r.id for r in self.report if r.status != "ran"]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.outputs[name]
+
+
+class Executor:
+    """Runs workflows repeatedly with one shared cache.
+
+    `device` is auto, cpu, cuda or cuda:N; `dtype` defaults to float16 on CUDA and float32 elsewhere; both are
+    part of every cache key. `cache_bytes` bounds the memory cache; `cache_dir` (a path or fsspec URL) adds the
+    persistent cache. `on_event` receives every event of every run.
+    """
+
+    def __init__(self, registry: Registry | None = None, device: Any = "auto", dtype: Any = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, cache_dir: str | None = None,
+                 on_event: Listener | None = None) -> None:
+        self.registry = registry if registry is not None else Registry.discover()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.cache = MemoryCache(cache_bytes)
+        self.disk = DiskCache(cache_dir) if cache_dir else None
+        self.recipes = RecipeMemory(self.disk)
+        self.listeners: list[Listener] = [on_event] if on_event is not None else []
+        self.runtime = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+
+    def validate(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> list[Problem]:
+        """Every problem of the workflow with these run inputs (missing required inputs included)."""
+        return validate(load_workflow(workflow), self.registry, inputs, require_inputs=True)
+
+    def plan(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> Plan:
+        """The compiled workflow; raises WorkflowInvalid (with every problem) when it has errors."""
+        problems, plan = check(load_workflow(workflow), self.registry, inputs, require_inputs=True)
+        if plan is None:
+            raise WorkflowInvalid(problems)
+        return plan
+
+    def run(self, workflow: Workflow | Plan | str | Mapping, inputs: Mapping[str, Any] | None = None,
+            outputs: Iterable[str] | None = None, cancel: CancelToken | None = None, output_dir: str = ".",
+            explain: bool = False, on_event: Listener | None = None) -> RunResult:
+        """Validate, then compute the requested outputs (all declared outputs by default).
+
+        Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
+        fails, and Cancelled when `cancel` is triggered; what completed before stays cached either way.
+        A `Plan` from `executor.plan()` (or `vdgraph.validate.check`) is run as is: it already holds its inputs.
+        """
+        if isinstance(workflow, Plan):
+            if inputs:
+                raise ValueError("a Plan already holds its inputs; pass the workflow itself to set inputs")
+            plan = workflow
+        else:
+            plan = self.plan(workflow, inputs)
+        names = _requested(plan, outputs)
+        listeners = self.listeners + ([on_event] if on_event is not None else [])
+        return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
+
+
+def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:
+    names = list(plan.outputs) if outputs is None else list(outputs)
+    unknown = [n for n in names if n not in plan.outputs]
+    if unknown:
+        declared = ", ".join(plan.outputs)
+        raise WorkflowInvalid([plan.workflow.problem("output.unknown", f"requested output {n!r} is not declared",
+                                                     f"declared outputs: {declared}", port=n) for n in unknown])
+    return names
+
+
+class _Run:
+    """The state of one run. Created per call, so nothing leaks from one run into the next."""
+
+    def __init__(self, executor: Executor, plan: Plan, names: list[str], token: CancelToken, output_dir: str,
+                 explain: bool, listeners: list[Listener]) -> None:
+        self.ex = executor
+        self.plan = plan
+        self.names = names
+        self.token = token
+        self.output_dir = output_dir
+        self.explain = explain
+        self.listeners = listeners
+        self.workflow_name = plan.workflow.display_name
+        self.keys: dict[str, str] = {}
+        self.recipes: dict[str, dict] = {}
+        self.volatile: set[str] = set()
+        self.values: dict[str, dict[str, Any]] = {}
+        self.status: dict[str, Status] = {}
+        self.report: list[NodeReport] = []
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def execute(self) -> RunResult:
+        start = time.perf_counter()
+        needed = self.plan.needed(self.names)
+        self.compute_keys(needed)
+        visit = self.resolve(needed)
+        self.emit(RunStarted(nodes=tuple(visit)))
+        remaining = self.count_consumers(visit)
+        keep = {ref.node for name in self.names if isinstance(ref := self.plan.outputs[name], LinkRef)}
+        try:
+            for node_id in visit:
+                if self.token.cancelled:
+                    raise Cancelled(f"cancelled before node {node_id!r}")
+                if self.status[node_id] == "ran":
+                    self.run_node(self.plan.nodes[node_id])
+                    self.release_inputs(self.plan.nodes[node_id], remaining, keep)
+                else:
+                    self.serve_cached(node_id)
+        except Cancelled:
+            self.finish(start, cancelled=True)
+            raise
+        except VdgraphError as exc:
+            self.finish(start, error=str(exc))
+            raise
+        finally:
+            self.ex.recipes.remember(self.workflow_name, {n: self.recipes[n] for n in visit})
+            self.ex.recipes.save(self.workflow_name)
+        outputs = {name: self.output_value(self.plan.outputs[name]) for name in self.names}
+        seconds = self.finish(start)
+        return RunResult(outputs, self.report, seconds)
+
+    def finish(self, start: float, cancelled: bool = False, error: str | None = None) -> float:
+        seconds = time.perf_counter() - start
+        ran = sum(1 for r in self.report if r.status == "ran")
+        self.emit(RunFinished(seconds=seconds, ran=ran, cached=len(self.report) - ran, cancelled=cancelled,
+                              error=error))
+        return seconds
+
+    # -- keys and cache resolution -----------------------------------------------------------------------------
+
+    def compute_keys(self, needed: list[str]) -> None:
+        """Every needed node's recipe and key, upstream first. Non-deterministic nodes and nodes with side effects
+        get a per-run nonce, so they and everything downstream of them never come from a cache."""
+        nonce = secrets.token_hex(8)
+        runtime = self.ex.runtime
+        for node_id in needed:
+            node = self.plan.nodes[node_id]
+            cls = node.cls
+            fresh = not cls.deterministic or cls.side_effects
+            node_nonce = f"{nonce}:{node_id}" if fresh else None
+            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce)
+            self.keys[node_id] = digest(node_recipe)
+            if fresh:
+                node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
+                                           else "non-deterministic: runs every time")
+            if fresh or any(up in self.volatile for up in node.upstream):
+                self.volatile.add(node_id)
+            node_recipe["names"] = recipe_names(node)
+            self.recipes[node_id] = node_recipe
+
+    def resolve(self, needed: list[str]) -> list[str]:
+        """Walk back from the requested outputs; a cached node stops the walk. Returns the nodes to visit."""
+        demanded = {ref.node for name in self.names if isinstance(ref := self.plan.outputs[name], LinkRef)}
+        for node_id in reversed(needed):
+            if node_id not in demanded:
+                continue
+            cached = None if node_id in self.volatile else self.lookup(node_id)
+            if cached is not None:
+                continue
+            self.status[node_id] = "ran"
+            demanded.update(self.plan.nodes[node_id].upstream)
+        return [node_id for node_id in needed if node_id in self.status]
+
+    def lookup(self, node_id: str) -> dict[str, Any] | None:
+        key = self.keys[node_id]
+        value = self.ex.cache.get(key)
+        if value is not None:
+            self.status[node_id] = "cached-memory"
+        elif self.ex.disk is not None and (value := self.ex.disk.get(key)) is not None:
+            self.ex.cache.put(key, value)
+            self.status[node_id] = "cached-disk"
+        if value is not None:
+            self.values[node_id] = value
+        return value
+
+    def serve_cached(self, node_id: str) -> None:
+        node = self.plan.nodes[node_id]
+        status = self.status[node_id]
+        source = "memory" if status == "cached-memory" else "disk"
+        self.emit(NodeCached(node=node_id, node_type=node.cls.id, source=source))
+        self.report.append(NodeReport(node_id, node.cls.id, status, key=self.keys[node_id]))
+
+    # -- running a node ----------------------------------------------------------------------------------------
+
+    def run_node(self, node: NodePlan) -> None:
+        cls = node.cls
+        kwargs = self.gather_inputs(node)
+        why = reason(self.previous(node.id), self.recipes[node.id], self.volatile) if self.explain else None
+        ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, self.output_dir,
+                         self.plan.workflow.directory, self.emit, self.token)
+        versions = input_versions(kwargs)
+        self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))
+        peak = _PeakMemory(self.ex.device)
+        start = time.perf_counter()
+        try:
+            outputs = cls.normalise_outputs(cls().run(ctx, **kwargs))
+        except Cancelled:
+            raise
+        except Exception as exc:
+            error = NodeRunError(node.id, cls.id, f"{type(exc).__name__}: {exc}")
+            self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
+            raise error from exc
+        seconds = time.perf_counter() - start
+        mutated = changed_inputs(versions)
+        if mutated:
+            message = (f"changed its input {', '.join(repr(p) for p in mutated)} in place; nodes must return new "
+                       f"values (clone the tensor, or copy the model before patching it)")
+            error = NodeRunError(node.id, cls.id, message)
+            self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
+            raise error
+        peak_bytes = peak.read()
+        self.emit(NodeFinished(node=node.id, node_type=cls.id, seconds=seconds, peak_bytes=peak_bytes))
+        self.values[node.id] = outputs
+        self.status[node.id] = "ran"
+        self.store(node.id, outputs)
+        self.report.append(NodeReport(node.id, cls.id, "ran", seconds, peak_bytes, why, self.keys[node.id]))
+
+    def previous(self, node_id: str) -> dict | None:
+        return self.ex.recipes.previous(self.workflow_name).get(node_id)
+
+    def gather_inputs(self, node: NodePlan) -> dict[str, Any]:
+        kwargs = dict(node.params)
+        for port, ref in node.inputs.items():
+            value = self.plan.input_values[ref.name]
+            kwargs[port] = ref.convert(value) if ref.convert else value
+        for port, link in node.links.items():
+            if isinstance(link, LinkRef):
+                kwargs[port] = self.link_value(link)
+            else:
+                kwargs[port] = [self.link_value(ref) for ref in link]
+        return kwargs
+
+    def link_value(self, ref: LinkRef) -> Any:
+        value = self.values[ref.node][ref.output]
+        return ref.convert(value) if ref.convert else value
+
+    def output_value(self, ref: LinkRef | InputRef) -> Any:
+        if isinstance(ref, InputRef):
+            return self.plan.input_values[ref.name]
+        return self.values[ref.node][ref.output]
+
+    def store(self, node_id: str, outputs: dict[str, Any]) -> None:
+        """Cache a finished node right away, so a later failure or cancellation keeps it."""
+        if node_id in self.volatile:
+            return
+        key = self.keys[node_id]
+        self.ex.cache.put(key, outputs)
+        if self.ex.disk is not None:
+            self.ex.disk.put(key, outputs)
+
+    def count_consumers(self, visit: list[str]) -> dict[str, int]:
+        remaining: dict[str, int] = {}
+        for node_id in visit:
+            if self.status[node_id] == "ran":
+                for up in self.plan.nodes[node_id].upstream:
+                    remaining[up] = remaining.get(up, 0) + 1
+        return remaining
+
+    def release_inputs(self, node: NodePlan, remaining: dict[str, int], keep: set[str]) -> None:
+        """Drop this run's reference to upstream values nobody else in the run reads (the cache may keep them)."""
+        for up in node.upstream:
+            remaining[up] -= 1
+            if remaining[up] == 0 and up not in keep:
+                self.values.pop(up, None)
+
+
+class _PeakMemory:
+    """Peak CUDA memory allocated while a node runs; None on other devices, where no cheap measure exists."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device if device.type == "cuda" else None
+        if self.device is not None:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def read(self) -> int | None:
+        if self.device is None:
+            return None
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(self.device))

@@ -1,0 +1,115 @@
+"""Why a node re-ran: its recipe compared with the one it had the last time it was visited.
+
+Recipes of the last visit are kept per (workflow name, node id) in the executor; with a disk cache they are
+also saved as JSON under the cache root, so a second process can explain its re-runs too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from vdgraph.diskcache import DiskCache
+
+
+class RecipeMemory:
+    """The last recipe of each node, per workflow name. Belongs to one executor (no global state)."""
+
+    def __init__(self, disk: DiskCache | None = None) -> None:
+        self.disk = disk
+        self._workflows: dict[str, dict[str, dict]] = {}
+
+    def previous(self, workflow: str) -> dict[str, dict]:
+        """node id -> last recipe for this workflow (loaded from the disk cache on first use)."""
+        known = self._workflows.get(workflow)
+        if known is None:
+            stored = self.disk.read_json(_store_name(workflow)) if self.disk is not None else None
+            known = stored.get("nodes", {}) if isinstance(stored, dict) else {}
+            self._workflows[workflow] = known
+        return known
+
+    def remember(self, workflow: str, recipes: dict[str, dict]) -> None:
+        self.previous(workflow).update(recipes)
+
+    def save(self, workflow: str) -> None:
+        if self.disk is not None:
+            self.disk.write_json(_store_name(workflow), {"workflow": workflow, "nodes": self.previous(workflow)})
+
+
+def _store_name(workflow: str) -> str:
+    return f"explain/{hashlib.sha256(workflow.encode()).hexdigest()[:24]}.json"
+
+
+def reason(before: dict | None, now: dict, volatile_upstream: set[str]) -> str:
+    """A short sentence: what changed between the last recipe and this one (every change, joined by '; ')."""
+    if "nonce" in now:
+        return now.get("volatile", "non-deterministic: runs every time")
+    if before is None:
+        return "first run"
+    changes: list[str] = []
+    if before.get("type") != now["type"]:
+        changes.append(f"node type changed {before.get('type')} -> {now['type']}")
+    elif before.get("version") != now["version"]:
+        changes.append(f"version changed {before.get('version')} -> {now['version']}")
+    for fact, value in now["runtime"].items():
+        old = before.get("runtime", {}).get(fact)
+        if old != value:
+            changes.append(f"{fact} changed {old} -> {value}")
+    changes += _param_changes(before.get("params", {}), now["params"])
+    changes += _input_changes(before, now)
+    changes += _link_changes(before, now, volatile_upstream)
+    if changes:
+        return "; ".join(changes)
+    return "same recipe as last time, but not in the cache (evicted, or the last visit did not finish)"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _param_changes(before: dict, now: dict) -> list[str]:
+    return [f"param {name} changed {_show(before.get(name, '<unset>'))} -> {_show(now.get(name, '<unset>'))}"
+            for name in sorted(set(before) | set(now)) if before.get(name, _UNSET) != now.get(name, _UNSET)]
+
+
+_UNSET = object()
+
+
+def _input_changes(before: dict, now: dict) -> list[str]:
+    out = []
+    names = now.get("names", {}).get("inputs", {})
+    old_names = before.get("names", {}).get("inputs", {})
+    for port, value in now["inputs"].items():
+        name = names.get(port, port)
+        if port not in before.get("inputs", {}):
+            out.append(f"input {port} now comes from workflow input {name}")
+        elif old_names.get(port, name) != name:
+            out.append(f"input {port} now comes from workflow input {name} (was {old_names[port]})")
+        elif before["inputs"][port] != value:
+            out.append(f"workflow input {name} changed {_show(before['inputs'][port])} -> {_show(value)}")
+    return out
+
+
+def _link_changes(before: dict, now: dict, volatile_upstream: set[str]) -> list[str]:
+    out = []
+    names = now.get("names", {}).get("links", {})
+    old_links = before.get("links", {})
+    old_names = before.get("names", {}).get("links", {})
+    for port, link in now["links"].items():
+        source = names.get(port)
+        if port not in old_links:
+            out.append(f"input {port} is now linked from {source}")
+        elif old_names.get(port, source) != source:
+            out.append(f"input {port} is now linked from {source} (was {old_names[port]})")
+        elif old_links[port] != link:
+            sources = source if isinstance(source, list) else [source]
+            for upstream in sources:
+                if upstream in volatile_upstream:
+                    out.append(f"upstream node {upstream} is non-deterministic")
+                else:
+                    out.append(f"upstream node {upstream} changed")
+    for port in old_links:
+        if port not in now["links"]:
+            out.append(f"input {port} is no longer linked")
+    return out

@@ -1,0 +1,52 @@
+"""Cache keys: sha256 of canonical JSON of a node's recipe, never Python's hash() (salted per process).
+
+A recipe is everything that decides a node's outputs: its type and version, its literal params, the workflow
+input values it reads, the keys (and output names) of the upstream values it reads, and the runtime facts that
+change results (device, dtype). Keys hash recipes, not data, so they are all known before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from vdgraph.plan import LinkRef, NodePlan
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per value: sorted keys, no whitespace, no NaN (which has no JSON spelling)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, str], runtime: Mapping[str, str],
+           nonce: str | None = None) -> dict[str, Any]:
+    """The node's recipe. Node ids and input names are kept only under "names" (for `--explain`): the key
+    ignores them, so renaming a node in the file does not invalidate its cache."""
+    inputs = {}
+    for port, ref in node.inputs.items():
+        value = input_values[ref.name]
+        inputs[port] = ref.convert(value) if ref.convert else value
+    links: dict[str, Any] = {}
+    for port, link in node.links.items():
+        if isinstance(link, LinkRef):
+            links[port] = [keys[link.node], link.output]
+        else:
+            links[port] = [[keys[ref.node], ref.output] for ref in link]
+    out: dict[str, Any] = {"type": node.cls.id, "version": node.cls.version, "params": node.params,
+                           "inputs": inputs, "links": links, "runtime": runtime}
+    if nonce is not None:
+        out["nonce"] = nonce
+    return out
+
+
+def recipe_names(node: NodePlan) -> dict[str, Any]:
+    """Which workflow input and which upstream node feed each port (what `--explain` talks about)."""
+    links = {port: (link.node if isinstance(link, LinkRef) else [ref.node for ref in link])
+             for port, link in node.links.items()}
+    return {"inputs": {port: ref.name for port, ref in node.inputs.items()}, "links": links}
