@@ -1,0 +1,388 @@
+"""The `vdgraph` command line: run, validate, nodes, schema, graph.
+
+Exit codes: 0 success; 1 invalid workflow or failed run; 2 usage error (bad option, bad --set syntax, unknown
+device); 130 cancelled (Ctrl-C). A problem in the user's files or options is printed as a message, never as a
+Python traceback (`--traceback` shows the one of a failing node, for node authors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from vdgraph.context import CancelToken
+from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
+from vdgraph.packs import NODES_PATH_ENV
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A command-line mistake (exit code 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except UsageError as exc:
+        parser.exit(EXIT_USAGE, f"vdgraph: error: {exc}\n")
+    except WorkflowInvalid as exc:
+        _print_problems(exc.problems, getattr(args, "json", False))
+        return EXIT_FAILED
+    except Cancelled as exc:
+        print(f"vdgraph: {exc}; completed nodes stay cached", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("vdgraph: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except NodeRunError as exc:
+        print(f"vdgraph: {exc}", file=sys.stderr)
+        if getattr(args, "traceback", False) and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        else:
+            print("  (completed nodes stay cached; --traceback shows where the node failed)", file=sys.stderr)
+        return EXIT_FAILED
+    except VdgraphError as exc:
+        print(f"vdgraph: {exc}", file=sys.stderr)
+        return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+
+
+def _is_usage(exc: VdgraphError) -> bool:
+    from vdgraph.runtime import DeviceError
+
+    return isinstance(exc, DeviceError)
+
+
+# -- the parser -------------------------------------------------------------------------------------------------
+
+_EXAMPLES = """\
+examples:
+  vdgraph run workflows/hello.json --set name=Ada --output-dir out
+  vdgraph run workflow.json --cache ~/.cache/vdgraph --explain --events events.jsonl
+  vdgraph validate workflows/*.json
+  vdgraph nodes 'core.*'
+  vdgraph schema -o vdgraph.schema.json
+  vdgraph graph workflow.json --format mermaid
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vdgraph", description="Run and check node-graph workflows for video diffusion.", epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    packs = argparse.ArgumentParser(add_help=False)
+    group = packs.add_argument_group("node packs")
+    group.add_argument("--nodes", action="append", default=[], metavar="DIR",
+                       help=f"also load node packs from DIR (repeatable; adds to ./custom_nodes and ${NODES_PATH_ENV})")
+    group.add_argument("--allow-override", action="store_true", default=None,
+                       help="let a later pack replace a node id defined by an earlier one (VDGRAPH_ALLOW_OVERRIDE=1)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_run(commands, packs)
+    _add_validate(commands, packs)
+    _add_nodes(commands, packs)
+    _add_schema(commands, packs)
+    _add_graph(commands)
+    return parser
+
+
+def _command(commands: Any, name: str, parents: list, help: str, epilog: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, parents=parents, help=help, description=help, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_run(commands: Any, packs: argparse.ArgumentParser) -> None:
+    p = _command(commands, "run", [packs], "Validate a workflow, then run what its outputs need.", """\
+examples:
+  vdgraph run workflows/hello.json
+  vdgraph run workflows/hello.json --set name=Ada --set width=640 --output greeting
+  vdgraph run clip.json --device cuda:1 --dtype bfloat16 --cache s3://bucket/vdgraph-cache --explain
+
+Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to stop at once.""")
+    p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
+    _add_set(p)
+    p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
+    p.add_argument("--output-dir", default=".", metavar="DIR", help="where nodes write files (default: .)")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)")
+    p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of tensors and JSON values, reused by "
+                                                         "later runs (any fsspec URL)")
+    p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE")
+    p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
+    p.add_argument("--json", action="store_true", help="print outputs and the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-node lines")
+    p.add_argument("--traceback", action="store_true", help="when a node fails, show its Python traceback")
+    p.set_defaults(command=cmd_run)
+
+
+def _add_validate(commands: Any, packs: argparse.ArgumentParser) -> None:
+    p = _command(commands, "validate", [packs], "Check workflows and report every problem, without running.", """\
+examples:
+  vdgraph validate workflows/*.json
+  vdgraph validate clip.json --set steps=30 --json""")
+    p.add_argument("workflows", nargs="+", metavar="WORKFLOW", help="workflow files (paths or fsspec URLs)")
+    _add_set(p)
+    p.add_argument("--json", action="store_true", help="print the problems as JSON")
+    p.set_defaults(command=cmd_validate)
+
+
+def _add_nodes(commands: Any, packs: argparse.ArgumentParser) -> None:
+    p = _command(commands, "nodes", [packs], "List node types with their ports and docs, and pack problems.", """\
+examples:
+  vdgraph nodes
+  vdgraph nodes 'video.*' --json""")
+    p.add_argument("pattern", nargs="?", help="only node ids matching this glob (or containing this text)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(command=cmd_nodes)
+
+
+def _add_schema(commands: Any, packs: argparse.ArgumentParser) -> None:
+    p = _command(commands, "schema", [packs], "Print the JSON Schema of workflow files, with every node type.", """\
+examples:
+  vdgraph schema -o vdgraph.schema.json     # then add "$schema": "vdgraph.schema.json" to a workflow""")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(command=cmd_schema)
+
+
+def _add_graph(commands: Any) -> None:
+    p = _command(commands, "graph", [], "Print a workflow's DAG as Graphviz dot or Mermaid text.", """\
+examples:
+  vdgraph graph workflows/hello.json | dot -Tsvg > hello.svg
+  vdgraph graph workflows/hello.json --format mermaid""")
+    p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
+    p.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="output format (default: dot)")
+    p.set_defaults(command=cmd_graph)
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
+                   help="set a workflow input, typed by its declaration (repeatable; lists as JSON)")
+
+
+# -- commands ---------------------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vdgraph.display import format_outputs, format_report, value_json
+    from vdgraph.executor import Executor
+    from vdgraph.validate import check
+
+    registry = _registry(args)
+    workflow = _load(args.workflow)
+    inputs, problems = _overrides(workflow, args.assignments)
+    executor = Executor(registry, device=args.device, dtype=args.dtype, cache_dir=args.cache)
+    found, plan = check(workflow, registry, inputs, require_inputs=True)
+    problems += found
+    if plan is None or any(p.severity == "error" for p in problems):
+        raise WorkflowInvalid(problems)
+    if problems and not args.json:
+        _print_problems(problems, False, sys.stderr)
+    token = CancelToken()
+    with _listeners(args) as listeners, _cancel_on_interrupt(token):
+        result = executor.run(plan, outputs=args.output, cancel=token, output_dir=args.output_dir,
+                              explain=args.explain, on_event=_fan_out(listeners))
+    if args.json:
+        print(json.dumps({"outputs": value_json(result.outputs), "seconds": result.seconds,
+                          "report": [r.to_json() for r in result.report]}, indent=2))
+    else:
+        print("outputs:\n" + format_outputs(result.outputs))
+        print("report: " + format_report(result, args.explain))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vdgraph.validate import validate
+
+    registry = _registry(args)
+    results = []
+    for source in args.workflows:
+        try:
+            workflow = _load(source)
+        except WorkflowInvalid as exc:
+            results.append((source, exc.problems))
+            continue
+        inputs, problems = _overrides(workflow, args.assignments, ignore_unknown=len(args.workflows) > 1)
+        problems += validate(workflow, registry, inputs)
+        results.append((source, problems))
+    failed = any(p.severity == "error" for _, problems in results for p in problems)
+    if args.json:
+        print(json.dumps([{"workflow": source, "valid": not any(p.severity == "error" for p in problems),
+                           "problems": [p.to_json() for p in problems]} for source, problems in results], indent=2))
+    else:
+        for source, problems in results:
+            errors = sum(p.severity == "error" for p in problems)
+            warnings = len(problems) - errors
+            status = "invalid" if errors else "ok"
+            print(f"{source}: {status} ({errors} error(s), {warnings} warning(s))")
+            if problems:
+                _print_problems(problems, False, sys.stdout, indent="  ")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from vdgraph.display import format_load_problems, format_node
+
+    registry = _registry(args)
+    pack = _pack_of_pattern(args.pattern)
+    if pack is not None:
+        registry.load_pack(pack)  # `nodes 'core.*'` need not import every installed pack
+    entries = [e for e in registry.entries(load_all=pack is None) if _matches(e.cls.id, args.pattern)]
+    problems = registry.problems(load_all=pack is None)
+    if args.json:
+        print(json.dumps({"nodes": [{**e.cls.describe(), "pack": e.source.name, "source": str(e.source)}
+                                    for e in entries],
+                          "problems": [p.to_json() for p in problems]}, indent=2, default=str))
+        return EXIT_OK
+    print("\n\n".join(format_node(e) for e in entries) if entries else "no node types match")
+    if problems:
+        print("\npack problems:\n" + format_load_problems(problems), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from vdgraph.io import atomic_write
+    from vdgraph.schema import workflow_schema
+
+    text = json.dumps(workflow_schema(_registry(args)), indent=2) + "\n"
+    if args.output:
+        with atomic_write(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from vdgraph.render import to_dot, to_mermaid
+
+    workflow = _load(args.workflow)
+    sys.stdout.write(to_dot(workflow) if args.format == "dot" else to_mermaid(workflow))
+    return EXIT_OK
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+def _registry(args: argparse.Namespace) -> Any:
+    from vdgraph.registry import Registry
+
+    return Registry.discover(folders=args.nodes, allow_override=args.allow_override)
+
+
+def _load(source: str) -> Any:
+    from vdgraph.workflow import WorkflowNotFound, load_workflow
+
+    try:
+        return load_workflow(source)
+    except WorkflowNotFound as exc:
+        raise WorkflowInvalid([Problem("file.unreadable", str(exc), "check the path or URL", file=source)]) from None
+
+
+def _overrides(workflow: Any, assignments: list[str], ignore_unknown: bool = False) -> tuple[dict, list[Problem]]:
+    """Typed values of `--set name=value` options, and the problems of those that do not parse."""
+    from vdgraph.workflow import parse_assignment, parse_override
+
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for text in assignments:
+        try:
+            name, raw = parse_assignment(text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if ignore_unknown and name not in workflow.inputs:
+            continue  # validating several files: an input may belong to only some of them
+        value, problem = parse_override(workflow, name, raw)
+        if problem is None:
+            values[name] = value
+        else:
+            problems.append(problem)
+    return values, problems
+
+
+def _pack_of_pattern(pattern: str | None) -> str | None:
+    """The one pack a node-id pattern can match ('core.*' -> 'core'), or None when it may match any pack."""
+    if not pattern or "." not in pattern:
+        return None
+    head = pattern.split(".", 1)[0]
+    return None if any(c in head for c in "*?[") else head
+
+
+def _matches(node_id: str, pattern: str | None) -> bool:
+    if not pattern:
+        return True
+    return fnmatch.fnmatchcase(node_id, pattern) if any(c in pattern for c in "*?[") else pattern in node_id
+
+
+def _print_problems(problems: list[Problem], as_json: bool, stream: Any = None, indent: str = "") -> None:
+    from vdgraph.display import format_problems
+
+    if as_json:
+        print(json.dumps({"valid": False, "problems": [p.to_json() for p in problems]}, indent=2))
+        return
+    stream = stream or sys.stderr
+    text = format_problems(problems)
+    print("\n".join(indent + line for line in text.splitlines()), file=stream)
+
+
+def _fan_out(listeners: list) -> Any:
+    def emit(event: Any) -> None:
+        for listener in listeners:
+            listener(event)
+
+    return emit
+
+
+@contextlib.contextmanager
+def _listeners(args: argparse.Namespace) -> Iterator[list]:
+    from vdgraph.progress import EventLog, ProgressBars
+
+    listeners: list = []
+    bars = None
+    if not args.quiet and not args.json and sys.stderr.isatty():
+        bars = ProgressBars(sys.stderr)
+        listeners.append(bars)
+    with contextlib.ExitStack() as stack:
+        if args.events:
+            import fsspec
+
+            try:
+                handle = stack.enter_context(fsspec.open(args.events, "w", encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot write events to {args.events!r}: {exc}") from None
+            listeners.append(EventLog(handle))
+        try:
+            yield listeners
+        finally:
+            if bars is not None:
+                bars.close()
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(token: CancelToken) -> Iterator[None]:
+    """First Ctrl-C: cancel at the next step or between nodes. Second: stop immediately."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\nvdgraph: cancelling at the next step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
