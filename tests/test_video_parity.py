@@ -1,0 +1,169 @@
+"""Acceptance: the shipped workflows reproduce diffusers' reference pipelines on tiny random components.
+
+The workflows run through the engine (`vdgraph.Executor`) with `model` set to a tiny saved folder; the reference
+pipelines load the same folder themselves. Frames must match exactly (max abs difference 0), except where a
+case says otherwise and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import video_fixtures
+
+import vdgraph
+from vdgraph.errors import Cancelled
+from vdgraph.events import Progress
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+PROMPT = "a red cat on the mat"
+
+one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
+
+
+@pytest.fixture(scope="module")
+def executor() -> vdgraph.Executor:
+    return vdgraph.Executor(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def folder_2d() -> str:
+    return video_fixtures.tiny_model_folder("2d")
+
+
+@pytest.fixture(scope="module")
+def folder_3d() -> str:
+    return video_fixtures.tiny_model_folder("3d")
+
+
+def reference_zero(frames, steps, t0, t1, mx, my, eta, seed, guidance):
+    pipe = video_fixtures.reference_pipeline("2d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = pipe(prompt=PROMPT, video_length=frames, height=32, width=32, num_inference_steps=steps, t0=t0, t1=t1,
+                   eta=eta, guidance_scale=guidance, motion_field_strength_x=mx, motion_field_strength_y=my,
+                   generator=torch.Generator().manual_seed(seed), output_type="np")
+    return torch.from_numpy(out.images)
+
+
+def zero_inputs(folder, tmp_path, frames, steps, t0, t1, mx, my, eta, seed, guidance, output="out.mp4"):
+    return {"model": folder, "prompt": PROMPT, "frames": frames, "height": 32, "width": 32, "steps": steps,
+            "t0": t0, "t1": t1, "motion_x": float(mx), "motion_y": float(my), "motion_mode": "reference",
+            "alpha_mode": "reference", "eta": eta, "seed": seed, "guidance": guidance,
+            "output": str(tmp_path / output)}
+
+
+ZERO_CASES = [
+    # frames, steps, t0, t1, motion x, motion y, eta, seed, guidance
+    (2, 6, 1, 3, 0, 0, 0.0, 0, 7.5),
+    (3, 8, 2, 4, 12, 12, 0.0, 1, 7.5),
+    (5, 10, 3, 6, 40, -24, 0.0, 2, 3.0),
+    (3, 8, 2, 5, -30, 50, 0.5, 3, 7.5),
+    (5, 6, 0, 2, 12, 12, 1.0, 4, 7.5),
+    (2, 50, 44, 47, 12, 12, 0.0, 5, 7.5),  # the reference's defaults
+]
+
+
+@pytest.mark.parametrize("frames, steps, t0, t1, mx, my, eta, seed, guidance", ZERO_CASES)
+def test_text2video_zero_matches_the_reference_exactly(executor, folder_2d, tmp_path, frames, steps, t0, t1, mx, my,
+                                                       eta, seed, guidance):
+    inputs = zero_inputs(folder_2d, tmp_path, frames, steps, t0, t1, mx, my, eta, seed, guidance)
+    result = executor.run(WORKFLOWS / "text2video_zero.json", inputs, output_dir=str(tmp_path))
+    expected = reference_zero(frames, steps, t0, t1, mx, my, eta, seed, guidance)
+    frames_out = result["frames"]
+    assert frames_out.shape == (frames, 32, 32, 3) and frames_out.dtype == torch.float32
+    assert (frames_out - expected).abs().max().item() == 0.0
+    assert Path(result["video"]).is_file()
+
+
+LONG_CASES = [
+    # frames, chunk_size, decode_chunk, eta, tolerance
+    (7, 4, 8, 0.5, 0.0),  # UNet chunks of 4 with the anchor: bit-identical on this CPU
+    (7, 3, 2, 0.0, 1e-6),  # VAE decode in chunks of 2: its convolutions round differently at batch 2 than 7
+    (9, 8, 8, 0.0, 1e-6),  # 9 frames decode as 8 + 1
+]
+
+
+@pytest.mark.parametrize("frames, chunk_size, decode_chunk, eta, tolerance", LONG_CASES)
+def test_long_workflow_matches_the_unchunked_reference(executor, folder_2d, tmp_path, frames, chunk_size,
+                                                       decode_chunk, eta, tolerance):
+    inputs = zero_inputs(folder_2d, tmp_path, frames, 6, 1, 3, 12, 12, eta, 11, 7.5, output="long.gif")
+    inputs.update(chunk_size=chunk_size, decode_chunk=decode_chunk)
+    result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs, output_dir=str(tmp_path))
+    expected = reference_zero(frames, 6, 1, 3, 12, 12, eta, 11, 7.5)
+    assert (result["frames"] - expected).abs().max().item() <= tolerance
+
+
+THREE_D_CASES = [
+    # frames, steps, eta, guidance, seed
+    (3, 6, 0.0, 9.0, 0),
+    (4, 5, 0.7, 9.0, 1),
+    (2, 4, 0.0, 1.0, 2),  # guidance 1: no classifier-free guidance, as in the reference
+]
+
+
+@pytest.mark.parametrize("frames, steps, eta, guidance, seed", THREE_D_CASES)
+def test_3d_unet_workflow_matches_text_to_video_sd_exactly(executor, folder_3d, tmp_path, frames, steps, eta,
+                                                           guidance, seed):
+    inputs = {"model": folder_3d, "prompt": PROMPT, "frames": frames, "height": 32, "width": 32, "steps": steps,
+              "eta": eta, "guidance": guidance, "seed": seed, "output": str(tmp_path / "out.webm")}
+    result = executor.run(WORKFLOWS / "text2video_3d_unet.json", inputs, output_dir=str(tmp_path))
+    pipe = video_fixtures.reference_pipeline("3d")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = pipe(prompt=PROMPT, num_frames=frames, height=32, width=32, num_inference_steps=steps, eta=eta,
+                   guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np")
+    expected = torch.from_numpy(out.frames[0])
+    assert (result["frames"] - expected).abs().max().item() == 0.0
+
+
+# -- attention patches on failure ------------------------------------------------------------------------------
+
+def _processor_types(unet) -> set[str]:
+    return {type(p).__name__ for p in unet.attn_processors.values()}
+
+
+def test_reference_leaves_the_unet_patched_when_it_raises():
+    pipe = video_fixtures.reference_pipeline("2d")
+    original = pipe.unet.attn_processors
+    assert _processor_types(pipe.unet) == {"AttnProcessor2_0"}
+
+    def fail(step, timestep, latents):
+        raise RuntimeError("interrupted")
+
+    try:
+        with pytest.raises(RuntimeError, match="interrupted"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipe(prompt=PROMPT, video_length=2, height=32, width=32, num_inference_steps=4, t0=0, t1=2,
+                 generator=torch.Generator().manual_seed(0), callback=fail)
+        assert _processor_types(pipe.unet) == {"CrossFrameAttnProcessor2_0"}, "the reference's known flaw"
+    finally:
+        pipe.unet.set_attn_processor(original)  # the shared reference pipeline must stay usable
+
+
+def test_ours_restores_the_unet_when_a_run_is_cancelled_mid_denoise(executor, folder_2d, tmp_path):
+    token = vdgraph.CancelToken()
+    seen = []
+
+    def on_event(event):
+        if isinstance(event, Progress) and event.node == "final" and event.step >= 1:
+            seen.append(event.step)
+            token.cancel()
+
+    inputs = zero_inputs(folder_2d, tmp_path, 3, 8, 2, 4, 12, 12, 0.0, 21, 7.5)
+    with pytest.raises(Cancelled):
+        executor.run(WORKFLOWS / "text2video_zero.json", inputs, cancel=token, on_event=on_event,
+                     output_dir=str(tmp_path))
+    assert seen == [1]
+    # The loaded model is served from the executor's cache: the very module the cancelled denoise had patched.
+    loader = {"vdgraph": 1, "inputs": {"model": {"type": "str"}},
+              "nodes": {"model": {"type": "video.load_model", "in": {"model": "inputs.model"}}},
+              "outputs": {"unet": "model.unet"}}
+    result = executor.run(loader, {"model": folder_2d})
+    assert result.report[0].status == "cached-memory"
+    unet = result["unet"]
+    assert unet.patches == ()
+    assert _processor_types(unet.module) == {"AttnProcessor2_0"}
