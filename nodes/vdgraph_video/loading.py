@@ -60,9 +60,10 @@ def _hub_folder(repo_id: str) -> str:
     try:
         return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
     except Exception as exc:
+        why = (str(exc).strip().splitlines() or [""])[0]
         raise ModelNotFound(
             f"model {repo_id!r} is not in the local Hugging Face cache and could not be downloaded "
-            f"({type(exc).__name__}: {exc}). Download it while online (`hf download {repo_id}`), or pass "
+            f"({type(exc).__name__}: {why}). Download it while online (`hf download {repo_id}`), or pass "
             "the path of a local diffusers-format folder"
         ) from exc
 
@@ -114,7 +115,8 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = ()) -> Iterator[str
 def _check_folder(folder: str) -> None:
     missing = [sub for sub in SUBFOLDERS if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
-        raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing {', '.join(missing)}/")
+        raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
+                            f"{', '.join(m + '/' for m in missing)}")
 
 
 def load_components(folder: str, device: torch.device, dtype: torch.dtype):
