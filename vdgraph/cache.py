@@ -24,7 +24,13 @@ def sizeof(value: Any) -> int:
     many views of it there are. Plain objects are followed through their attributes a few levels deep (a
     pipeline object holding its models must not count as a few hundred bytes).
     """
+    if type(value) is dict and all(type(v) in _PLAIN for v in value.values()):
+        # the common case of small node outputs, without building a sizer
+        return sys.getsizeof(value) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in value.items())
     return _Sizer().size(value, depth=0)
+
+
+_PLAIN = frozenset({int, float, str, bool, type(None)})
 
 
 class _Sizer:

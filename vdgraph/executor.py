@@ -153,6 +153,8 @@ class _Run:
         self.explain = explain
         self.listeners = listeners
         self.workflow_name = plan.workflow.display_name
+        self.workflow_dir = plan.workflow.directory
+        self.cuda = executor.device.type == "cuda"
         self.keys: dict[str, str] = {}
         self.recipes: dict[str, dict] = {}
         self.volatile: set[str] = set()
@@ -261,11 +263,12 @@ class _Run:
         cls = node.cls
         kwargs = self.gather_inputs(node)
         why = reason(self.previous(node.id), self.recipes[node.id], self.volatile) if self.explain else None
-        ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, self.output_dir,
-                         self.plan.workflow.directory, self.emit, self.token)
+        ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, self.output_dir, self.workflow_dir,
+                         self.emit, self.token)
         versions = input_versions(kwargs)
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))
-        peak = _PeakMemory(self.ex.device)
+        if self.cuda:
+            _reset_peak_memory(self.ex.device)
         start = time.perf_counter()
         try:
             outputs = cls.normalise_outputs(cls().run(ctx, **kwargs))
@@ -283,7 +286,7 @@ class _Run:
             error = NodeRunError(node.id, cls.id, message)
             self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
             raise error
-        peak_bytes = peak.read()
+        peak_bytes = _peak_memory(self.ex.device) if self.cuda else None
         self.emit(NodeFinished(node=node.id, node_type=cls.id, seconds=seconds, peak_bytes=peak_bytes))
         self.values[node.id] = outputs
         self.status[node.id] = "ran"
@@ -339,19 +342,14 @@ class _Run:
                 self.values.pop(up, None)
 
 
-class _PeakMemory:
-    """Peak CUDA memory allocated while a node runs; None on other devices, where no cheap measure exists."""
+def _reset_peak_memory(device: Any) -> None:
+    import torch
 
-    def __init__(self, device: Any) -> None:
-        self.device = device if device.type == "cuda" else None
-        if self.device is not None:
-            import torch
+    torch.cuda.reset_peak_memory_stats(device)
 
-            torch.cuda.reset_peak_memory_stats(self.device)
 
-    def read(self) -> int | None:
-        if self.device is None:
-            return None
-        import torch
+def _peak_memory(device: Any) -> int:
+    """Peak CUDA memory allocated since the last reset (no cheap per-node measure exists on other devices)."""
+    import torch
 
-        return int(torch.cuda.max_memory_allocated(self.device))
+    return int(torch.cuda.max_memory_allocated(device))

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 Versions = list[tuple[str, Any, int]]
+_PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # cannot hold a tensor: skipped without a look
 
 
 def input_versions(kwargs: Mapping[str, Any]) -> Versions:
@@ -24,6 +25,8 @@ def input_versions(kwargs: Mapping[str, Any]) -> Versions:
         return []
     out: Versions = []
     for port, value in kwargs.items():
+        if type(value) in _PLAIN:
+            continue
         for tensor in _tensors(value, torch):
             try:
                 out.append((port, tensor, tensor._version))

@@ -15,9 +15,14 @@ from typing import Any
 from vdgraph.plan import LinkRef, NodePlan
 
 
+# one encoder for every key: building a JSONEncoder per call costs more than encoding a small recipe
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            check_circular=False)  # recipes are trees of JSON literals: no cycles possible
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per value: sorted keys, no whitespace, no NaN (which has no JSON spelling)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def digest(value: Any) -> str:

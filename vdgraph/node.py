@@ -22,7 +22,9 @@ A node never mutates the values it receives: it returns new ones (the executor c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -41,13 +43,13 @@ REQUIRED: Any = _Required()
 _ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _PORT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-# (attribute, test, word for messages); module-level so checking a value builds no closures
-_BOUND_TESTS: tuple[tuple[str, Callable[[Any, Any], bool], str], ...] = (
-    ("ge", lambda v, b: v >= b, ">="),
-    ("gt", lambda v, b: v > b, ">"),
-    ("le", lambda v, b: v <= b, "<="),
-    ("lt", lambda v, b: v < b, "<"),
-)
+# bound attribute -> (test, word for messages); module-level so checking a value builds no closures
+_BOUND_TESTS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "ge": (operator.ge, ">="),
+    "gt": (operator.gt, ">"),
+    "le": (operator.le, "<="),
+    "lt": (operator.lt, "<"),
+}
 
 
 def _literal_failure_code(ptype: PortType, value: Any) -> str:
@@ -112,17 +114,19 @@ class Input:
         ok, normalised, why = self.type.check_literal(value)
         if not ok:
             return False, value, _literal_failure_code(self.type, value), why
-        for item in normalised if isinstance(normalised, list) else (normalised,):
-            for bound, passes, word in _BOUND_TESTS:
-                limit = getattr(self, bound)
-                if limit is not None and not passes(item, limit):
-                    return False, normalised, "param.range", f"{item!r} is out of range: must be {word} {limit}"
+        bounds = self.bounds
+        if bounds:
+            for item in normalised if isinstance(normalised, list) else (normalised,):
+                for key, limit in bounds.items():
+                    passes, word = _BOUND_TESTS[key]
+                    if not passes(item, limit):
+                        return False, normalised, "param.range", f"{item!r} is out of range: must be {word} {limit}"
         return True, normalised, "", ""
 
-    @property
+    @functools.cached_property
     def bounds(self) -> dict[str, float]:
-        """The declared numeric bounds (`ge`, `gt`, `le`, `lt`) that are set."""
-        return {key: getattr(self, key) for key, _, _ in _BOUND_TESTS if getattr(self, key) is not None}
+        """The declared numeric bounds (`ge`, `gt`, `le`, `lt`) that are set (computed once: checked often)."""
+        return {key: getattr(self, key) for key in _BOUND_TESTS if getattr(self, key) is not None}
 
     def describe(self) -> dict:
         out: dict[str, Any] = {"name": self.name, "type": self.type.name, "doc": self.doc,
@@ -186,13 +190,13 @@ class Node:
     @classmethod
     def normalise_outputs(cls, result: Any) -> dict[str, Any]:
         """Map what `run` returned to {output name: value}; a bare value is allowed for one output."""
-        names = list(cls.output_map)
-        if isinstance(result, Mapping) and set(result) == set(names):
+        names = cls.output_map.keys()
+        if isinstance(result, Mapping) and result.keys() == names:
             return dict(result)
         if len(names) == 1:
-            return {names[0]: result}
+            return {name: result for name in names}
         got = sorted(result) if isinstance(result, Mapping) else type(result).__name__
-        raise TypeError(f"{cls.id}.run must return a mapping with exactly the outputs {names}, got {got}")
+        raise TypeError(f"{cls.id}.run must return a mapping with exactly the outputs {list(names)}, got {got}")
 
     @classmethod
     def describe(cls) -> dict:

@@ -12,6 +12,7 @@ A node declares a port's type with a plain Python spelling where one exists (`in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from collections.abc import Callable
@@ -186,8 +187,10 @@ CONVERSIONS: dict[tuple[PortType, PortType], Callable[[Any], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def connection(source: PortType, target: PortType) -> Connection | None:
-    """The way `source` connects to `target`, or None when it does not."""
+    """The way `source` connects to `target`, or None when it does not (memoised: types are immutable values
+    and validation asks the same few questions for every link)."""
     if source == target:
         return Connection("exact")
     if target == ANY:

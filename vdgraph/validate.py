@@ -8,6 +8,7 @@ twice through its consequences: a link to a node whose type is unknown is not al
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,7 +123,6 @@ class _Checker:
         self.add(missing.code, missing.message, missing.hint, node_id, None, ("nodes", node_id, "type"))
 
     def check_node(self, node_id: str, spec: NodeSpec, cls: type[Node]) -> None:
-        params: dict[str, Any] = {}
         inputs: dict[str, InputRef] = {}
         links: dict[str, Link] = {}
         for port_name, value in spec.in_.items():
@@ -138,6 +138,13 @@ class _Checker:
                 inputs[port_name] = source
             elif source is not None:
                 links[port_name] = source
+        params = self.check_params(node_id, spec, cls)
+        upstream = {ref.node for link in links.values() for ref in (link if isinstance(link, tuple) else (link,))}
+        self.plans[node_id] = NodePlan(node_id, cls, params, inputs, links, tuple(sorted(upstream)))
+
+    def check_params(self, node_id: str, spec: NodeSpec, cls: type[Node]) -> dict[str, Any]:
+        """The literal value of every port not fed by a link: given in `params`, else the port's default."""
+        params: dict[str, Any] = {}
         for port_name, value in spec.params.items():
             port = self.known_port(node_id, cls, port_name, "params")
             if port is None or port_name in spec.in_:
@@ -148,18 +155,16 @@ class _Checker:
             else:
                 self.add(code, why, _param_hint(code, port), node_id, port_name,
                          ("nodes", node_id, "params", port_name))
-        for port in cls.inputs:
-            name = port.name
-            if name in spec.in_ or name in spec.params:
-                continue
-            if port.required:
+        defaults, required = _defaults(cls)
+        for name, default in defaults.items():
+            if name not in spec.in_ and name not in spec.params:
+                params[name] = default
+        for port in required:
+            if port.name not in spec.in_ and port.name not in spec.params:
                 where = "a link in 'in'" if port.type.link_only else "a link in 'in' or a value in 'params'"
-                self.add("port.missing", f"required input {name!r} ({port.type.name}) is not set",
-                         f"give it {where}", node_id, name, ("nodes", node_id))
-            else:
-                params[name] = None if port.default is REQUIRED else port.default
-        upstream = {ref.node for link in links.values() for ref in (link if isinstance(link, tuple) else (link,))}
-        self.plans[node_id] = NodePlan(node_id, cls, params, inputs, links, tuple(sorted(upstream)))
+                self.add("port.missing", f"required input {port.name!r} ({port.type.name}) is not set",
+                         f"give it {where}", node_id, port.name, ("nodes", node_id))
+        return params
 
     def known_port(self, node_id: str, cls: type[Node], port_name: str, section: str) -> Input | None:
         port = cls.input_map.get(port_name)
@@ -263,9 +268,8 @@ class _Checker:
         graph = nx.DiGraph()
         graph.add_nodes_from(self.workflow.nodes)
         graph.add_edges_from((up, node_id) for node_id, plan in self.plans.items() for up in plan.upstream)
-        position = {node_id: i for i, node_id in enumerate(self.workflow.nodes)}
-        try:  # ties broken by the order in the file, so runs and reports read like the file
-            return list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+        try:  # generation by generation; within one, in the order of the file (nodes were added in that order)
+            return list(nx.topological_sort(graph))
         except nx.NetworkXUnfeasible:
             pass
         for component in nx.strongly_connected_components(graph):
@@ -330,6 +334,15 @@ class _Checker:
                 self.add("node.unreachable", f"no output depends on node {node_id!r}, so it never runs",
                          "link it towards an output, list it in 'outputs', or remove it", node_id, None,
                          ("nodes", node_id), severity="warning")
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(cls: type[Node]) -> tuple[dict[str, Any], tuple[Input, ...]]:
+    """({port: default} of the ports that may be left out (None for optional ones), the required ports).
+
+    Memoised per class: node declarations are immutable once the class statement has run."""
+    defaults = {p.name: (None if p.default is REQUIRED else p.default) for p in cls.inputs if not p.required}
+    return defaults, tuple(p for p in cls.inputs if p.required)
 
 
 def _input_code(code: str) -> str:
