@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -165,3 +166,16 @@ def test_missing_configured_folder_is_reported(tmp_path):
 
 def test_entry_point_packs_are_discovered():
     assert PackSource("core", "entry-point", "vdgraph_core") in Registry.discover(env={}).sources
+
+
+def test_the_documented_custom_pack_works(tmp_path):
+    """The pack in docs/engine.md, copied into ./custom_nodes, runs the documented workflow."""
+    from conftest import REPO
+
+    doc = (REPO / "docs" / "engine.md").read_text()
+    section = doc[doc.index("## Writing a custom node pack"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    flow = section.split("```json\n", 1)[1].split("```", 1)[0]
+    write_pack(tmp_path / "custom_nodes", "textfx", code)
+    registry = Registry.discover(env={}, cwd=tmp_path, entry_points=False)
+    assert Executor(registry, device="cpu").run(json.loads(flow))["shout"] == "HELLO!!!"

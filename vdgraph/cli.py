@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VdgraphError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
         return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+    except OSError as exc:  # an output file that cannot be written, a full disk, an unreachable cache URL
+        print(f"vdgraph: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _is_usage(exc: VdgraphError) -> bool:

@@ -50,8 +50,8 @@ class InputDecl(BaseModel):
     default: Any = Field(None, description="the value used when the run does not set one")
     description: str = ""
     choices: list[Any] | None = Field(None, description="the allowed values (for int and str inputs)")
-    min: float | None = Field(None, description="smallest allowed value (inclusive)")
-    max: float | None = Field(None, description="largest allowed value (inclusive)")
+    min: int | float | None = Field(None, description="smallest allowed value (inclusive)")
+    max: int | float | None = Field(None, description="largest allowed value (inclusive)")
 
     @property
     def has_default(self) -> bool:
