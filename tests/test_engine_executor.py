@@ -301,3 +301,14 @@ def test_explain_across_executors_through_the_disk_cache(registry, tmp_path):
     Executor(registry, device="cpu", cache_dir=str(tmp_path)).run(doc)
     other = Executor(registry, device="cpu", dtype="bfloat16", cache_dir=str(tmp_path))
     assert other.run(doc, explain=True).report[0].reason == "dtype changed float32 -> bfloat16"
+
+
+def test_explain_names_the_changed_item_of_a_gathered_list(executor):
+    def doc(b: int) -> dict:
+        return workflow({"a": {"type": "t.const", "params": {"value": 1}},
+                         "b": {"type": "t.const", "params": {"value": b}},
+                         "t": {"type": "t.total", "in": {"items": ["a.value", "b.value"]}}}, {"t": "t.total"})
+
+    executor.run(doc(1))
+    reasons = {r.id: r.reason for r in executor.run(doc(2), explain=True).report if r.status == "ran"}
+    assert reasons == {"b": "param value changed 1 -> 2", "t": "upstream node b changed"}

@@ -79,3 +79,7 @@ def test_display_name_falls_back_to_the_file_stem(tmp_path):
     path = tmp_path / "my-flow.json"
     path.write_text(json.dumps({**DOC, "name": ""}))
     assert load_workflow(str(path)).display_name == "my-flow"
+
+
+def test_schema_reference_key_is_allowed():
+    assert load_workflow({**DOC, "$schema": "./vdgraph.schema.json"}).load_problems == []

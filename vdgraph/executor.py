@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -80,7 +81,8 @@ class RunResult:
 
 
 class Executor:
-    """Runs workflows repeatedly with one shared cache.
+    """Runs workflows repeatedly with one shared cache (one run at a time; use one executor per thread for
+    parallel runs, or cancel a run from another thread through its CancelToken).
 
     `device` is auto, cpu, cuda or cuda:N; `dtype` defaults to float16 on CUDA and float32 elsewhere; both are
     part of every cache key. `cache_bytes` bounds the memory cache; `cache_dir` (a path or fsspec URL) adds the
@@ -98,6 +100,7 @@ class Executor:
         self.recipes = RecipeMemory(self.disk)
         self.listeners: list[Listener] = [on_event] if on_event is not None else []
         self.runtime = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
+        self._lock = threading.Lock()  # one run at a time per executor: the caches are not shared concurrently
 
     def validate(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> list[Problem]:
         """Every problem of the workflow with these run inputs (missing required inputs included)."""
@@ -127,7 +130,8 @@ class Executor:
             plan = self.plan(workflow, inputs)
         names = _requested(plan, outputs)
         listeners = self.listeners + ([on_event] if on_event is not None else [])
-        return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
+        with self._lock:
+            return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
 
 
 def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:

@@ -103,13 +103,19 @@ def _link_changes(before: dict, now: dict, volatile_upstream: set[str]) -> list[
         elif old_names.get(port, source) != source:
             out.append(f"input {port} is now linked from {source} (was {old_names[port]})")
         elif old_links[port] != link:
-            sources = source if isinstance(source, list) else [source]
-            for upstream in sources:
-                if upstream in volatile_upstream:
-                    out.append(f"upstream node {upstream} is non-deterministic")
-                else:
-                    out.append(f"upstream node {upstream} changed")
+            out += _upstream_changes(old_links[port], link, source, volatile_upstream)
     for port in old_links:
         if port not in now["links"]:
             out.append(f"input {port} is no longer linked")
     return out
+
+
+def _upstream_changes(before: list, now: list, source: str | list[str], volatile_upstream: set[str]) -> list[str]:
+    """Which upstream nodes of one port changed: a single link is [key, output]; a gathered list is a list of
+    those, compared item by item."""
+    if isinstance(source, list):
+        changed = [name for name, old, new in zip(source, before, now) if old != new] or source
+    else:
+        changed = [source]
+    return [f"upstream node {name} is non-deterministic" if name in volatile_upstream
+            else f"upstream node {name} changed" for name in changed]

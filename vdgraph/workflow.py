@@ -220,6 +220,8 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
 
     fields: dict[str, Any] = {"vdgraph": version}
     for key, value in data.items():
+        if key == "$schema":
+            continue  # editors read it (see `vdgraph schema`); the engine does not need it
         if key not in Workflow.model_fields:
             report(f"unknown top-level key {key!r} (known: {', '.join(Workflow.model_fields)})", (key,))
         elif key in ("name", "description"):
