@@ -21,6 +21,7 @@ from typing import Any
 from vdgraph.context import CancelToken
 from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
 from vdgraph.packs import NODES_PATH_ENV
+from vdgraph.runtime import DeviceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -54,16 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except VdgraphError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
-        return EXIT_USAGE if _is_usage(exc) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, DeviceError) else EXIT_FAILED
     except OSError as exc:  # an output file that cannot be written, a full disk, an unreachable cache URL
         print(f"vdgraph: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def _is_usage(exc: VdgraphError) -> bool:
-    from vdgraph.runtime import DeviceError
-
-    return isinstance(exc, DeviceError)
 
 
 # -- the parser -------------------------------------------------------------------------------------------------

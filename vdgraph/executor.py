@@ -163,7 +163,8 @@ class _Run:
         self.recipes: dict[str, dict] = {}
         self.volatile: set[str] = set()
         self.values: dict[str, dict[str, Any]] = {}
-        self.status: dict[str, Status] = {}
+        self.to_run: set[str] = set()
+        self.served: dict[str, Status] = {}  # node id -> where its cached outputs came from
         self.report: list[NodeReport] = []
 
     def emit(self, event: Event) -> None:
@@ -182,7 +183,7 @@ class _Run:
             for node_id in visit:
                 if self.token.cancelled:
                     raise Cancelled(f"cancelled before node {node_id!r}")
-                if self.status[node_id] == "ran":
+                if node_id in self.to_run:
                     self.run_node(self.plan.nodes[node_id])
                     self.release_inputs(self.plan.nodes[node_id], remaining, keep)
                 else:
@@ -235,28 +236,29 @@ class _Run:
         for node_id in reversed(needed):
             if node_id not in demanded:
                 continue
-            cached = None if node_id in self.volatile else self.lookup(node_id)
-            if cached is not None:
+            if node_id not in self.volatile and self.lookup(node_id):
                 continue
-            self.status[node_id] = "ran"
+            self.to_run.add(node_id)
             demanded.update(self.plan.nodes[node_id].upstream)
-        return [node_id for node_id in needed if node_id in self.status]
+        return [node_id for node_id in needed if node_id in self.to_run or node_id in self.served]
 
-    def lookup(self, node_id: str) -> dict[str, Any] | None:
+    def lookup(self, node_id: str) -> bool:
+        """Whether the node's outputs are cached (memory first, then disk); found values join this run's."""
         key = self.keys[node_id]
         value = self.ex.cache.get(key)
         if value is not None:
-            self.status[node_id] = "cached-memory"
+            self.served[node_id] = "cached-memory"
         elif self.ex.disk is not None and (value := self.ex.disk.get(key)) is not None:
             self.ex.cache.put(key, value)
-            self.status[node_id] = "cached-disk"
-        if value is not None:
-            self.values[node_id] = value
-        return value
+            self.served[node_id] = "cached-disk"
+        else:
+            return False
+        self.values[node_id] = value
+        return True
 
     def serve_cached(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
-        status = self.status[node_id]
+        status = self.served[node_id]
         source = "memory" if status == "cached-memory" else "disk"
         self.emit(NodeCached(node=node_id, node_type=node.cls.id, source=source))
         self.report.append(NodeReport(node_id, node.cls.id, status, key=self.keys[node_id]))
@@ -293,7 +295,6 @@ class _Run:
         peak_bytes = _peak_memory(self.ex.device) if self.cuda else None
         self.emit(NodeFinished(node=node.id, node_type=cls.id, seconds=seconds, peak_bytes=peak_bytes))
         self.values[node.id] = outputs
-        self.status[node.id] = "ran"
         self.store(node.id, outputs)
         self.report.append(NodeReport(node.id, cls.id, "ran", seconds, peak_bytes, why, self.keys[node.id]))
 
@@ -333,7 +334,7 @@ class _Run:
     def count_consumers(self, visit: list[str]) -> dict[str, int]:
         remaining: dict[str, int] = {}
         for node_id in visit:
-            if self.status[node_id] == "ran":
+            if node_id in self.to_run:
                 for up in self.plan.nodes[node_id].upstream:
                     remaining[up] = remaining.get(up, 0) + 1
         return remaining

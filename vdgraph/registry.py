@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 from vdgraph.errors import NodeConflictError
 from vdgraph.node import Node
@@ -147,9 +147,6 @@ class Registry:
         entry = self._entries.get(node_id)
         return entry.cls if entry is not None else None
 
-    def entry(self, node_id: str) -> NodeEntry | None:
-        return self._entries.get(node_id) if self.get(node_id) is not None else None
-
     def missing(self, node_id: str) -> Missing:
         """Why `get(node_id)` is None: a clash between packs, a pack that failed to load, or an unknown id."""
         pack = node_id.split(".", 1)[0]
@@ -191,15 +188,6 @@ class Registry:
         if load_all:
             self.load_all()
         return list(self._problems)
-
-    def __contains__(self, node_id: object) -> bool:
-        return isinstance(node_id, str) and self.get(node_id) is not None
-
-    def __iter__(self) -> Iterator[type[Node]]:
-        return iter([e.cls for e in self.entries()])
-
-    def __len__(self) -> int:
-        return len(self.ids())
 
 
 def _check_node_class(node_cls: object) -> None:

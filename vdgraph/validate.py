@@ -90,7 +90,7 @@ class _Checker:
                     self.input_values[name] = value
                 else:
                     self.add(_input_code(code), f"default of workflow input {name!r} is invalid: {why}",
-                             f"{name} is declared as {decl.type}", INPUTS, name, (*path, "default"))
+                             _input_hint(code, port, decl.type), INPUTS, name, (*path, "default"))
 
     def check_run_inputs(self) -> None:
         declared = ", ".join(self.workflow.inputs) or "none"
@@ -108,7 +108,7 @@ class _Checker:
             else:
                 self.input_values.pop(name, None)
                 self.add(_input_code(code), f"value of workflow input {name!r} is invalid: {why}",
-                         f"{name} is declared as {self.workflow.inputs[name].type}", INPUTS, name)
+                         _input_hint(code, port, self.workflow.inputs[name].type), INPUTS, name)
         if self.require_inputs:
             for name, decl in self.workflow.inputs.items():
                 if name in self.input_ports and not decl.has_default and name not in self.run_inputs:
@@ -348,6 +348,10 @@ def _defaults(cls: type[Node]) -> tuple[dict[str, Any], tuple[Input, ...]]:
 def _input_code(code: str) -> str:
     """Problems with workflow input values are `input.type`, except range and choice misses."""
     return "input.type" if code in ("param.type", "param.link-only") else code
+
+
+def _input_hint(code: str, port: Input, declared: str) -> str:
+    return _param_hint(code, port) if code in ("param.range", "param.choice") else f"{port.name} is declared as {declared}"
 
 
 def _param_hint(code: str, port: Input) -> str:
