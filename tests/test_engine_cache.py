@@ -115,6 +115,7 @@ def test_executor_persistent_cache_in_process(registry, tmp_path):
     Executor(registry, device="cpu", cache_dir=str(tmp_path)).run(doc)
     result = Executor(registry, device="cpu", cache_dir=str(tmp_path)).run(doc)
     assert {r.id: r.status for r in result.report} == {"c": "cached-disk", "d": "cached-disk"}
+    assert all(r.seconds > 0 for r in result.report)  # the time spent reading from disk
     assert torch.equal(result["c"], torch.full((3,), 3.0))
 
 

@@ -54,7 +54,7 @@ def format_report(result: RunResult, explain: bool) -> str:
     id_width = max(len(r.id) for r in result.report)
     type_width = max(len(r.type) for r in result.report)
     for r in result.report:
-        timing = f"{r.seconds:8.3f} s" if r.status == "ran" else " " * 10
+        timing = f"{r.seconds:8.3f} s" if r.status != "cached-memory" else " " * 10
         peak = f"  peak {r.peak_bytes / 2**20:,.1f} MiB" if r.peak_bytes is not None else ""
         why = f"  ({r.reason})" if explain and r.reason else ""
         lines.append(f"  {r.id.ljust(id_width)}  {r.type.ljust(type_width)}  {r.status:<13} {timing}{peak}{why}")

@@ -45,7 +45,8 @@ Status = Literal["ran", "cached-memory", "cached-disk"]
 
 @dataclasses.dataclass(frozen=True)
 class NodeReport:
-    """What happened to one node in a run."""
+    """What happened to one node in a run. `seconds` is the node's wall time, or for `cached-disk` the time
+    spent reading its outputs (0 for `cached-memory`)."""
 
     id: str
     type: str
@@ -165,6 +166,7 @@ class _Run:
         self.values: dict[str, dict[str, Any]] = {}
         self.to_run: set[str] = set()
         self.served: dict[str, Status] = {}  # node id -> where its cached outputs came from
+        self.load_seconds: dict[str, float] = {}  # time spent reading disk-cached outputs
         self.report: list[NodeReport] = []
 
     def emit(self, event: Event) -> None:
@@ -248,7 +250,7 @@ class _Run:
         value = self.ex.cache.get(key)
         if value is not None:
             self.served[node_id] = "cached-memory"
-        elif self.ex.disk is not None and (value := self.ex.disk.get(key)) is not None:
+        elif self.ex.disk is not None and (value := self._read_disk(node_id, key)) is not None:
             self.ex.cache.put(key, value)
             self.served[node_id] = "cached-disk"
         else:
@@ -256,12 +258,19 @@ class _Run:
         self.values[node_id] = value
         return True
 
+    def _read_disk(self, node_id: str, key: str) -> dict[str, Any] | None:
+        start = time.perf_counter()
+        value = self.ex.disk.get(key)  # type: ignore[union-attr]
+        self.load_seconds[node_id] = time.perf_counter() - start
+        return value
+
     def serve_cached(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
         status = self.served[node_id]
         source = "memory" if status == "cached-memory" else "disk"
         self.emit(NodeCached(node=node_id, node_type=node.cls.id, source=source))
-        self.report.append(NodeReport(node_id, node.cls.id, status, key=self.keys[node_id]))
+        self.report.append(NodeReport(node_id, node.cls.id, status, self.load_seconds.get(node_id, 0.0),
+                                      key=self.keys[node_id]))
 
     # -- running a node ----------------------------------------------------------------------------------------
 
