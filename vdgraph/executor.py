@@ -33,7 +33,7 @@ from vdgraph.events import (
 )
 from vdgraph.explain import RecipeMemory, reason
 from vdgraph.immutability import changed_inputs, input_versions
-from vdgraph.keys import digest, recipe, recipe_names
+from vdgraph.keys import cache_key, recipe, recipe_names
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.runtime import resolve_device, resolve_dtype
@@ -223,7 +223,7 @@ class _Run:
             fresh = not cls.deterministic or cls.side_effects
             node_nonce = f"{nonce}:{node_id}" if fresh else None
             node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce)
-            self.keys[node_id] = digest(node_recipe)
+            self.keys[node_id] = cache_key(node_recipe)
             if fresh:
                 node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
                                            else "non-deterministic: runs every time")

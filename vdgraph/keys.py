@@ -29,6 +29,13 @@ def digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
+def cache_key(node_recipe: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of the recipe as a tuple (type, version, params, inputs, links, runtime,
+    nonce): positional, so only the small inner mappings need their keys sorted."""
+    return digest([node_recipe["type"], node_recipe["version"], node_recipe["params"], node_recipe["inputs"],
+                   node_recipe["links"], node_recipe["runtime"], node_recipe.get("nonce")])
+
+
 def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, str], runtime: Mapping[str, str],
            nonce: str | None = None) -> dict[str, Any]:
     """The node's recipe. Node ids and input names are kept only under "names" (for `--explain`): the key

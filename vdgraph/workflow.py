@@ -12,6 +12,7 @@ the node types (ports, links, literal values) is `vdgraph.validate`'s job.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -249,24 +250,30 @@ _SCHEMA_HINT = "`vdgraph schema` prints the JSON Schema of the workflow format"
 
 
 def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel], report, broken: set[str]) -> dict:
-    """Validate each entry of `inputs` or `nodes` on its own, so one bad entry hides nothing else."""
+    """Validate the entries of `inputs` or `nodes`: all at once when they are fine (one call into pydantic's
+    core), else one by one, so one bad entry hides nothing else."""
     raw = data.get(section, {})
     if not isinstance(raw, Mapping):
         report(f"{section!r} must be an object of name -> declaration, got {_kind(raw)}", (section,))
         return {}
-    parsed = {}
-    for name, entry in raw.items():
-        node = name if section == "nodes" else INPUTS
-        port = None if section == "nodes" else name
-        if section == "nodes" and (not NAME.match(name) or name == INPUTS):
+    entries = dict(raw)
+    if section == "nodes":
+        for name in [n for n in entries if not NAME.match(n) or n == INPUTS]:
             reason = "is reserved for the workflow's inputs" if name == INPUTS else (
                 "must start with a letter or underscore and hold only letters, digits, '_' and '-'")
             report(f"node id {name!r} {reason}", (section, name), node=name)
             broken.add(name)
-            continue
+            del entries[name]
+    try:
+        return _section_adapter(model).validate_python(entries)
+    except pydantic.ValidationError:
+        pass
+    parsed = {}
+    for name, entry in entries.items():
         try:
             parsed[name] = model.model_validate(entry)
         except pydantic.ValidationError as exc:
+            node, port = (name, None) if section == "nodes" else (INPUTS, name)
             for error in exc.errors():
                 where = ".".join(str(p) for p in error["loc"])
                 message = error["msg"] if not where else f"{where}: {error['msg']}"
@@ -276,6 +283,11 @@ def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel]
             if section == "nodes":
                 broken.add(name)
     return parsed
+
+
+@functools.cache
+def _section_adapter(model: type[BaseModel]) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(dict[str, model])  # type: ignore[valid-type]
 
 
 def _aliases(model: type[BaseModel]) -> list[str]:
