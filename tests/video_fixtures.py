@@ -61,12 +61,41 @@ def write_tiny_tokenizer(folder: str) -> None:
         json.dump(config, f)
 
 
-def build_components(kind: str = "2d", seed: int = 0) -> dict:
-    """The tiny modules, seeded (every module is initialised right after a fresh manual_seed)."""
+# A bigger random model for benchmarks: 64x64 images, a 4x VAE (16x16x4 latents), three UNet levels.
+SMALL = {"unet": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "norm_num_groups": 16,
+                  "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                  "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                  "attention_head_dim": 8, "sample_size": 16},
+         "vae": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
+                 "down_block_types": ("DownEncoderBlock2D",) * 3, "up_block_types": ("UpDecoderBlock2D",) * 3,
+                 "sample_size": 64},
+         "text_width": 64}
+
+
+def build_components(kind: str = "2d", seed: int = 0, size: str = "tiny") -> dict:
+    """The modules, seeded (every module is initialised right after a fresh manual_seed); size "tiny" (tests)
+    or "small" (benchmarks, 2-D only)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
+    if size == "small":
+        assert kind == "2d", "the small benchmark model is a 2-D UNet"
+        unet = UNet2DConditionModel(in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+                                    cross_attention_dim=SMALL["text_width"], **SMALL["unet"])
+        torch.manual_seed(seed + 1)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, **SMALL["vae"])
+        torch.manual_seed(seed + 2)
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=600, hidden_size=SMALL["text_width"], intermediate_size=128, num_attention_heads=4,
+            num_hidden_layers=2, max_position_embeddings=77, bos_token_id=598, eos_token_id=599, pad_token_id=599,
+            projection_dim=SMALL["text_width"],
+        ))
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        for module in (unet, vae, text_encoder):
+            module.eval().requires_grad_(False)
+        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
     if kind == "2d":
         unet = UNet2DConditionModel(
             sample_size=IMAGE_SIZE // 2, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
@@ -110,9 +139,9 @@ def build_components(kind: str = "2d", seed: int = 0) -> dict:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
 
 
-def save_tiny_model(folder: str, kind: str = "2d", seed: int = 0) -> str:
-    """Write a diffusers-format folder with the tiny components (safetensors weights); returns the folder."""
-    parts = build_components(kind, seed)
+def save_tiny_model(folder: str, kind: str = "2d", seed: int = 0, size: str = "tiny") -> str:
+    """Write a diffusers-format folder with the tiny (or small) components (safetensors weights); returns it."""
+    parts = build_components(kind, seed, size)
     os.makedirs(folder, exist_ok=True)
     parts["unet"].save_pretrained(os.path.join(folder, "unet"), safe_serialization=True)
     parts["vae"].save_pretrained(os.path.join(folder, "vae"), safe_serialization=True)

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import torch
 
+# Per loaded module, facts that never change after loading (modules are not mutated), computed once.
+_NBYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ATTENTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def module_nbytes(module: torch.nn.Module) -> int:
-    """Bytes held by a module's parameters and buffers."""
-    tensors = list(module.parameters()) + list(module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes held by a module's parameters and buffers (cached per module)."""
+    if module not in _NBYTES:
+        tensors = list(module.parameters()) + list(module.buffers())
+        _NBYTES[module] = sum(t.numel() * t.element_size() for t in tensors)
+    return _NBYTES[module]
+
+
+def attention_layers(module: torch.nn.Module) -> dict[str, Any]:
+    """{processor name (as in diffusers' `attn_processors`): attention layer} of a model, cached per module."""
+    if module not in _ATTENTION:
+        _ATTENTION[module] = {f"{name}.processor": sub for name, sub in module.named_modules()
+                              if name and hasattr(sub, "get_processor") and hasattr(sub, "set_processor")}
+    return _ATTENTION[module]
 
 
 def tensor_nbytes(*tensors: torch.Tensor | None) -> int:
@@ -56,19 +71,28 @@ class UNetHandle:
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[torch.nn.Module]:
-        """Install the patches' attention processors; the saved ones are restored in `finally`, even on error."""
+        """Install the patches' attention processors; the saved ones are restored in `finally`, even on error.
+
+        Works on the attention layers directly (what diffusers' set_attn_processor does, without walking the
+        whole module tree on every call).
+        """
         if not self.patches:
             yield self.module
             return
-        saved = dict(self.module.attn_processors)
+        layers = attention_layers(self.module)
+        saved = {name: layer.processor for name, layer in layers.items()}
         wanted: dict[str, Any] = dict(saved)
         for patch in self.patches:
             wanted = patch.processors(self.module, wanted)
         try:
-            self.module.set_attn_processor(wanted)
+            for name, layer in layers.items():
+                if wanted[name] is not saved[name]:
+                    layer.set_processor(wanted[name])
             yield self.module
         finally:
-            self.module.set_attn_processor(saved)
+            for name, layer in layers.items():
+                if layer.processor is not saved[name]:
+                    layer.set_processor(saved[name])
 
     def __vdgraph_nbytes__(self) -> int:
         return module_nbytes(self.module)

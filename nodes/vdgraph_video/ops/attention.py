@@ -16,6 +16,7 @@ name contains "Temporal" or "Motion") are left alone: they attend over frames al
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -114,9 +115,15 @@ class CrossFrameAttnProcessor:
         return attn.to_out[1](out)
 
 
-def _temporal_prefixes(module: torch.nn.Module) -> list[str]:
-    return [name for name, sub in module.named_modules()
-            if name and ("Temporal" in type(sub).__name__ or "Motion" in type(sub).__name__)]
+_TEMPORAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _temporal_prefixes(module: torch.nn.Module) -> tuple[str, ...]:
+    """Names of the temporal submodules (cached per module: loaded modules never change)."""
+    if module not in _TEMPORAL:
+        _TEMPORAL[module] = tuple(name for name, sub in module.named_modules()
+                                  if name and ("Temporal" in type(sub).__name__ or "Motion" in type(sub).__name__))
+    return _TEMPORAL[module]
 
 
 @dataclasses.dataclass(frozen=True)
