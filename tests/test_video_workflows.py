@@ -72,3 +72,23 @@ def test_long_workflow_bounds_the_unet_batch_by_the_chunk_size(executor, tmp_pat
     assert result["frames"].shape == (10, 32, 32, 3)
     assert max(batches) == 2 * 3, "CFG halves x (anchor + 2 frames)"
     assert Path(result["video"]).is_file()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_runs_give_float32_frames_close_to_fp32(tmp_path, dtype):
+    inputs = small_inputs(tmp_path, steps=4, t0=1, t1=2)
+    full = vdgraph.Executor(device="cpu").run(WORKFLOWS / "text2video_zero.json", inputs, outputs=["frames"])
+    half = vdgraph.Executor(device="cpu", dtype=dtype).run(WORKFLOWS / "text2video_zero.json", inputs,
+                                                           outputs=["frames", "latents"])
+    assert half["latents"].dtype == getattr(torch, dtype)
+    assert half["frames"].dtype == torch.float32 and torch.isfinite(half["frames"]).all()
+    assert (half["frames"] - full["frames"]).abs().mean().item() < 0.02
+
+
+def test_docs_describe_every_node_and_workflow():
+    import vdgraph_video
+
+    doc = (WORKFLOWS.parent / "docs" / "video.md").read_text()
+    missing = [cls.id for cls in vdgraph_video.NODES if f"`{cls.id}`" not in doc]
+    missing += [name for name in SHIPPED if f"{name}.json" not in doc]
+    assert not missing, f"docs/video.md does not cover {missing}"

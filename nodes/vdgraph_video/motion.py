@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from vdgraph.node import Input, Node, Output
@@ -11,19 +9,7 @@ from vdgraph.node import Input, Node, Output
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.ops.motion import MotionMode, warp_translation
 from vdgraph_video.types import FLOW, LATENTS
-
-
-@dataclasses.dataclass(frozen=True)
-class TranslationFlow:
-    """A global translation per frame: frame k moves by (strength_x, strength_y) * frame_ids[k]."""
-
-    frame_ids: tuple[int, ...]
-    strength_x: float
-    strength_y: float
-    mode: MotionMode
-
-    def __vdgraph_nbytes__(self) -> int:
-        return 64 + 8 * len(self.frame_ids)
+from vdgraph_video.values import TranslationFlow
 
 
 class TranslationFlowNode(Node):

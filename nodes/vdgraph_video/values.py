@@ -159,6 +159,20 @@ class Conditioning:
         return tensor_nbytes(self.cond, self.uncond)
 
 
+@dataclasses.dataclass(frozen=True)
+class TranslationFlow:
+    """A global translation per frame: frame k moves by (strength_x, strength_y) * frame_ids[k]; `mode` is
+    "reference" or "resolution_aware" (see `vdgraph_video.ops.motion`)."""
+
+    frame_ids: tuple[int, ...]
+    strength_x: float
+    strength_y: float
+    mode: str
+
+    def __vdgraph_nbytes__(self) -> int:
+        return 64 + 8 * len(self.frame_ids)
+
+
 def generator_from_state(state: torch.Tensor) -> torch.Generator:
     """A fresh CPU generator positioned at `state` (the RNG value itself is not touched)."""
     generator = torch.Generator(device="cpu")
