@@ -121,6 +121,17 @@ def test_loader_rejects_unknown_names_and_incomplete_folders(tmp_path):
         call(vdgraph_video.LoadModel, model=str(tmp_path))
 
 
+def test_loader_reads_a_weights_variant(tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(video_fixtures.tiny_model_folder("2d"), folder)
+    for f in list(folder.glob("*/*.safetensors")):
+        f.rename(f.with_name(f.name.replace(".safetensors", ".fp16.safetensors")))
+    out = call(vdgraph_video.LoadModel, model=str(folder), variant="fp16")
+    assert out["unet"].in_channels == 4
+
+
 def test_loader_only_reads_safetensors(tmp_path):
     import shutil
 

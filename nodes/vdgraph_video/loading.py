@@ -47,18 +47,20 @@ def _builtin_path(name: str) -> str | None:
     return os.fspath(path)
 
 
-def _hub_folder(repo_id: str) -> str:
+def _hub_folder(repo_id: str, variant: str = "") -> str:
     """The local snapshot of a hub model: from the cache if present, else downloaded (when online)."""
+    patterns = HUB_PATTERNS if not variant else [p for p in HUB_PATTERNS if not p.endswith(".safetensors")] + [
+        f"*/*.{variant}.safetensors"]
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub comes with diffusers
         raise ModelNotFound(f"{repo_id!r} looks like a hub id but huggingface_hub is not installed") from exc
     try:
-        return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=True)
+        return snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
     except Exception:
         pass
     try:
-        return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS)
+        return snapshot_download(repo_id, allow_patterns=patterns)
     except Exception as exc:
         why = (str(exc).strip().splitlines() or [""])[0]
         raise ModelNotFound(
@@ -69,7 +71,7 @@ def _hub_folder(repo_id: str) -> str:
 
 
 @contextlib.contextmanager
-def resolve_model(model: str, search_dirs: tuple[str, ...] = ()) -> Iterator[str]:
+def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = "") -> Iterator[str]:
     """A local folder for `model`; remote (fsspec) folders are copied to a temporary folder removed afterwards.
 
     Order: an existing local folder (as given, then relative to each of `search_dirs`); a URL with a protocol;
@@ -103,7 +105,7 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = ()) -> Iterator[str
         yield builtin
         return
     if HUB_ID.match(model) and not os.path.exists(model):
-        yield _hub_folder(model)
+        yield _hub_folder(model, variant)
         return
     known = ", ".join(sorted(builtin_models())) or "none installed"
     raise ModelNotFound(
@@ -119,9 +121,10 @@ def _check_folder(folder: str) -> None:
                             f"{', '.join(m + '/' for m in missing)}")
 
 
-def load_components(folder: str, device: torch.device, dtype: torch.dtype):
+def load_components(folder: str, device: torch.device, dtype: torch.dtype, variant: str = ""):
     """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) from a diffusers-format folder.
 
+    `variant` picks weight files named like `diffusion_pytorch_model.<variant>.safetensors` ("" the plain ones).
     The UNet class comes from unet/config.json's `_class_name` (UNet2DConditionModel or UNet3DConditionModel).
     Modules are put in eval mode with requires_grad off, on `device` in `dtype`; nothing mutates them later.
     """
@@ -134,11 +137,10 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype):
     if unet_class not in ("UNet2DConditionModel", "UNet3DConditionModel"):
         raise ModelNotFound(f"unsupported UNet class {unet_class!r}: expected UNet2DConditionModel or "
                             "UNet3DConditionModel")
-    unet = getattr(diffusers, unet_class).from_pretrained(folder, subfolder="unet", use_safetensors=True,
-                                                          torch_dtype=dtype)
-    vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True, torch_dtype=dtype)
-    text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), use_safetensors=True,
-                                                 dtype=dtype)
+    weights = {"use_safetensors": True, "variant": variant or None}
+    unet = getattr(diffusers, unet_class).from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **weights)
+    vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **weights)
+    text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), dtype=dtype, **weights)
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
     with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
         scheduler_config = json.load(f)

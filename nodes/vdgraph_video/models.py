@@ -24,6 +24,7 @@ class LoadModel(Node):
     category = "model"
     inputs = [
         Input("model", str, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
+        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
     ]
     outputs = [
         Output("unet", UNET, doc="the denoising UNet (2-D or 3-D)"),
@@ -32,8 +33,8 @@ class LoadModel(Node):
         Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
     ]
 
-    def run(self, ctx, model):
+    def run(self, ctx, model, variant):
         search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
-        with resolve_model(model, search) as folder:
-            unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype)
+        with resolve_model(model, search, variant) as folder:
+            unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype, variant)
         return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}
