@@ -41,7 +41,7 @@ class WriteVideo(Node):
     id = "video.write_video"
     version = 1
     category = "output"
-    deterministic = False
+    side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Input("path", str, default="video.mp4", doc="target file or folder (local path or fsspec URL)"),
@@ -61,7 +61,7 @@ class ContactSheet(Node):
     id = "video.contact_sheet"
     version = 1
     category = "output"
-    deterministic = False
+    side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Input("path", str, default="contact_sheet.png", doc="target PNG (local path or fsspec URL)"),
