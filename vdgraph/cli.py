@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import fnmatch
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from vdgraph.packs import NODES_PATH_ENV
 from vdgraph.runtime import DeviceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away (`| head`)
 
 
 class UsageError(Exception):
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VdgraphError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, DeviceError) else EXIT_FAILED
+    except BrokenPipeError:  # the reader of our output closed it: stop quietly, like other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # an output file that cannot be written, a full disk, an unreachable cache URL
         print(f"vdgraph: {exc}", file=sys.stderr)
         return EXIT_FAILED
