@@ -107,5 +107,6 @@ def test_contact_sheet_lays_frames_out_in_a_grid(tmp_path):
 
 
 def test_writer_and_sheet_are_side_effects():
-    assert vdgraph_video.WriteVideo.deterministic is False
-    assert vdgraph_video.ContactSheet.deterministic is False
+    for writer in (vdgraph_video.WriteVideo, vdgraph_video.ContactSheet):
+        assert writer.side_effects is True, "file writers run every time (their file may be gone)"
+        assert writer.deterministic is True, "their output (the path) is a function of their inputs"
