@@ -53,7 +53,7 @@ def zero_inputs(folder, tmp_path, frames, steps, t0, t1, mx, my, eta, seed, guid
     return {"model": folder, "prompt": PROMPT, "frames": frames, "height": 32, "width": 32, "steps": steps,
             "t0": t0, "t1": t1, "motion_x": float(mx), "motion_y": float(my), "motion_mode": "reference",
             "alpha_mode": "reference", "eta": eta, "seed": seed, "guidance": guidance,
-            "output": str(tmp_path / output)}
+            "output": str(tmp_path / output), "contact_sheet": str(tmp_path / "sheet.png")}
 
 
 ZERO_CASES = [

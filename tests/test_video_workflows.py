@@ -23,7 +23,8 @@ def executor() -> vdgraph.Executor:
 
 def small_inputs(tmp_path, **extra):
     inputs = {"model": video_fixtures.tiny_model_folder("2d"), "prompt": "a red cat", "frames": 3, "height": 32,
-              "width": 32, "steps": 6, "t0": 1, "t1": 3, "output": str(tmp_path / "clip.mp4")}
+              "width": 32, "steps": 6, "t0": 1, "t1": 3, "output": str(tmp_path / "clip.mp4"),
+              "contact_sheet": str(tmp_path / "sheet.png")}
     inputs.update(extra)
     return inputs
 
