@@ -109,7 +109,8 @@ THREE_D_CASES = [
 def test_3d_unet_workflow_matches_text_to_video_sd_exactly(executor, folder_3d, tmp_path, frames, steps, eta,
                                                            guidance, seed):
     inputs = {"model": folder_3d, "prompt": PROMPT, "frames": frames, "height": 32, "width": 32, "steps": steps,
-              "eta": eta, "guidance": guidance, "seed": seed, "output": str(tmp_path / "out.webm")}
+              "eta": eta, "guidance": guidance, "seed": seed, "output": str(tmp_path / "out.webm"),
+              "contact_sheet": str(tmp_path / "sheet.png")}
     result = executor.run(WORKFLOWS / "text2video_3d_unet.json", inputs, output_dir=str(tmp_path))
     pipe = video_fixtures.reference_pipeline("3d")
     with warnings.catch_warnings():
