@@ -117,6 +117,9 @@ Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to
     p.add_argument("--output-dir", default=".", metavar="DIR", help="where nodes write files (default: .)")
     p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's own choice; 1 is fastest for small models on a "
+                        "busy machine, where more threads contend with other jobs)")
     p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of tensors and JSON values, reused by "
                                                          "later runs (any fsspec URL)")
     p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE")
@@ -181,6 +184,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     workflow = _load(args.workflow)
     inputs, problems = _overrides(workflow, args.assignments)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool
     executor = Executor(registry, device=args.device, dtype=args.dtype, cache_dir=args.cache)
     found, plan = check(workflow, registry, inputs, require_inputs=True)
     problems += found

@@ -33,6 +33,21 @@ class ModelNotFound(LookupError):
     pass
 
 
+@contextlib.contextmanager
+def _no_transformers_progress_bar() -> Iterator[None]:
+    """transformers 5 draws a "Loading weights" bar for every local load, which only clutters a run's output;
+    switched off for the load and restored afterwards (vdgraph reports progress itself)."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def builtin_models() -> dict[str, object]:
     """Built-in model names -> entry points (group `vdgraph.models`)."""
     return {ep.name: ep for ep in entry_points(group=MODEL_GROUP)}
@@ -140,7 +155,8 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
     weights = {"use_safetensors": True, "variant": variant or None}
     unet = getattr(diffusers, unet_class).from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **weights)
     vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **weights)
-    text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), dtype=dtype, **weights)
+    with _no_transformers_progress_bar():
+        text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), dtype=dtype, **weights)
     tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
     with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
         scheduler_config = json.load(f)
