@@ -2,7 +2,7 @@
 
 The central claim: the inflated 3-D UNet on (B, C, F, h, w) latents equals the 2-D UNet on the F frames folded into
 its batch, because every spatial weight is copied and every temporal layer is an exact identity. Checked on small
-random 2-D UNets (here) and on the shipped shapes-64 (skipped until `nodes/vdgraph_shapes/model/` exists).
+random 2-D UNets (here) and on the shipped shapes-64.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from vdgraph_shapes.inflate import InflateError, inflate_unet, temporal_output_l
 REPO = pathlib.Path(__file__).resolve().parent.parent
 WORKFLOW = REPO / "workflows" / "text2video_3d_unet.json"
 SHIPPED = models.MODEL_DIR
-needs_shipped_model = pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(),
-                                         reason="shapes-64 is not trained yet (nodes/vdgraph_shapes/model/ is missing)")
 TOLERANCE = 1e-5  # float rounding only: 1x1-conv vs linear projections, other batch sizes
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
@@ -179,7 +177,6 @@ def test_a_text_time_embedding_is_refused_unless_folded_and_folding_is_exact_for
     assert per_frame_difference(unet2d, unet3d, other) > 1e-3, "and that term does matter for other prompts"
 
 
-@needs_shipped_model
 def test_shipped_shapes_64_inflates_exactly():
     unet2d, embeds = uncond_embeds(SHIPPED, ("", "a red circle on a blue background"))
     unet3d = inflate_unet(unet2d, text_time_embedding=inflate.text_time_embedding_of(
@@ -317,7 +314,6 @@ def test_workflow_runs_on_shapes_64_3d_built_from_the_shapes_architecture(shapes
     assert pathlib.Path(result["video"]).stat().st_size > 0
 
 
-@needs_shipped_model
 def test_workflow_runs_on_the_shipped_shapes_64_3d(tmp_path, monkeypatch):
     monkeypatch.setenv("VDGRAPH_CACHE_DIR", str(tmp_path / "cache"))
     result = _run_short(tmp_path)
