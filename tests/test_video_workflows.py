@@ -40,7 +40,7 @@ def test_zero_workflows_default_to_the_builtin_shapes_model():
         assert workflow.inputs["model"].default == "shapes-64"
         assert workflow.inputs["motion_mode"].default == "resolution_aware"
         assert (workflow.inputs["height"].default, workflow.inputs["steps"].default) == (64, 20)
-        assert (workflow.inputs["t0"].default, workflow.inputs["t1"].default) == (14, 17)
+        assert (workflow.inputs["t0"].default, workflow.inputs["t1"].default) == (8, 10)
 
 
 def test_bad_inputs_are_reported_before_anything_runs(executor, tmp_path):
