@@ -164,7 +164,7 @@ def load_reference_pipeline(folder: str):
     """The diffusers reference pipeline for a saved tiny folder, loaded component by component from disk."""
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, TextToVideoZeroPipeline
     from diffusers import UNet2DConditionModel, UNet3DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import AutoTokenizer, CLIPTextModel
 
     with open(os.path.join(folder, "unet", "config.json")) as f:
         unet_class = json.load(f)["_class_name"]
@@ -172,7 +172,9 @@ def load_reference_pipeline(folder: str):
     unet = unet_type.from_pretrained(folder, subfolder="unet", use_safetensors=True).eval()
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True).eval()
     text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), use_safetensors=True).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
+    # AutoTokenizer takes the class the folder declares (shapes-64 ships a word-level tokenizer, not CLIP's BPE),
+    # as diffusers' own from_pretrained does; forcing CLIPTokenizer would encode a different prompt.
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
     scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
     if unet_type is UNet3DConditionModel:
         return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
