@@ -2,10 +2,11 @@
 
     python -m vdgraph_shapes.train --out DIR [--seed 0] [--vae-steps N] [--unet-steps N] ...
 
-Stages (all seeded): render a dataset -> train a tiny AutoencoderKL -> encode the dataset to latents and set the
-VAE's scaling_factor from their std -> train a tiny CLIP text encoder and a small UNet jointly on the latents
-(v-prediction on a cosine schedule, min-SNR weighting, 10% caption dropout for classifier-free guidance, EMA) -> save a
-StableDiffusionPipeline folder (safetensors only). Why this shape: it is the smallest thing that loads in the
+Stages (all seeded): render a dataset -> train a tiny AutoencoderKL whose latent space is a 16x16 colour
+thumbnail plus a shape-class map (see latent_targets) -> set the VAE's scaling_factor from the latents' std ->
+train a tiny CLIP text encoder and a small UNet jointly on those latents (v-prediction on a cosine schedule,
+shape-weighted loss, 10% caption dropout for classifier-free guidance, EMA) -> save a StableDiffusionPipeline
+folder (safetensors only). Why this shape: it is the smallest thing that loads in the
 stock diffusers pipelines (StableDiffusionPipeline, TextToVideoZeroPipeline) so the engine's video nodes can be
 tested end to end on CPU with a model whose outputs a classic judge can score.
 """
@@ -36,7 +37,7 @@ from vdgraph_shapes.components import (
     build_unet,
     build_vae,
 )
-from vdgraph_shapes.world import Scene, caption, render, sample_scene
+from vdgraph_shapes.world import Scene, caption, render, sample_scene, shape_coverage
 
 Log = Callable[[str], None]
 
@@ -60,6 +61,32 @@ def to_model_space(images: np.ndarray) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
+def foreground_weights(images: np.ndarray, weight: float) -> torch.Tensor:
+    """Per-latent-pixel loss weights (N, 1, 16, 16): 1 on background, 1 + weight on and around the shape.
+
+    Why: the shape's class changes only a few latent pixels (a 20 px square and circle differ in four corner
+    latents), so under a plain per-pixel loss the prompt's shape word carries almost no gradient and the model
+    drew the same blob for every shape. Up-weighting the shape region amplifies exactly that signal.
+    """
+    x = torch.from_numpy(images).float()  # (N, H, W, 3)
+    shape_px = ((x - x[:, :1, :1, :]).abs().amax(dim=3) > 24).float()[:, None]  # (N, 1, H, W) differs from corner
+    latent = F.max_pool2d(shape_px, VAE_REDUCTION)  # (N, 1, 16, 16) any shape pixel in the 4x4 patch
+    grown = F.max_pool2d(latent, 3, stride=1, padding=1)  # (N, 1, 16, 16) plus a one-latent border
+    return 1.0 + weight * grown
+
+
+def sample_timesteps(n: int, total: int, focus: tuple[int, int], focus_prob: float, gen: torch.Generator) -> torch.Tensor:
+    """(n,) timesteps: uniform over [0, total) mixed with uniform over `focus` (with probability focus_prob).
+
+    Why: the prompt decides the shape's class in a narrow band of noise levels (the position is already fixed
+    but the corners are not yet visible), so that band gets extra samples.
+    """
+    uniform = torch.randint(0, total, (n,), generator=gen)
+    focused = torch.randint(focus[0], focus[1], (n,), generator=gen)
+    pick = torch.rand(n, generator=gen) < focus_prob
+    return torch.where(pick, focused, uniform)
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     """Linear warmup then cosine decay to 10% of the peak."""
     if step < warmup:
@@ -68,25 +95,69 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+SHAPE_CODES: dict[str, float] = {"circle": -1.0, "triangle": 0.0, "square": 1.0}
+"""Value of latent channel 3 inside a shape of each class (times its coverage); 0 on the background."""
+
+
+def latent_targets(images: np.ndarray, scenes: list[Scene]) -> torch.Tensor:
+    """What the encoder's latent (N, 4, 16, 16) is pulled towards: a colour thumbnail and a shape-class map.
+
+    Channels 0..2: the image average-pooled 4x4 (in [-1, 1]). Channel 3: SHAPE_CODES[shape] x the shape's
+    coverage pooled 4x4. Why: colours were learnt by the UNet within ~1000 steps because they are region-constant
+    values in this latent space, while the shape class, which only bent a few edge latents, was not learnt at
+    all (every prompt gave the same blob). Writing the class as a region-constant value makes it as easy as a
+    colour, and the decoder (trained to be robust, see train_vae) turns a blob with a class value into the
+    crisp shape.
+    """
+    assert len(images) == len(scenes), f"{len(images)} images vs {len(scenes)} scenes"
+    thumb = F.avg_pool2d(to_model_space(images), VAE_REDUCTION)  # (N, 3, 16, 16)
+    cover = np.stack([SHAPE_CODES[s.shape] * shape_coverage(s.shape, s.x, s.y, s.size) for s in scenes])  # (N, H, W)
+    code = F.avg_pool2d(torch.from_numpy(cover)[:, None], VAE_REDUCTION)  # (N, 1, 16, 16)
+    return torch.cat([thumb, code], dim=1)
+
+
+def perturb_latents(z: torch.Tensor, prob: float, low: float, white: float, gen: torch.Generator) -> torch.Tensor:
+    """Randomly disturb latents (B, 4, 16, 16), per sample with `prob`: a random blur towards the 3x3 mean,
+    smooth (8x8 upsampled) noise of amplitude up to `low` and white noise up to `white`.
+
+    Why: the UNet's samples are never exactly on the latent manifold (its shapes come out as rounded blobs);
+    a decoder trained to map blurred, disturbed latents back to the clean image draws crisp shapes.
+    """
+    b = z.shape[0]
+    alpha = torch.rand((b, 1, 1, 1), generator=gen)
+    blurred = (1 - alpha) * z + alpha * F.avg_pool2d(z, 3, stride=1, padding=1, count_include_pad=False)
+    smooth = F.interpolate(torch.randn((b, z.shape[1], 8, 8), generator=gen), size=z.shape[2:], mode="bilinear")
+    amp_low = torch.rand((b, 1, 1, 1), generator=gen) * low
+    amp_white = torch.rand((b, 1, 1, 1), generator=gen) * white
+    disturbed = blurred + amp_low * smooth + amp_white * torch.randn(z.shape, generator=gen)
+    on = torch.rand((b, 1, 1, 1), generator=gen) < prob
+    return torch.where(on, disturbed, z)
+
+
 def train_vae(
     vae: AutoencoderKL,
     images: np.ndarray,
+    targets: torch.Tensor,
+    *,
     steps: int,
     batch: int,
     lr: float,
     kl_weight: float,
-    thumb_weight: float,
+    target_weight: float,
+    perturb: tuple[float, float, float],
     seed: int,
     log: Log,
 ) -> list[float]:
-    """Train the autoencoder on reconstruction (L1 + MSE); returns the loss curve.
+    """Train the autoencoder so that `targets` (N, 4, 16, 16) (see latent_targets) ARE its latent space.
 
-    Two choices make it converge in a few hundred CPU steps instead of thousands:
-    - it is trained as a plain autoencoder on the posterior mean (the log-variance starts at -12 and only the
-      tiny KL term touches it), so the decoder never has to see through sampling noise;
-    - latent channels 0..2 are pulled towards a 4x4 average-pooled thumbnail of the image (`thumb_weight`),
-      which gives the encoder a direct target from step one and leaves the latent space image-like: colours sit
-      where they are in the picture, which also makes the diffusion model's and Text2Video-Zero's job easier.
+    - the decoder reconstructs the image (L1 + MSE) from the target latent (half of the samples) or from the
+      encoder's latent (the other half), each perturbed with `perturb` (probability, smooth and white noise
+      amplitudes), so it renders crisp shapes from the UNet's imperfect samples and from the encoder alike;
+    - the encoder regresses the targets (`target_weight`); it is a plain autoencoder on the posterior mean (the
+      log-variance starts at -12 and only the tiny KL term touches it).
+    Why targets rather than whatever the encoder learns: the shape class is a global property a small conv
+    encoder learns slowly (it had not learnt the class map after 800 steps), and the UNet only learns what is in
+    its training latents; the UNet is therefore trained on the targets, which the decoder is guaranteed to read.
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # start (almost) deterministic: std = exp(-6)
@@ -102,38 +173,51 @@ def train_vae(
         idx = torch.randint(len(images), (batch,), generator=gen)
         x = to_model_space(images[idx.numpy()])  # (B, 3, 64, 64)
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.mean).sample  # (B, 3, 64, 64)
+        target = targets[idx]  # (B, 4, 16, 16)
+        use_target = torch.rand((batch, 1, 1, 1), generator=gen) < 0.5
+        z = perturb_latents(torch.where(use_target, target, posterior.mean), *perturb, gen)  # (B, 4, 16, 16)
+        recon = vae.decode(z).sample  # (B, 3, 64, 64)
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-        thumb = F.mse_loss(posterior.mean[:, :3], F.avg_pool2d(x, VAE_REDUCTION))
+        reg = F.mse_loss(posterior.mean, target)
         kl = posterior.kl().mean() / posterior.mean[0].numel()
-        loss = rec + thumb_weight * thumb + kl_weight * kl
+        loss = rec + target_weight * reg + kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         losses.append(float(rec.detach()))
         if step % 50 == 0 or step == steps - 1:
-            log(f"vae step {step:5d}/{steps} rec {np.mean(losses[-50:]):.4f} thumb {float(thumb):.4f} {time.time() - t0:.0f}s")
+            log(f"vae step {step:5d}/{steps} rec {np.mean(losses[-50:]):.4f} encoder-vs-target {float(reg.detach()):.4f} "
+                f"{time.time() - t0:.0f}s")
     vae.eval()
     return losses
 
 
 def probe_vae(vae: AutoencoderKL, n: int = 200, seed: int = 12345) -> dict:
-    """Reconstruct n fresh scenes and judge them: the VAE is the ceiling for everything generated later."""
+    """Judge decodes of n fresh scenes: through the encoder ("clean"), from perturbed target latents
+    ("perturbed", what the UNet's samples look like) and from exact target latents ("targets")."""
     from vdgraph_shapes.judge import judge_frame
 
     scenes = sample_scenes(n, seed)
     x = to_model_space(np.stack([render(s) for s in scenes]))  # (N, 3, 64, 64)
     with torch.no_grad():
         recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)  # (N, 3, 64, 64)
-    rgb = ((recon + 1) / 2).permute(0, 2, 3, 1).numpy()  # (N, 64, 64, 3)
-    judged = [judge_frame(im) for im in rgb]
-    return {
-        "mae_255": float((recon - x).abs().mean()) * 127.5,
-        "background": float(np.mean([j.background == s.background for j, s in zip(judged, scenes, strict=True)])),
-        "colour": float(np.mean([j.colour == s.colour for j, s in zip(judged, scenes, strict=True)])),
-        "shape": float(np.mean([j.shape == s.shape for j, s in zip(judged, scenes, strict=True)])),
-    }
+        gen = torch.Generator().manual_seed(seed)
+        target = latent_targets(np.stack([render(s) for s in scenes]), scenes)  # (N, 4, 16, 16)
+        from_target = vae.decode(target).sample.clamp(-1, 1)
+        blobby = vae.decode(perturb_latents(target, 1.0, 0.3, 0.1, gen)).sample.clamp(-1, 1)
+
+    def scores(images: torch.Tensor) -> dict[str, float]:
+        judged = [judge_frame(im) for im in ((images + 1) / 2).permute(0, 2, 3, 1).numpy()]  # (N, 64, 64, 3)
+        pairs = list(zip(judged, scenes, strict=True))
+        return {
+            "background": float(np.mean([j.background == s.background for j, s in pairs])),
+            "colour": float(np.mean([j.colour == s.colour for j, s in pairs])),
+            "shape": float(np.mean([j.shape == s.shape for j, s in pairs])),
+        }
+
+    return {"mae_255": float((recon - x).abs().mean()) * 127.5, "clean": scores(recon), "targets": scores(from_target),
+            "perturbed": scores(blobby)}
 
 
 @torch.no_grad()
@@ -170,6 +254,7 @@ def train_denoiser(
     ids: torch.Tensor,
     empty_ids: torch.Tensor,
     latents: torch.Tensor,
+    pixel_weights: torch.Tensor,
     *,
     steps: int,
     batch: int,
@@ -177,12 +262,16 @@ def train_denoiser(
     uncond_prob: float,
     snr_gamma: float,
     ema_decay: float,
+    t_focus: tuple[int, int],
+    t_focus_prob: float,
     seed: int,
     log: Log,
     on_snapshot: Callable[[UNet2DConditionModel, CLIPTextModel, int], None] | None = None,
     snapshot_every: int = 0,
 ) -> tuple[UNet2DConditionModel, CLIPTextModel, list[float]]:
     """Train UNet + text encoder jointly on scaled latents (N, 4, 16, 16) with token ids (N, 77).
+
+    pixel_weights (N, 1, 16, 16) weight the per-latent-pixel loss (see foreground_weights).
 
     Returns the EMA copies (what gets shipped) and the loss curve.
     """
@@ -205,7 +294,7 @@ def train_denoiser(
         tok = ids[idx].clone()  # (B, 77)
         drop = torch.rand(batch, generator=gen) < uncond_prob
         tok[drop] = empty_ids
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,), generator=gen)
+        t = sample_timesteps(batch, noise_sched.config.num_train_timesteps, t_focus, t_focus_prob, gen)
         noise = torch.randn(z0.shape, generator=gen)
         zt = noise_sched.add_noise(z0, noise, t)
         emb = text_encoder(tok)[0]  # (B, 77, D)
@@ -214,11 +303,13 @@ def train_denoiser(
         snr = ab / (1 - ab)
         if noise_sched.config.prediction_type == "v_prediction":
             target = noise_sched.get_velocity(z0, noise, t)  # sqrt(ab) eps - sqrt(1 - ab) x0
-            weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)  # min-SNR-gamma, v form
+            weight = torch.clamp(snr, max=snr_gamma) / (snr + 1) if snr_gamma > 0 else torch.ones_like(snr)
         else:
             target = noise
-            weight = torch.clamp(snr, max=snr_gamma) / snr  # min-SNR-gamma, epsilon form
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))  # (B,)
+            weight = torch.clamp(snr, max=snr_gamma) / snr if snr_gamma > 0 else torch.ones_like(snr)
+        w_px = pixel_weights[idx]  # (B, 1, 16, 16)
+        sq = F.mse_loss(pred, target, reduction="none")  # (B, 4, 16, 16)
+        per_sample = (sq * w_px).sum(dim=(1, 2, 3)) / (w_px.sum(dim=(1, 2, 3)) * sq.shape[1])  # (B,)
         loss = (weight * per_sample).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -226,7 +317,7 @@ def train_denoiser(
         opt.step()
         ema_unet.update(unet, step)
         ema_text.update(text_encoder, step)
-        losses.append(float(per_sample.mean()))
+        losses.append(float(sq.mean().detach()))
         if step % 50 == 0 or step == steps - 1:
             log(f"unet step {step:5d}/{steps} mse {np.mean(losses[-50:]):.4f} {time.time() - t0:.0f}s")
         if on_snapshot is not None and snapshot_every and step > 0 and step % snapshot_every == 0:
@@ -270,13 +361,14 @@ def _portable_tokenizer_class(out: pathlib.Path) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def vae_stage(args: argparse.Namespace, images: np.ndarray, log: Log) -> tuple[AutoencoderKL, torch.Tensor, dict]:
-    """Train the VAE, probe it, encode the dataset and set scaling_factor; returns (vae, scaled latents, info).
+def vae_stage(args: argparse.Namespace, images: np.ndarray, scenes: list[Scene], log: Log) -> tuple[AutoencoderKL, torch.Tensor, dict]:
+    """Train the VAE, probe it, set scaling_factor from the target latents; returns (vae, scaled latents, info).
 
     Cached under --cache-dir by a key of every argument that affects it, so UNet experiments reuse one VAE;
     the cached info keeps the wall time the stage took when it really ran.
     """
-    keys = ("seed", "num_images", "vae_steps", "vae_batch", "vae_lr", "kl_weight", "thumb_weight", "vae_groups")
+    keys = ("seed", "num_images", "vae_steps", "vae_batch", "vae_lr", "kl_weight", "target_weight", "vae_groups",
+            "perturb", "vae_recipe")
     key = hashlib.sha1(json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
     cache = args.cache_dir / f"vae-{key}" if str(args.cache_dir) not in ("", ".") else None
     if cache is not None and (cache / "info.json").exists():
@@ -285,12 +377,25 @@ def vae_stage(args: argparse.Namespace, images: np.ndarray, log: Log) -> tuple[A
         return vae, torch.load(cache / "latents.pt"), json.loads((cache / "info.json").read_text())
     t0 = time.time()
     vae = build_vae(args.vae_groups)
+    targets = latent_targets(images, scenes)  # (N, 4, 16, 16)
     losses = train_vae(
-        vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.kl_weight, args.thumb_weight, args.seed + 1, log
+        vae,
+        images,
+        targets,
+        steps=args.vae_steps,
+        batch=args.vae_batch,
+        lr=args.vae_lr,
+        kl_weight=args.kl_weight,
+        target_weight=args.target_weight,
+        perturb=tuple(args.perturb),
+        seed=args.seed + 1,
+        log=log,
     )
     probe = probe_vae(vae)
     log(f"vae probe (judge on reconstructions): {probe}")
-    raw = encode_latents(vae, images)  # (N, 4, 16, 16)
+    raw = targets  # (N, 4, 16, 16): the UNet learns the target latent space
+    encoded = encode_latents(vae, images[:1000])  # (1000, 4, 16, 16)
+    log(f"encoder vs target latents: mse {float(F.mse_loss(encoded, raw[:1000])):.4f}")
     std = float(raw.std())
     vae.register_to_config(scaling_factor=1.0 / std)
     log(f"encoded latents {tuple(raw.shape)}, mean {float(raw.mean()):.3f} std {std:.3f} -> scaling_factor {1 / std:.4f}")
@@ -311,20 +416,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--num-images", type=int, default=16000, help="rendered training images")
-    p.add_argument("--vae-steps", type=int, default=1000)
+    p.add_argument("--vae-steps", type=int, default=800)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
-    p.add_argument("--thumb-weight", type=float, default=1.0, help="pull latent channels 0..2 to a 4x4 thumbnail")
+    p.add_argument("--target-weight", type=float, default=1.0,
+                   help="pull the latent to (colour thumbnail, shape-class map), see latent_targets")
+    p.add_argument("--perturb", type=float, nargs=3, default=[0.7, 0.3, 0.1],
+                   help="decoder robustness: probability, smooth-noise and white-noise amplitude")
     p.add_argument("--vae-groups", type=int, default=2, help="GroupNorm groups in the VAE")
+    p.add_argument("--vae-recipe", default="targets-v2", help=argparse.SUPPRESS)  # cache key of the VAE recipe
     p.add_argument("--cache-dir", type=pathlib.Path, default=pathlib.Path("/tmp/vdgraph_shapes_cache"),
                    help="where the VAE stage (weights + latents) is cached; '' disables")
-    p.add_argument("--unet-steps", type=int, default=2600)
+    p.add_argument("--unet-steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--uncond-prob", type=float, default=0.1)
-    p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--snr-gamma", type=float, default=0.0,
+                   help="min-SNR-gamma loss weighting; 0 (default) = plain v-MSE. min-SNR-5 weights v-loss by "
+                        "~snr at high noise, where the prompt decides the layout, and the shapes never formed")
     p.add_argument("--ema-decay", type=float, default=0.998)
+    p.add_argument("--fg-weight", type=float, default=4.0, help="extra loss weight on the shape's latent pixels")
+    p.add_argument("--t-focus", type=int, nargs=2, default=[350, 850], help="timestep band sampled extra")
+    p.add_argument("--t-focus-prob", type=float, default=0.5, help="share of timesteps drawn from --t-focus")
     p.add_argument("--text-hidden", type=int, default=64)
     p.add_argument("--text-layers", type=int, default=2)
     p.add_argument("--unet-channels", type=int, nargs=3, default=[32, 64, 64])
@@ -344,9 +458,11 @@ def main(argv: list[str] | None = None) -> None:
     def log(msg: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
-    images, captions = render_dataset(args.num_images, args.seed)
+    scenes = sample_scenes(args.num_images, args.seed)
+    images = np.stack([render(s) for s in scenes])  # (N, 64, 64, 3)
+    captions = [caption(s) for s in scenes]
     log(f"rendered {len(images)} images")
-    vae, latents, vae_info = vae_stage(args, images, log)
+    vae, latents, vae_info = vae_stage(args, images, scenes, log)
     log(f"vae stage: {vae_info}")
 
     tokenizer = build_tokenizer()
@@ -370,12 +486,15 @@ def main(argv: list[str] | None = None) -> None:
         ids,
         empty_ids,
         latents,
+        foreground_weights(images, args.fg_weight),
         steps=args.unet_steps,
         batch=args.batch,
         lr=args.lr,
         uncond_prob=args.uncond_prob,
         snr_gamma=args.snr_gamma,
         ema_decay=args.ema_decay,
+        t_focus=tuple(args.t_focus),
+        t_focus_prob=args.t_focus_prob,
         seed=args.seed + 2,
         log=log,
         on_snapshot=snapshot,
