@@ -7,13 +7,10 @@ import pathlib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pytest
 import torch
 
 from vdgraph_shapes import BUILTIN_MODELS
-from vdgraph_shapes.judge import judge_frame
-from vdgraph_shapes.world import COLOURS, SHAPES
 
 MODEL = pathlib.Path(BUILTIN_MODELS["shapes-64"])
 
@@ -79,12 +76,13 @@ def test_text_to_video_zero_loads() -> None:
     assert p.unet.config.sample_size == 16
 
 
-def test_short_generation_gets_backgrounds_right(pipe) -> None:
-    names = list(COLOURS)
-    prompts = [f"a {names[(i + 3) % 8]} {SHAPES[i % 3]} on a {bg} background" for i, bg in enumerate(names)]
-    gens = [torch.Generator("cpu").manual_seed(i) for i in range(len(prompts))]
-    images = pipe(prompts, num_inference_steps=10, guidance_scale=4.0, generator=gens, output_type="np").images
-    assert images.shape == (8, 64, 64, 3)
-    got = [judge_frame(img).background for img in images]
-    right = sum(g == b for g, b in zip(got, names, strict=True))
-    assert right >= 7, f"backgrounds {got} vs {names}"
+def test_generations_meet_the_image_gates(pipe) -> None:
+    """The issue's image gates (background >= 95%, shape colour >= 90%, shape class >= 80%) on 24 prompt/seed
+    pairs (every colour as background and as shape colour, every shape), at 10 steps; the full figures come from
+    `python -m vdgraph_shapes.evaluate` (48 pairs, 20 steps)."""
+    from vdgraph_shapes.evaluate import image_gates
+
+    r = image_gates(pipe, 24, steps=10, guidance=4.0)
+    assert r["images"].shape == (24, 64, 64, 3)
+    rates = {k: r[k] for k in ("background", "colour", "shape")}
+    assert r["background"] >= 0.95 and r["colour"] >= 0.90 and r["shape"] >= 0.80, (rates, r["failures"])
