@@ -86,3 +86,16 @@ def test_generations_meet_the_image_gates(pipe) -> None:
     assert r["images"].shape == (24, 64, 64, 3)
     rates = {k: r[k] for k in ("background", "colour", "shape")}
     assert r["background"] >= 0.95 and r["colour"] >= 0.90 and r["shape"] >= 0.80, (rates, r["failures"])
+
+
+def test_training_defaults_are_the_shipped_recipe() -> None:
+    """`python -m vdgraph_shapes.train --out DIR` (the documented command) uses the arguments the shipped weights
+    were trained with, as recorded in model/training.json (only how often snapshots are saved may differ)."""
+    import json
+
+    from vdgraph_shapes.train import parse_args
+
+    recorded = json.loads((MODEL / "training.json").read_text())["args"]
+    defaults = vars(parse_args(["--out", "unused"]))
+    differing = {k: (defaults.get(k), v) for k, v in recorded.items() if defaults.get(k) != v and k != "snapshot_every"}
+    assert not differing, f"train.py defaults vs model/training.json: {differing}"
