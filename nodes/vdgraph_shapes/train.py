@@ -48,11 +48,9 @@ def sample_scenes(n: int, seed: int) -> list[Scene]:
     return [sample_scene(rng) for _ in range(n)]
 
 
-def render_dataset(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Render n random scenes: images (N, 64, 64, 3) uint8 and their captions."""
-    scenes = sample_scenes(n, seed)
-    images = np.stack([render(s) for s in scenes])  # (N, 64, 64, 3)
-    return images, [caption(s) for s in scenes]
+def render_scenes(scenes: list[Scene]) -> np.ndarray:
+    """The scenes' images, (N, 64, 64, 3) uint8."""
+    return np.stack([render(s) for s in scenes])
 
 
 def to_model_space(images: np.ndarray) -> torch.Tensor:
@@ -199,11 +197,12 @@ def probe_vae(vae: AutoencoderKL, n: int = 200, seed: int = 12345) -> dict:
     from vdgraph_shapes.judge import judge_frame
 
     scenes = sample_scenes(n, seed)
-    x = to_model_space(np.stack([render(s) for s in scenes]))  # (N, 3, 64, 64)
+    images = render_scenes(scenes)  # (N, 64, 64, 3)
+    x = to_model_space(images)  # (N, 3, 64, 64)
     with torch.no_grad():
         recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)  # (N, 3, 64, 64)
         gen = torch.Generator().manual_seed(seed)
-        target = latent_targets(np.stack([render(s) for s in scenes]), scenes)  # (N, 4, 16, 16)
+        target = latent_targets(images, scenes)  # (N, 4, 16, 16)
         from_target = vae.decode(target).sample.clamp(-1, 1)
         blobby = vae.decode(perturb_latents(target, 1.0, 0.3, 0.1, gen)).sample.clamp(-1, 1)
 
@@ -465,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
 
     scenes = sample_scenes(args.num_images, args.seed)
-    images = np.stack([render(s) for s in scenes])  # (N, 64, 64, 3)
+    images = render_scenes(scenes)  # (N, 64, 64, 3)
     captions = [caption(s) for s in scenes]
     log(f"rendered {len(images)} images")
     vae, latents, vae_info = vae_stage(args, images, scenes, log)
