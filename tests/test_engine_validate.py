@@ -171,7 +171,7 @@ def test_link_type_mismatch_without_converter_says_what_connects(registry):
                    {"x": "m.text"})
     problem = one(problems_of(registry, doc), "link.type-mismatch")
     assert "'a.tensor' gives Tensor, but input 'model' takes TestModel" in problem.message
-    assert problem.hint == "TestModel accepts TestModel"
+    assert problem.hint == "only TestModel values connect to it, and no installed node converts Tensor to it"
 
 
 def test_int_output_links_to_float_input(registry):

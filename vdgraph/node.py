@@ -17,6 +17,15 @@
             return blur(frames, sigma, mode)          # a bare value is fine for a single-output node
 
 A node never mutates the values it receives: it returns new ones (the executor checks tensors' version counters).
+
+Checks across inputs run in validation, before anything runs, on the values validation knows (literal params,
+defaults, workflow input values, and what upstream nodes can `infer` about their outputs without running):
+
+        @classmethod
+        def check(cls, known):
+            t0, t1 = known.take("t0", "t1")       # None when either is only known at run time
+            if t0 is not None and not t0 < t1:
+                yield Invalid("t0", f"t0 ({t0}) must be smaller than t1 ({t1})", "both count steps from the end")
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import functools
 import inspect
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from vdgraph.errors import NodeDeclarationError
@@ -156,6 +165,45 @@ class Output:
         return {"name": self.name, "type": self.type.name, "doc": self.doc}
 
 
+@dataclasses.dataclass(frozen=True)
+class Invalid:
+    """A problem a node's `check` finds across its inputs; validation reports it with the node id and `port`."""
+
+    port: str
+    message: str
+    hint: str = ""
+    code: str = "node.check"
+
+
+class Known(Mapping[str, Any]):
+    """The input values validation knows for one node: port name -> value. A port whose value is only known at
+    run time (a link from a node that cannot infer it) is absent; an optional port left unset is present as None.
+    For opaque ports the value is whatever the upstream node's `infer` said (a pack's facts object)."""
+
+    def __init__(self, values: Mapping[str, Any], linked: Iterable[str] = ()) -> None:
+        self._values = dict(values)
+        self._linked = frozenset(linked)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def take(self, *names: str) -> tuple[Any, ...]:
+        """The values of `names` when all are known, else a tuple of None (so `a, b = known.take("a", "b")`)."""
+        if all(name in self._values for name in names):
+            return tuple(self._values[name] for name in names)
+        return (None,) * len(names)
+
+    def linked(self, name: str) -> bool:
+        """Whether the port is fed by a link (its value may still be unknown)."""
+        return name in self._linked
+
+
 class Node:
     """Base class of every node type. Subclasses that set `id` are node types; others are abstract bases.
 
@@ -186,6 +234,18 @@ class Node:
 
     def run(self, ctx: Any, **inputs: Any) -> Any:
         raise NotImplementedError
+
+    @classmethod
+    def check(cls, known: Known) -> Iterable[Invalid]:
+        """Problems across this node's inputs that validation can see before anything runs (override; a
+        generator is fine). Only judge what `known` holds: a missing port is decided at run time."""
+        return ()
+
+    @classmethod
+    def infer(cls, known: Known) -> Mapping[str, Any]:
+        """Output values (or facts about them) this node can tell without running, from `known`; downstream
+        checks receive them. Must be cheap and side-effect free (no model loading). Default: nothing."""
+        return {}
 
     @classmethod
     def normalise_outputs(cls, result: Any) -> dict[str, Any]:

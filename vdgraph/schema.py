@@ -48,6 +48,11 @@ def workflow_schema(registry: Registry) -> dict[str, Any]:
             "nodes": {"type": "object", "propertyNames": {"pattern": NAME.pattern, "not": {"const": "inputs"}},
                       "additionalProperties": {"$ref": "#/$defs/node"}},
             "outputs": {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": "#/$defs/link"}},
+            "checks": {"type": "array", "items": {
+                "type": "object", "required": ["require"], "additionalProperties": False,
+                "properties": {"require": {"type": "string", "description": "an expression over workflow inputs "
+                                                                            "that must hold, e.g. 't0 < t1'"},
+                               "message": {"type": "string"}, "hint": {"type": "string"}}}},
         },
         "$defs": {
             "link": {"type": "string", "pattern": LINK.pattern, "description": "'<node id>.<output>'"},

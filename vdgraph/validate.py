@@ -15,7 +15,8 @@ from typing import Any
 import networkx as nx
 
 from vdgraph.errors import Problem
-from vdgraph.node import REQUIRED, Input, Node
+from vdgraph.expressions import ExpressionError, evaluate, expression_names
+from vdgraph.node import REQUIRED, Input, Invalid, Known, Node
 from vdgraph.plan import InputRef, Link, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.types import BOOL, FLOAT, INT, STR, ListOf, PortType, connection, opaque_types
@@ -64,6 +65,9 @@ class _Checker:
         order = self.check_cycles()
         outputs = self.check_outputs()
         self.check_reachable(outputs)
+        self.check_workflow_rules()
+        if order is not None:
+            self.check_values(order)
         if any(p.severity == "error" for p in self.problems) or order is None:
             return self.problems, None
         plan = Plan(self.workflow, self.plans, tuple(order), outputs, dict(self.input_values))
@@ -153,8 +157,10 @@ class _Checker:
             if ok:
                 params[port_name] = value
             else:
-                self.add(code, why, _param_hint(code, port), node_id, port_name,
-                         ("nodes", node_id, "params", port_name))
+                hint = _param_hint(code, port)
+                if self.names_output(value):
+                    hint = f"{value!r} is a link: links go under 'in', not 'params' (\"in\": {{\"{port_name}\": {value!r}}})"
+                self.add(code, why, hint, node_id, port_name, ("nodes", node_id, "params", port_name))
         defaults, required = _defaults(cls)
         for name, default in defaults.items():
             if name not in spec.in_ and name not in spec.params:
@@ -165,6 +171,12 @@ class _Checker:
                 self.add("port.missing", f"required input {port.name!r} ({port.type.name}) is not set",
                          f"give it {where}", node_id, port.name, ("nodes", node_id))
         return params
+
+    def names_output(self, value: Any) -> bool:
+        """Whether a literal is spelled like a link to a node or workflow input of this workflow."""
+        parsed = parse_link(value)
+        return parsed is not None and (parsed[0] in self.workflow.nodes or
+                                       (parsed[0] == INPUTS and parsed[1] in self.workflow.inputs))
 
     def known_port(self, node_id: str, cls: type[Node], port_name: str, section: str) -> Input | None:
         port = cls.input_map.get(port_name)
@@ -261,6 +273,100 @@ class _Checker:
             self._hints[key] = _conversion_hint(self.registry, source, target)
         return self._hints[key]
 
+    # -- checks across values ---------------------------------------------------------------------------------
+
+    def check_workflow_rules(self) -> None:
+        """The workflow's own `checks` over its input values (those whose values are known)."""
+        for index, rule in enumerate(self.workflow.checks):
+            path = ("checks", str(index))
+            try:
+                names = expression_names(rule.require)
+            except ExpressionError as exc:
+                self.add("check.malformed", f"check {rule.require!r}: {exc}",
+                         "write a comparison of workflow inputs, e.g. \"t0 < t1\"", INPUTS, None, path)
+                continue
+            unknown = sorted(n for n in names if n not in self.workflow.inputs)
+            if unknown:
+                self.add("check.malformed", f"check {rule.require!r} names undeclared inputs {', '.join(unknown)}",
+                         f"declared inputs: {', '.join(self.workflow.inputs) or 'none'}", INPUTS, None, path)
+                continue
+            if not all(n in self.input_values for n in names):
+                continue  # decided when the run sets them
+            values = {n: self.input_values[n] for n in names}
+            try:
+                passed = evaluate(rule.require, values)
+            except ExpressionError as exc:
+                self.add("check.malformed", f"check {rule.require!r} cannot be evaluated: {exc}",
+                         "make it a comparison of workflow inputs", INPUTS, None, path)
+                continue
+            if not passed:
+                current = ", ".join(f"{n} = {short_repr(v)}" for n, v in values.items())
+                message = f"{rule.message or 'check failed'}: {rule.require} does not hold ({current})"
+                port = next(iter(sorted(names, key=rule.require.find)), None)
+                self.add("input.check", message, rule.hint or f"change {' or '.join(values)}", INPUTS, port, path)
+
+    def check_values(self, order: list[str]) -> None:
+        """Run each node's `check` on the values known before running, upstream first; `infer` passes what a
+        node can tell about its outputs downstream. A node whose check fails passes nothing on, so one mistake
+        is reported once, not again by every node downstream of it."""
+        facts: dict[str, Mapping[str, Any]] = {}
+        for node_id in order:
+            plan = self.plans.get(node_id)
+            if plan is None:
+                continue
+            known = self.known_inputs(plan, facts)
+            if self.run_node_checks(plan, known):
+                continue
+            try:
+                inferred = plan.cls.infer(known)
+            except Exception as exc:  # a bug in a pack's infer() must not crash validation
+                self.add("node.check-crashed", f"{plan.cls.id}.infer raised {type(exc).__name__}: {_safe_str(exc)}",
+                         "a bug in the node type; report it to its pack's author", node_id, None, ("nodes", node_id))
+                continue
+            facts[node_id] = dict(inferred or {})
+
+    def known_inputs(self, plan: NodePlan, facts: Mapping[str, Mapping[str, Any]]) -> Known:
+        values: dict[str, Any] = dict(plan.params)
+        for port, ref in plan.inputs.items():
+            if ref.name in self.input_values:
+                value = self.input_values[ref.name]
+                values[port] = ref.convert(value) if ref.convert else value
+        for port, link in plan.links.items():
+            refs = link if isinstance(link, tuple) else (link,)
+            found = [facts.get(ref.node, {}) for ref in refs]
+            if all(ref.output in out for ref, out in zip(refs, found)):
+                items = [ref.convert(out[ref.output]) if ref.convert else out[ref.output]
+                         for ref, out in zip(refs, found)]
+                values[port] = items if isinstance(link, tuple) else items[0]
+        return Known(values, linked=(*plan.inputs, *plan.links))
+
+    def run_node_checks(self, plan: NodePlan, known: Known) -> bool:
+        """Report what the node's `check` finds; returns whether it found anything."""
+        try:
+            found = list(plan.cls.check(known) or ())
+        except Exception as exc:  # a bug in a pack's check() must not crash validation
+            self.add("node.check-crashed", f"{plan.cls.id}.check raised {type(exc).__name__}: {_safe_str(exc)}",
+                     "a bug in the node type; report it to its pack's author", plan.id, None, ("nodes", plan.id))
+            return True
+        for invalid in found:
+            if not isinstance(invalid, Invalid):
+                self.add("node.check-crashed", f"{plan.cls.id}.check yielded {type(invalid).__name__}, not Invalid",
+                         "a bug in the node type; report it to its pack's author", plan.id, None, ("nodes", plan.id))
+                continue
+            hint = invalid.hint
+            source = plan.inputs.get(invalid.port)
+            if source is not None:  # say where the user sets it
+                hint = (hint + "; " if hint else "") + f"{invalid.port} is set by workflow input {source.name!r}"
+                path: tuple[str, ...] = ("inputs", source.name)
+            elif invalid.port in self.workflow.nodes[plan.id].params:
+                path = ("nodes", plan.id, "params", invalid.port)
+            elif invalid.port in plan.links:
+                path = ("nodes", plan.id, "in", invalid.port)
+            else:
+                path = ("nodes", plan.id)
+            self.add(invalid.code, invalid.message, hint, plan.id, invalid.port or None, path)
+        return bool(found)
+
     # -- the graph ---------------------------------------------------------------------------------------------
 
     def check_cycles(self) -> list[str] | None:
@@ -318,8 +424,11 @@ class _Checker:
         return outputs
 
     def check_reachable(self, outputs: dict[str, LinkRef | InputRef]) -> None:
-        """Warn about nodes no output depends on: they never run, which is usually a forgotten link."""
-        if not outputs:
+        """Warn about nodes no output depends on: they never run, which is usually a forgotten link.
+
+        Reachability follows the links as written, not only those that validated, and is not judged at all when
+        an output could not be resolved: one bad link is then one error, not a warning for every node above it."""
+        if not outputs or len(outputs) < len(self.workflow.outputs):
             return
         stack = [ref.node for ref in outputs.values() if isinstance(ref, LinkRef)]
         seen: set[str] = set()
@@ -327,13 +436,25 @@ class _Checker:
             node = stack.pop()
             if node not in seen:
                 seen.add(node)
-                plan = self.plans.get(node)
-                stack.extend(plan.upstream if plan else ())
+                stack.extend(self.written_upstream(node))
         for node_id in self.plans:
             if node_id not in seen:
                 self.add("node.unreachable", f"no output depends on node {node_id!r}, so it never runs",
                          "link it towards an output, list it in 'outputs', or remove it", node_id, None,
                          ("nodes", node_id), severity="warning")
+
+    def written_upstream(self, node_id: str) -> list[str]:
+        """The nodes a node's `in` section names, whether or not those links are valid."""
+        spec = self.workflow.nodes.get(node_id)
+        if spec is None:
+            return []
+        found = []
+        for value in spec.in_.values():
+            for item in value if isinstance(value, list) else (value,):
+                parsed = parse_link(item)
+                if parsed is not None and parsed[0] in self.workflow.nodes:
+                    found.append(parsed[0])
+        return found
 
 
 @functools.lru_cache(maxsize=None)
@@ -365,14 +486,41 @@ def _param_hint(code: str, port: Input) -> str:
 
 
 def _conversion_hint(registry: Registry, source: PortType, target: PortType) -> str:
+    """Name the node type that turns `source` into `target` (the one needing the fewest other inputs), else say
+    which types the target accepts."""
+    best: tuple[int, str] | None = None
     for entry in registry.entries():
         cls = entry.cls
         takes = [p for p in cls.inputs if connection(source, p.type) is not None]
-        others_free = takes and all(not p.required for p in cls.inputs if p is not takes[0])
         gives = [o for o in cls.outputs if connection(o.type, target) is not None]
-        if takes and gives and others_free:
-            return (f"insert a {cls.id!r} node: {source.name} -> {cls.id}.{takes[0].name}, "
-                    f"{cls.id}.{gives[0].name} -> {target.name}")
+        if not takes or not gives or connection(source, target) is not None:
+            continue
+        others = [p.name for p in cls.inputs if p.required and p is not takes[0]]
+        if best is not None and len(others) >= best[0]:
+            continue
+        also = f" (it also needs {', '.join(others)})" if others else ""
+        best = (len(others), f"insert a {cls.id!r} node: {source.name} -> {cls.id}.{takes[0].name}, "
+                             f"{cls.id}.{gives[0].name} -> {target.name}{also}")
+    if best is not None:
+        return best[1]
     candidates: list[PortType] = [INT, FLOAT, STR, BOOL, *opaque_types().values()]
-    accepted = sorted({t.name for t in candidates if connection(t, target) is not None})
-    return f"{target.name} accepts " + (", ".join(accepted) if accepted else f"only {target.name}")
+    accepted = sorted({t.name for t in candidates if connection(t, target) is not None} - {target.name})
+    if not accepted:
+        return f"only {target.name} values connect to it, and no installed node converts {source.name} to it"
+    return f"{target.name} also accepts " + ", ".join(accepted)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters, for messages (never raises, even for a 5,000-digit integer)."""
+    try:
+        text = repr(value)
+    except Exception:  # a huge int (str() refuses over 4,300 digits) or a broken __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return short_repr(str(exc), 200).strip("'\"")
+    except Exception:  # an exception whose __str__ raises
+        return type(exc).__name__

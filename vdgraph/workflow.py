@@ -90,6 +90,17 @@ class NodeSpec(BaseModel):
     description: str = Field("", description="a note for people reading the workflow")
 
 
+class CheckDecl(BaseModel):
+    """A rule over the workflow's inputs, checked in validation: `require` is an expression of input names
+    (see `vdgraph.expressions`), `message` says what must hold, `hint` how to fix it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require: str = Field(description="an expression over workflow inputs that must be true, e.g. 't0 < t1'")
+    message: str = Field("", description="what must hold, in words")
+    hint: str = Field("", description="how to fix it")
+
+
 class Workflow(BaseModel):
     """A parsed workflow. Build one in Python, or load a file with `load_workflow`."""
 
@@ -101,6 +112,7 @@ class Workflow(BaseModel):
     inputs: dict[str, InputDecl] = Field(default_factory=dict)
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict, description="output name -> '<node id>.<output>'")
+    checks: list[CheckDecl] = Field(default_factory=list, description="rules over the inputs, checked in validation")
 
     _source: str | None = PrivateAttr(None)
     _problems: list[Problem] = PrivateAttr(default_factory=list)
@@ -232,6 +244,7 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
                 report(f"{key!r} must be a string, got {_kind(value)}", (key,))
     fields["inputs"] = _parse_section(data, "inputs", InputDecl, report, broken)
     fields["nodes"] = _parse_section(data, "nodes", NodeSpec, report, broken)
+    fields["checks"] = _parse_checks(data.get("checks", []), report)
     outputs = data.get("outputs", {})
     if isinstance(outputs, Mapping):
         fields["outputs"] = dict(outputs)
@@ -247,6 +260,24 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
 
 
 _SCHEMA_HINT = "`vdgraph schema` prints the JSON Schema of the workflow format"
+
+
+def _parse_checks(raw: Any, report) -> list[CheckDecl]:
+    if not isinstance(raw, list):
+        report(f"'checks' must be an array of {{\"require\": ...}} objects, got {_kind(raw)}", ("checks",))
+        return []
+    checks = []
+    for index, entry in enumerate(raw):
+        try:
+            checks.append(CheckDecl.model_validate(entry))
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"])
+                message = error["msg"] if not where else f"{where}: {error['msg']}"
+                if error["type"] == "extra_forbidden":
+                    message = f"unknown key {where!r} (known: {', '.join(CheckDecl.model_fields)})"
+                report(f"check {index}: {message}", ("checks", str(index), *map(str, error["loc"])))
+    return checks
 
 
 def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel], report, broken: set[str]) -> dict:
