@@ -256,3 +256,24 @@ def test_type_mismatch_hints_a_converter_that_needs_more_inputs(registry):
                    {"x": "m.text"})
     (problem,) = problems(registry, doc)
     assert "insert a 't.render' node" in problem.hint and "it also needs size" in problem.hint
+
+
+def test_the_documented_check_example_works(tmp_path, registry):
+    """The node of docs/engine.md's "Checks across inputs", imported from a file, reports and infers as documented."""
+    import importlib.util
+
+    from conftest import REPO
+
+    doc = (REPO / "docs" / "engine.md").read_text()
+    section = doc[doc.index("### Checks across inputs"):]
+    (tmp_path / "window_pack.py").write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
+    spec = importlib.util.spec_from_file_location("window_pack", tmp_path / "window_pack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    registry.register(module.Window, pack="textfx")
+    doc = workflow({"w": {"type": "textfx.window", "params": {"start": 4, "end": 2}}}, {"n": "w.length"})
+    (problem,) = problems(registry, doc)
+    assert (problem.node, problem.port, problem.hint) == ("w", "start", "swap them")
+    doc["nodes"]["w"]["params"]["start"] = 1
+    assert problems(registry, doc) == []
+    assert module.Window.infer(__import__("vdgraph").Known({"start": 1, "end": 4})) == {"length": 3}

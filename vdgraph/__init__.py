@@ -20,12 +20,12 @@ from vdgraph.errors import (
 )
 from vdgraph.executor import Executor, NodeReport, RunResult
 from vdgraph.io import atomic_write
-from vdgraph.node import REQUIRED, Input, Node, Output
+from vdgraph.node import REQUIRED, Input, Invalid, Known, Node, Output
 from vdgraph.registry import Registry
 from vdgraph.workflow import Workflow, WorkflowNotFound, load_workflow
 
 __all__ = [
-    "REQUIRED", "CancelToken", "Cancelled", "Executor", "Input", "Node", "NodeConflictError", "NodeDeclarationError",
+    "REQUIRED", "CancelToken", "Cancelled", "Executor", "Input", "Invalid", "Known", "Node", "NodeConflictError", "NodeDeclarationError",
     "NodeReport", "NodeRunError", "Output", "Problem", "Registry", "RunContext", "RunResult", "VdgraphError",
     "Workflow", "WorkflowInvalid", "WorkflowNotFound", "atomic_write", "load_workflow", "run", "types", "validate",
 ]

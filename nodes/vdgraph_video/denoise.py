@@ -7,7 +7,9 @@ import copy
 import torch
 
 from vdgraph.errors import VdgraphError
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
+
+from vdgraph_video.facts import SchedulerFacts, step_index_problem
 
 from vdgraph_video.ops.denoise import denoise
 from vdgraph_video.ops.latents import resolve_index
@@ -55,6 +57,41 @@ class Denoise(Node):
         Output("rng", RNG, doc="the random state after the steps (empty when none was linked)"),
         Output("x0", LATENTS, doc="the last step's prediction of the clean latents"),
     ]
+
+    @classmethod
+    def check(cls, known):
+        facts = known.get("scheduler")
+        if isinstance(facts, SchedulerFacts):
+            bad = False
+            for port, allow_end in (("start", False), ("end", True)):
+                why = step_index_problem(known.get(port), facts.steps, port, allow_end)
+                if why:
+                    bad = True
+                    yield Invalid(port, why, "the step indices must fall inside the scheduler's steps; raise steps "
+                                             "or move the index")
+            start, end = known.take("start", "end")
+            if start is not None and end is not None and not bad:
+                first, stop = (i + facts.steps if i < 0 else i for i in (start, end))
+                if stop < first:
+                    yield Invalid("end", f"end ({end}) comes before start ({start}) in a schedule of {facts.steps} "
+                                         "steps", "swap them, or check which step each counts from")
+        if known.get("chunk_size") == 1:
+            yield Invalid("chunk_size", "chunk_size 1 leaves no room beside frame 0, the attention anchor",
+                          "use 0 (all frames at once) or at least 2")
+        if "rng" in known and known["rng"] is None:  # optional and left unlinked
+            eta = known.get("eta")
+            if eta is not None and eta > 0:
+                yield Invalid("rng", f"eta = {eta} > 0 draws random numbers, but no rng is linked",
+                              "link an rng (e.g. noise.rng from video.noise), or set eta to 0")
+            elif isinstance(facts, SchedulerFacts) and facts.stochastic:
+                yield Invalid("rng", "the sampler draws random numbers at every step (DDPM, Euler ancestral), but "
+                                     "no rng is linked", "link an rng (e.g. noise.rng from video.noise), or choose a "
+                                                         "deterministic sampler (ddim, euler, dpmsolver++)")
+
+    @classmethod
+    def infer(cls, known):
+        facts = known.get("scheduler")
+        return {"scheduler": facts} if facts is not None else {}
 
     def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size):
         n = len(scheduler.timesteps)

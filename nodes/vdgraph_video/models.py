@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vdgraph.node import Input, Node, Output
 
+from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import load_components, resolve_model
 from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
@@ -32,6 +33,11 @@ class LoadModel(Node):
         Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer"),
         Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
     ]
+
+    @classmethod
+    def infer(cls, known):
+        (model,) = known.take("model")
+        return model_facts(model) if model else {}
 
     def run(self, ctx, model, variant):
         search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)

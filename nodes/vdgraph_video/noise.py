@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
+
+from vdgraph_video.facts import SchedulerFacts, VAEFacts, step_index_problem
 
 from vdgraph_video.ops.latents import resolve_index
 from vdgraph_video.ops.noise import NoiseMode, sample_noise
@@ -42,6 +44,17 @@ class SampleNoise(Node):
         Output("rng", RNG, doc="the random state after the draw"),
     ]
 
+    @classmethod
+    def check(cls, known):
+        vae = known.get("vae")
+        if isinstance(vae, VAEFacts):
+            for port in ("height", "width"):
+                size = known.get(port)
+                if size is not None and size % vae.scale_factor:
+                    lower = size - size % vae.scale_factor
+                    yield Invalid(port, f"{port} {size} is not a multiple of the VAE factor {vae.scale_factor}",
+                                  f"use {lower} or {lower + vae.scale_factor}")
+
     def run(self, ctx, unet, vae, seed, rng, frames, height, width, mode, batch, scheduler):
         factor = vae.scale_factor
         for name, size in (("height", height), ("width", width)):
@@ -78,6 +91,24 @@ class Renoise(Node):
         Output("latents", LATENTS, doc="the re-noised latents"),
         Output("rng", RNG, doc="the random state after the draw"),
     ]
+
+    @classmethod
+    def check(cls, known):
+        facts = known.get("scheduler")
+        if not isinstance(facts, SchedulerFacts):
+            return
+        bad = False
+        for port in ("from_step", "to_step"):
+            why = step_index_problem(known.get(port), facts.steps, port)
+            if why:
+                bad = True
+                yield Invalid(port, why, "both must name steps of the scheduler; raise steps or move the index")
+        start, target = known.take("from_step", "to_step")
+        if start is not None and not bad:
+            i_from, i_to = (i + facts.steps if i < 0 else i for i in (start, target))
+            if i_to >= i_from:
+                yield Invalid("to_step", f"re-noising from step {start} to step {target} goes towards less noise",
+                              "to_step must come before from_step (an earlier, noisier step)")
 
     def run(self, ctx, latents, scheduler, from_step, to_step, rng, alpha_mode):
         timesteps = scheduler.timesteps

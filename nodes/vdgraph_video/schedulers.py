@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Known, Node, Output
+
+from vdgraph_video.facts import SchedulerFacts, stochastic_class
 
 from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler
 from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
@@ -26,6 +28,18 @@ class MakeScheduler(Node):
     ]
     outputs = [Output("scheduler", SCHEDULER, doc="the scheduler with its timesteps set")]
 
+    @classmethod
+    def infer(cls, known):
+        kind, steps = known.take("kind", "steps")
+        if kind is None:
+            return {}
+        if kind == "model":
+            config = known.get("scheduler_config")
+            stochastic = stochastic_class(config.class_name) if config is not None else None
+        else:
+            stochastic = kind in ("ddpm", "euler_ancestral")
+        return {"scheduler": SchedulerFacts(steps, stochastic)}
+
     def run(self, ctx, scheduler_config, kind, steps):
         return build_scheduler(scheduler_config.class_name, scheduler_config.config, kind, steps, ctx.device)
 
@@ -44,13 +58,33 @@ class Text2VideoZeroSteps(Node):
     inputs = [
         Input("t0", int, default=44, ge=0, doc="steps from the end where motion is added (the later, less noisy one)"),
         Input("t1", int, default=47, ge=1, doc="steps from the end where the frames restart (t1 > t0)"),
+        Input("steps", int, optional=True, default=None, ge=1,
+              doc="the schedule's number of steps, to check t1 < steps before running (empty: not checked)"),
     ]
     outputs = [
         Output("t1_index", int, doc="step index of timestep T1: end of the first pass, start of the final one"),
         Output("t0_index", int, doc="step index of timestep T0: end of the second pass"),
     ]
 
-    def run(self, ctx, t0, t1):
-        if not t0 < t1:
-            raise ValueError(f"t0 ({t0}) must be smaller than t1 ({t1}): both count steps from the end")
+    @classmethod
+    def check(cls, known):
+        t0, t1 = known.take("t0", "t1")
+        if t0 is not None and not t0 < t1:
+            yield Invalid("t0", f"t0 ({t0}) must be smaller than t1 ({t1})",
+                          "both count steps from the end: t0 is where motion is added, t1 (earlier) where frames "
+                          "restart")
+        t1, steps = known.take("t1", "steps")
+        if steps is not None and t1 is not None and not t1 < steps:
+            yield Invalid("t1", f"t1 ({t1}) must be smaller than steps ({steps}): it counts steps from the end",
+                          f"lower t1 below {steps} (and t0 below t1), or raise steps")
+
+    @classmethod
+    def infer(cls, known):
+        t0, t1 = known.take("t0", "t1")
+        return {} if t0 is None else {"t1_index": -t1 - 1, "t0_index": -t0 - 1}
+
+    def run(self, ctx, t0, t1, steps):
+        problems = list(self.check(Known({"t0": t0, "t1": t1, "steps": steps})))
+        if problems:
+            raise ValueError(problems[0].message)
         return {"t1_index": -t1 - 1, "t0_index": -t0 - 1}

@@ -1,0 +1,104 @@
+"""What validation can know about the video pack's values before anything runs (see `Node.infer`).
+
+The facts are small frozen records read from configuration files only (never weights), so a workflow's step
+ranges, VAE factors and sampler randomness are checked before a model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+# Scheduler classes whose step draws random numbers (they need an rng to be reproducible).
+STOCHASTIC_SCHEDULERS = frozenset({
+    "DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DPMSolverSDEScheduler",
+})
+# The classes behind video.scheduler's kinds (ops.schedulers) that are deterministic.
+DETERMINISTIC_SCHEDULERS = frozenset({
+    "DDIMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler", "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler", "DPMSolverSinglestepScheduler",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEFacts:
+    scale_factor: int
+    """Pixels per latent pixel."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerConfigFacts:
+    class_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerFacts:
+    steps: int
+    stochastic: bool | None
+    """Whether a step draws random numbers (None: not known before running)."""
+
+
+def step_index_problem(index: int | None, steps: int, port: str, allow_end: bool = False) -> str | None:
+    """Why a Python-style step index (negative: from the end) does not name a step of a `steps`-step schedule
+    (`allow_end`: the index one past the last step is fine, as a slice end), or None when it does."""
+    if index is None:
+        return None
+    resolved = index + steps if index < 0 else index
+    if 0 <= resolved < steps or (allow_end and resolved == steps):
+        return None
+    where = f"{-index - 1} steps from the end" if index < 0 else f"step {index}"
+    return f"{port} = {index} ({where}) is outside a schedule of {steps} steps"
+
+
+def stochastic_class(class_name: str) -> bool | None:
+    if class_name in STOCHASTIC_SCHEDULERS:
+        return True
+    return False if class_name in DETERMINISTIC_SCHEDULERS else None
+
+
+def model_facts(model: str) -> dict[str, Any]:
+    """{"vae": VAEFacts, "scheduler_config": SchedulerConfigFacts} for a local model folder or a built-in model
+    that is a plain folder, from its config files; {} when the model is elsewhere (a URL, a hub id, a built-in
+    that is built on first use) or the configs cannot be read: then the run decides."""
+    folder = _local_folder(model)
+    if folder is None:
+        return {}
+    facts: dict[str, Any] = {}
+    vae = _read_json(os.path.join(folder, "vae", "config.json"))
+    blocks = vae.get("block_out_channels") if vae else None
+    if isinstance(blocks, list) and blocks:
+        facts["vae"] = VAEFacts(2 ** (len(blocks) - 1))
+    scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
+    if scheduler and isinstance(scheduler.get("_class_name"), str):
+        facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
+    return facts
+
+
+def _local_folder(model: str) -> str | None:
+    if not model or "://" in model:
+        return None
+    if os.path.isdir(model):
+        return model
+    from importlib.metadata import entry_points
+
+    from vdgraph_video.loading import MODEL_GROUP
+
+    for entry in entry_points(group=MODEL_GROUP, name=model):
+        try:  # only a plain path attribute: a callable may build the model, which validation must not do
+            target = entry.load()
+        except Exception:
+            return None
+        if isinstance(target, (str, os.PathLike)) and os.path.isdir(target):
+            return os.fspath(target)
+    return None
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path, "rb") as handle:
+            value = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
