@@ -212,7 +212,7 @@ def test_workflow_check_entries_are_validated_like_the_rest(registry):
 
 
 def test_expression_language():
-    assert expression_names("min(a, b) < len(c) and d in (1, 2)") == {"a", "b", "c", "d"}
+    assert expression_names("min(a, b) < len(c) and d in (1, 2) and a > 0") == ("a", "b", "c", "d")
     assert evaluate("a % 8 == 0 and not b", {"a": 16, "b": False})
     assert not evaluate("a < b < c", {"a": 1, "b": 3, "c": 2})
     with pytest.raises(ExpressionError):

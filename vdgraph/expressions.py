@@ -34,8 +34,9 @@ class ExpressionError(ValueError):
     """The expression is not of the allowed form, or cannot be evaluated on the given values."""
 
 
-def expression_names(text: str) -> frozenset[str]:
-    """The input names an expression reads; raises ExpressionError when it is not an allowed expression."""
+def expression_names(text: str) -> tuple[str, ...]:
+    """The input names an expression reads, in order of first appearance; raises ExpressionError when it is not
+    an allowed expression."""
     return _parse(text)[1]
 
 
@@ -51,7 +52,7 @@ def evaluate(text: str, values: Mapping[str, Any]) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _parse(text: str) -> tuple[ast.expr, frozenset[str]]:
+def _parse(text: str) -> tuple[ast.expr, tuple[str, ...]]:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
@@ -67,19 +68,20 @@ def _parse(text: str) -> tuple[ast.expr, frozenset[str]]:
         stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
     if depth > MAX_DEPTH:
         raise ExpressionError(f"the expression nests deeper than {MAX_DEPTH} levels")
-    names: set[str] = set()
+    names: dict[tuple[int, int], str] = {}
     for node in ast.walk(tree):  # iterative: a deep expression cannot exhaust the stack here
         if isinstance(node, ast.Call):
             if not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS) or node.keywords:
                 raise ExpressionError(f"only {', '.join(_FUNCTIONS)} may be called")
         elif isinstance(node, ast.Name):
-            names.add(node.id)
+            names[(node.lineno, node.col_offset)] = node.id
         elif not isinstance(node, _ALLOWED):
             raise ExpressionError(f"{type(node).__name__} is not allowed in a check")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)):
             raise ExpressionError(f"the literal {node.value!r} is not allowed")
-    names -= {name for name in _FUNCTIONS if _called(tree, name)}
-    return tree, frozenset(names)
+    functions = {name for name in _FUNCTIONS if _called(tree, name)}
+    ordered = dict.fromkeys(names[place] for place in sorted(names))
+    return tree, tuple(name for name in ordered if name not in functions)
 
 
 _ALLOWED = (ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Constant, ast.Name, ast.Load, ast.Tuple, ast.List,

@@ -302,7 +302,7 @@ class _Checker:
             if not passed:
                 current = ", ".join(f"{n} = {short_repr(v)}" for n, v in values.items())
                 message = f"{rule.message or 'check failed'}: {rule.require} does not hold ({current})"
-                port = next(iter(sorted(names, key=rule.require.find)), None)
+                port = names[0] if names else None
                 self.add("input.check", message, rule.hint or f"change {' or '.join(values)}", INPUTS, port, path)
 
     def check_values(self, order: list[str]) -> None:
