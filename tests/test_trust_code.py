@@ -1,10 +1,11 @@
 """No code runs unasked: node packs come only from configured places and are imported only when a workflow needs
-them; a pack cannot end vdgraph silently (issue 8)."""
+them; a pack cannot end vdgraph silently; a model folder is data, never code (issue 8)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from vdgraph import Registry
 from vdgraph.cli import main
 from vdgraph.errors import PackFolderNotFound, PackImportInterrupted
 from vdgraph.packs import LOCAL_NODES_ENV, NODES_PATH_ENV
+
+BUILTIN_MODEL = REPO / "nodes" / "vdgraph_shapes" / "model"
 
 PACK = '''
 import pathlib
@@ -277,3 +280,142 @@ def test_a_mistyped_pack_name_suggests_from_the_close_pack_only(tmp_path):
     missing = registry.missing("vidoe.shout")
     assert missing.code == "node.unknown-type" and "did you mean 'video.shout'?" in missing.hint
     assert (tmp_path / "video-ran").exists() and not (tmp_path / "other-ran").exists()
+
+
+# -- model folders are data, never code --------------------------------------------------------------------------
+
+@pytest.fixture
+def model_copy(tmp_path) -> Path:
+    """The built-in model folder, copied to be edited."""
+    return Path(shutil.copytree(BUILTIN_MODEL, tmp_path / "model"))
+
+
+def edit_json(path: Path, **changes) -> None:
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config, indent=2))
+
+
+def check(folder: Path):
+    from vdgraph_video.loading import check_model_folder
+
+    return check_model_folder(str(folder))
+
+
+def test_the_builtin_model_folder_passes_the_checks(model_copy):
+    configs = check(model_copy)
+    assert configs["unet"]["_class_name"] == "UNet2DConditionModel" and "scheduler" in configs
+
+
+@pytest.mark.parametrize("sub,name", [("tokenizer", "tokenizer_config.json"), ("text_encoder", "config.json"),
+                                      ("unet", "config.json")])
+def test_a_config_with_auto_map_is_refused(model_copy, tmp_path, sub, name):
+    from vdgraph_video.loading import ModelFolderError
+
+    (model_copy / sub / "custom.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n")
+    edit_json(model_copy / sub / name, auto_map={"AutoTokenizer": ["custom.EvilTokenizer", None]})
+    with pytest.raises(ModelFolderError) as refused:
+        check(model_copy)
+    assert f"{model_copy / sub / name}: 'auto_map' names custom code" in str(refused.value)
+    assert "never runs code from a model folder" in str(refused.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_custom_tokenizer_class_is_refused(model_copy):
+    from vdgraph_video.loading import ModelFolderError
+
+    edit_json(model_copy / "tokenizer" / "tokenizer_config.json", tokenizer_class="EvilTokenizer")
+    with pytest.raises(ModelFolderError, match=r"tokenizer_config.json: tokenizer_class 'EvilTokenizer' is not a "
+                                               r"tokenizer class of transformers"):
+        check(model_copy)
+    edit_json(model_copy / "tokenizer" / "tokenizer_config.json", tokenizer_class="CLIPTokenizerFast")
+    check(model_copy)  # transformers' own classes stay accepted
+
+
+@pytest.mark.parametrize("sub", ["unet", "vae"])
+def test_an_unsupported_class_name_is_refused(model_copy, sub):
+    from vdgraph_video.loading import ModelFolderError
+
+    edit_json(model_copy / sub / "config.json", _class_name="MyCustomModel")
+    with pytest.raises(ModelFolderError, match=rf"{sub}/config.json: _class_name 'MyCustomModel' is not supported"):
+        check(model_copy)
+
+
+def test_pickle_only_weights_are_refused(model_copy):
+    from vdgraph_video.loading import ModelFolderError
+
+    weights = model_copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))
+    with pytest.raises(ModelFolderError) as refused:
+        check(model_copy)
+    assert (f"{model_copy / 'unet'} has only pickle weights (diffusion_pytorch_model.bin); vdgraph loads weights "
+            "only from .safetensors") in str(refused.value)
+
+
+def test_a_malformed_component_config_names_the_file_and_the_json_error(model_copy):
+    from vdgraph_video.loading import ModelFolderError
+
+    (model_copy / "unet" / "config.json").write_text('{"_class_name": "UNet2DConditionModel",\n  "in_channels": }')
+    with pytest.raises(ModelFolderError, match=rf"{model_copy / 'unet' / 'config.json'} is not valid JSON: "
+                                               r"Expecting value at line 2, column 18"):
+        check(model_copy)
+    (model_copy / "unet" / "config.json").write_text("[1, 2]")
+    with pytest.raises(ModelFolderError, match="must hold a JSON object, not list"):
+        check(model_copy)
+
+
+def test_transformers_is_told_never_to_trust_remote_code(monkeypatch):
+    import torch
+    import transformers
+
+    from vdgraph_video.loading import load_components
+
+    seen = []
+    for cls in (transformers.AutoTokenizer, transformers.CLIPTextModel):
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _real=real, **kwargs):
+            seen.append((klass.__name__, kwargs.get("trust_remote_code", "not passed")))
+            return _real(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    load_components(str(BUILTIN_MODEL), torch.device("cpu"), torch.float32)
+    assert sorted(seen) == [("AutoTokenizer", False), ("CLIPTextModel", False)]
+
+
+def model_flow(folder: Path) -> Path:
+    return write_flow(folder / "flow.json", {
+        "vdgraph": 1, "inputs": {"model": {"type": "str", "default": "shapes-64"}},
+        "nodes": {"m": {"type": "video.load_model", "in": {"model": "inputs.model"}}},
+        "outputs": {"unet": "m.unet"}})
+
+
+def test_a_model_with_custom_code_fails_the_run_without_asking(model_copy, tmp_path, home):
+    """stdin is closed: transformers must not prompt "run the custom code? [y/N]", and nothing from the folder runs."""
+    marker = tmp_path / "ran"
+    (model_copy / "tokenizer" / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    edit_json(model_copy / "tokenizer" / "tokenizer_config.json", tokenizer_class="EvilTokenizer",
+              auto_map={"AutoTokenizer": ["evil.EvilTokenizer", None]})
+    flow = model_flow(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "vdgraph", "run", str(flow), "--set", f"model={model_copy}",
+                             "--device", "cpu", "-q", "--output-dir", str(tmp_path / "out")],
+                            env=cli_env(home), capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f"{model_copy / 'tokenizer' / 'tokenizer_config.json'}: 'auto_map' names custom code" in result.stderr
+    assert "Traceback" not in result.stderr and "[y/N]" not in result.stdout + result.stderr
+    assert not marker.exists()
+
+
+def test_an_empty_model_name_is_an_error_not_the_workflow_folder(tmp_path, home, capsys):
+    # the workflow sits in a valid model folder: an empty name used to load that folder
+    model_copy = Path(shutil.copytree(BUILTIN_MODEL, tmp_path / "model"))
+    flow = model_flow(model_copy)
+    assert main(["run", str(flow), "--set", "model=", "--device", "cpu", "-q",
+                 "--output-dir", str(tmp_path / "out")]) == 1
+    assert "node 'm' (video.load_model) failed: ModelNotFound: the model input is empty" in capsys.readouterr().err
+    from vdgraph_video.loading import ModelNotFound, resolve_model
+
+    with pytest.raises(ModelNotFound, match="the model input is empty"):
+        with resolve_model("  ", (str(model_copy),)):
+            pass
