@@ -11,6 +11,7 @@ import pytest
 from conftest import Add, workflow
 
 from vdgraph import Executor, NodeConflictError, Registry
+from vdgraph.errors import PackFolderNotFound
 from vdgraph.packs import NODES_PATH_ENV, PackSource
 from vdgraph.validate import validate
 from vdgraph.workflow import load_workflow
@@ -65,9 +66,10 @@ def test_folder_pack_from_the_environment_and_as_a_package(tmp_path):
     assert registry.get("pkgpack.shout") is not None
 
 
-def test_default_custom_nodes_folder(tmp_path):
+def test_custom_nodes_folder_of_the_working_directory_after_opt_in(tmp_path):
     write_pack(tmp_path / "custom_nodes", "here", GOOD_PACK.format(pack="here"))
-    assert Registry.discover(env={}, cwd=tmp_path, entry_points=False).ids() == ["here.shout"]
+    assert Registry.discover(env={}, cwd=tmp_path, entry_points=False, local=True).ids() == ["here.shout"]
+    assert Registry.discover(env={}, cwd=tmp_path, entry_points=False).ids() == []  # not without it
 
 
 def test_folder_packs_get_private_module_names(tmp_path):
@@ -158,10 +160,9 @@ def test_register_from_python_checks_prefix_and_clashes():
     assert overriding.get("t.add") is OtherAdd
 
 
-def test_missing_configured_folder_is_reported(tmp_path):
-    registry = discover(tmp_path / "nope")
-    assert [p.code for p in registry.problems()] == ["pack.import-failed"]
-    assert "does not exist" in registry.problems()[0].message
+def test_missing_configured_folder_is_an_error(tmp_path):
+    with pytest.raises(PackFolderNotFound, match=f"'{tmp_path / 'nope'}' \\(from --nodes\\) does not exist"):
+        discover(tmp_path / "nope")
 
 
 def test_entry_point_packs_are_discovered():
@@ -177,5 +178,5 @@ def test_the_documented_custom_pack_works(tmp_path):
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     flow = section.split("```json\n", 1)[1].split("```", 1)[0]
     write_pack(tmp_path / "custom_nodes", "textfx", code)
-    registry = Registry.discover(env={}, cwd=tmp_path, entry_points=False)
+    registry = Registry.discover(env={}, cwd=tmp_path, entry_points=False, local=True)  # as with --local-nodes
     assert Executor(registry, device="cpu").run(json.loads(flow))["shout"] == "HELLO!!!"

@@ -21,7 +21,7 @@ from typing import Any
 
 from vdgraph.context import CancelToken
 from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
-from vdgraph.packs import NODES_PATH_ENV
+from vdgraph.packs import LOCAL_NODES_ENV, NODES_PATH_ENV
 from vdgraph.runtime import DeviceError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Cancelled as exc:
         print(f"vdgraph: {exc}; completed nodes stay cached", file=sys.stderr)
         return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        print("vdgraph: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # PackImportInterrupted says which pack was being imported
+        print(f"vdgraph: {exc or 'interrupted'}", file=sys.stderr)
         return EXIT_CANCELLED
     except NodeRunError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     packs = argparse.ArgumentParser(add_help=False)
     group = packs.add_argument_group("node packs")
     group.add_argument("--nodes", action="append", default=[], metavar="DIR",
-                       help=f"also load node packs from DIR (repeatable; adds to ./custom_nodes and ${NODES_PATH_ENV})")
+                       help=f"also load node packs from DIR (repeatable; adds to ${NODES_PATH_ENV} and the user "
+                            "folder ~/.config/vdgraph/custom_nodes); a DIR that does not exist is an error")
+    group.add_argument("--local-nodes", action="store_true", default=None,
+                       help="also load node packs from ./custom_nodes of the working directory (off by default: "
+                            f"a folder of someone else's workflows may ship code; {LOCAL_NODES_ENV}=1)")
     group.add_argument("--allow-override", action="store_true", default=None,
                        help="let a later pack replace a node id defined by an earlier one (VDGRAPH_ALLOW_OVERRIDE=1)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -251,12 +255,29 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"nodes": [{**e.cls.describe(), "pack": e.source.name, "source": str(e.source)}
                                     for e in entries],
+                          "packs": [status.to_json() for status in registry.packs()],
+                          "skipped_folders": [str(folder) for folder in registry.skipped_folders],
                           "problems": [p.to_json() for p in problems]}, indent=2, default=str))
         return EXIT_OK
     print("\n\n".join(format_node(e) for e in entries) if entries else "no node types match")
+    print("\n" + _format_packs(registry.packs()))
     if problems:
         print("\npack problems:\n" + format_load_problems(problems), file=sys.stderr)
     return EXIT_OK
+
+
+def _format_packs(packs: list) -> str:
+    """Where each pack's code comes from: 'core  entry point vdgraph_core  (imported, 7 node types)'."""
+    lines = ["packs (where node code is loaded from):"]
+    width = max((len(status.source.name) for status in packs), default=0)
+    for status in packs:
+        source = status.source
+        where = {"entry-point": "entry point", "folder": "folder pack", "python": "registered from Python"}[
+            source.kind] + (f" {source.target}" if source.target else "")
+        where += f" (from {source.origin})" if source.kind == "folder" and source.origin else ""
+        state = f"imported, {len(status.node_ids)} node type(s)" if status.imported else "not imported"
+        lines.append(f"  {source.name.ljust(width)}  {where}  [{state}]")
+    return "\n".join(lines) if packs else "packs: none configured"
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -283,9 +304,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 def _registry(args: argparse.Namespace) -> Any:
+    from vdgraph.errors import PackFolderNotFound
     from vdgraph.registry import Registry
 
-    return Registry.discover(folders=args.nodes, allow_override=args.allow_override)
+    try:
+        registry = Registry.discover(folders=args.nodes, allow_override=args.allow_override, local=args.local_nodes)
+    except PackFolderNotFound as exc:
+        raise UsageError(str(exc)) from None
+    for folder in registry.skipped_folders:
+        print(f"vdgraph: note: {folder} was not loaded: node packs in the working directory run only with "
+              f"--local-nodes (or {LOCAL_NODES_ENV}=1)", file=sys.stderr)
+    return registry
 
 
 def _load(source: str) -> Any:

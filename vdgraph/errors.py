@@ -22,6 +22,18 @@ class NodeConflictError(VdgraphError):
     """Two node classes claim the same node id and overriding was not allowed."""
 
 
+class PackFolderNotFound(VdgraphError):
+    """A node-pack folder the user configured (`--nodes`, `VDGRAPH_NODES_PATH`) does not exist."""
+
+
+class PackImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a pack was being imported; the message names the pack and the file (and line) it was in.
+
+    Still a KeyboardInterrupt, so code that stops on Ctrl-C keeps doing so; it only says where it happened, which
+    is what a user needs when a pack hangs at import.
+    """
+
+
 @dataclasses.dataclass(frozen=True)
 class Problem:
     """One thing wrong (or suspicious) in a workflow, located as precisely as we can.

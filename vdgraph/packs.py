@@ -1,11 +1,15 @@
 """Finding node packs and importing them, without letting one broken pack stop the tool.
 
-A pack is a Python module that exposes `NODES: list[type[Node]]`. Packs come from two kinds of places:
+A pack is a Python module that exposes `NODES: list[type[Node]]`. Importing a pack runs its code, so packs come
+only from places the user configured:
 
 * installed distributions, through the `vdgraph.packs` entry-point group (pack name = entry-point name);
-* folders the user configured: `./custom_nodes` if it exists, then the folders in `VDGRAPH_NODES_PATH`
-  (os.pathsep-separated), then the CLI's `--nodes DIR` options. Each `*.py` file or sub-folder with an
-  `__init__.py` in such a folder is one pack, named by its stem.
+* folders: the user's config folder (`$XDG_CONFIG_HOME/vdgraph/custom_nodes`, by default
+  `~/.config/vdgraph/custom_nodes`) if it exists; `./custom_nodes` of the working directory only when opted in
+  (`--local-nodes`, `VDGRAPH_LOCAL_NODES=1`), because a folder of someone else's workflows may ship one; then the
+  folders in `VDGRAPH_NODES_PATH` (os.pathsep-separated); then the CLI's `--nodes DIR` options. A folder named
+  in `VDGRAPH_NODES_PATH` or `--nodes` that does not exist is an error, not silently skipped. Each `*.py` file or
+  sub-folder with an `__init__.py` in such a folder is one pack, named by its stem.
 
 Later places win when overriding is allowed, so the most explicit configuration (a `--nodes` option) has the last
 word. Folder packs are imported under a private module name (`vdgraph_custom.<stem>_<path hash>`), so a pack
@@ -14,6 +18,7 @@ called `json` cannot shadow the standard library and two folders may both hold a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -23,14 +28,18 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 import traceback
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from vdgraph.errors import PackFolderNotFound, PackImportInterrupted
+
 ENTRY_POINT_GROUP = "vdgraph.packs"
 NODES_PATH_ENV = "VDGRAPH_NODES_PATH"
+LOCAL_NODES_ENV = "VDGRAPH_LOCAL_NODES"
 ALLOW_OVERRIDE_ENV = "VDGRAPH_ALLOW_OVERRIDE"
 DEFAULT_FOLDER = "custom_nodes"
 PRIVATE_PACKAGE = "vdgraph_custom"
@@ -40,11 +49,16 @@ PACK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 @dataclasses.dataclass(frozen=True)
 class PackSource:
-    """One place a pack is loaded from. `target` is an entry-point value (`module` or `module:attr`) or a path."""
+    """One place a pack is loaded from. `target` is an entry-point value (`module` or `module:attr`) or a path.
+
+    `origin` says which setting made vdgraph look there (for a folder pack: `--nodes`, `VDGRAPH_NODES_PATH`,
+    `user folder`, `--local-nodes`); it is for reports and does not take part in comparisons.
+    """
 
     name: str
     kind: Literal["entry-point", "folder", "python"]
     target: str
+    origin: str = dataclasses.field(default="", compare=False)
 
     def __str__(self) -> str:
         where = {"entry-point": "entry point", "folder": "folder pack", "python": "registered from Python"}[self.kind]
@@ -90,46 +104,98 @@ def installed_sources() -> tuple[PackSource, ...]:
     return tuple(PackSource(ep.name, "entry-point", ep.value) for ep in sorted(found, key=lambda ep: ep.name))
 
 
+@dataclasses.dataclass(frozen=True)
+class PackFolder:
+    """A folder of packs and the setting that named it."""
+
+    path: Path
+    origin: str
+
+
+def user_folder(env: Mapping[str, str] | None = None) -> Path | None:
+    """The user's own pack folder: `$XDG_CONFIG_HOME/vdgraph/custom_nodes`, else `~/.config/vdgraph/custom_nodes`
+    (`%APPDATA%\\vdgraph\\custom_nodes` on Windows); None when `env` names no home at all."""
+    env = os.environ if env is None else env
+    if env.get("XDG_CONFIG_HOME", "").strip():
+        base = Path(env["XDG_CONFIG_HOME"])
+    elif os.name == "nt" and env.get("APPDATA", "").strip():
+        base = Path(env["APPDATA"])
+    elif env.get("HOME", "").strip():
+        base = Path(env["HOME"]) / ".config"
+    else:
+        return None
+    return base / "vdgraph" / DEFAULT_FOLDER
+
+
+def local_nodes_from_env(env: Mapping[str, str] | None = None) -> bool:
+    return _flag((os.environ if env is None else env).get(LOCAL_NODES_ENV, ""))
+
+
 def configured_folders(extra: Iterable[str] = (), env: Mapping[str, str] | None = None,
-                       cwd: str | os.PathLike | None = None) -> list[Path]:
-    """The pack folders in precedence order (lowest first), deduplicated; missing folders are kept for reports."""
+                       cwd: str | os.PathLike | None = None, local: bool = False) -> list[PackFolder]:
+    """The pack folders in precedence order (lowest first), deduplicated.
+
+    The user folder and `./custom_nodes` are defaults, taken only when they exist (`./custom_nodes` only with
+    `local`); folders named in `VDGRAPH_NODES_PATH` or `extra` are kept even when missing, for `folder_sources`
+    to refuse.
+    """
     env = os.environ if env is None else env
     base = Path(cwd) if cwd is not None else Path.cwd()
-    candidates: list[Path] = []
-    if (base / DEFAULT_FOLDER).is_dir():
-        candidates.append(base / DEFAULT_FOLDER)
-    candidates += [Path(p) for p in env.get(NODES_PATH_ENV, "").split(os.pathsep) if p.strip()]
-    candidates += [Path(p) for p in extra]
+    candidates: list[PackFolder] = []
+    home = user_folder(env)
+    if home is not None and home.is_dir():
+        candidates.append(PackFolder(home, "user folder"))
+    if local and (base / DEFAULT_FOLDER).is_dir():
+        candidates.append(PackFolder(base / DEFAULT_FOLDER, "--local-nodes"))
+    candidates += [PackFolder(Path(p), NODES_PATH_ENV) for p in env.get(NODES_PATH_ENV, "").split(os.pathsep)
+                   if p.strip()]
+    candidates += [PackFolder(Path(p), "--nodes") for p in extra]
     seen: set[Path] = set()
     folders = []
     for folder in candidates:
-        resolved = (base / folder).resolve()
+        resolved = (base / folder.path).resolve()
         if resolved not in seen:
             seen.add(resolved)
-            folders.append(resolved)
+            folders.append(PackFolder(resolved, folder.origin))
     return folders
 
 
-def folder_sources(folders: Iterable[Path]) -> tuple[list[PackSource], list[LoadProblem]]:
-    """One source per `*.py` file or package folder; a configured folder that does not exist is a problem."""
-    sources, problems = [], []
+def skipped_local_folder(folders: Iterable[PackFolder], cwd: str | os.PathLike | None = None) -> Path | None:
+    """`./custom_nodes` when it exists but none of `folders` is it (the user did not opt in): worth a note."""
+    local = ((Path(cwd) if cwd is not None else Path.cwd()) / DEFAULT_FOLDER).resolve()
+    if not local.is_dir() or any(folder.path == local for folder in folders):
+        return None
+    return local
+
+
+def folder_sources(folders: Iterable[PackFolder]) -> list[PackSource]:
+    """One source per `*.py` file or package folder. Raises PackFolderNotFound naming every configured folder that
+    does not exist (or is not a folder): a mistyped `--nodes` must not leave the user wondering where the nodes are.
+    """
+    sources, missing = [], []
     for folder in folders:
-        if not folder.is_dir():
-            problems.append(LoadProblem("pack.import-failed", folder.name, "the configured pack folder does not exist",
-                                        file=str(folder)))
+        if not folder.path.is_dir():
+            state = "is not a folder" if folder.path.exists() else "does not exist"
+            missing.append(f"{str(folder.path)!r} (from {folder.origin}) {state}")
             continue
-        for entry in sorted(folder.iterdir()):
+        for entry in sorted(folder.path.iterdir()):
             if entry.name.startswith((".", "_")):
                 continue
             if entry.is_file() and entry.suffix == ".py":
-                sources.append(PackSource(entry.stem, "folder", str(entry)))
+                sources.append(PackSource(entry.stem, "folder", str(entry), folder.origin))
             elif entry.is_dir() and (entry / "__init__.py").is_file():
-                sources.append(PackSource(entry.name, "folder", str(entry)))
-    return sources, problems
+                sources.append(PackSource(entry.name, "folder", str(entry), folder.origin))
+    if missing:
+        raise PackFolderNotFound("node pack folder " + "; ".join(missing) +
+                                 ": fix the path, or remove it from --nodes / " + NODES_PATH_ENV)
+    return sources
 
 
 def allow_override_from_env(env: Mapping[str, str] | None = None) -> bool:
-    value = (os.environ if env is None else env).get(ALLOW_OVERRIDE_ENV, "")
+    return _flag((os.environ if env is None else env).get(ALLOW_OVERRIDE_ENV, ""))
+
+
+def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -140,10 +206,15 @@ def load_nodes(source: PackSource) -> tuple[list[Any], LoadProblem | None]:
                                "a pack name must be a lowercase identifier (letters, digits, underscores)",
                                file=source.target)
     try:
-        loaded = _import(source)
+        with _IMPORT_LOCK, _exit_raises():
+            loaded = _import(source)
+    except PackImportInterrupted:
+        raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, typically because the pack hangs: say which pack, and where
+        file, line = _failure_place(exc)
+        at = f", at {file}:{line}" if file and line else ""
+        raise PackImportInterrupted(f"interrupted while importing {source}{at}") from exc
     except BaseException as exc:  # a pack may raise anything (even SystemExit); it must not stop the tool
-        if isinstance(exc, KeyboardInterrupt):
-            raise
         return [], _import_problem(source, exc)
     nodes = loaded if isinstance(loaded, (list, tuple)) else getattr(loaded, "NODES", None)
     if not isinstance(nodes, (list, tuple)):
@@ -151,6 +222,41 @@ def load_nodes(source: PackSource) -> tuple[list[Any], LoadProblem | None]:
         return [], LoadProblem("pack.bad-nodes", source.name,
                                "the pack imported but defines no NODES list (NODES = [MyNode, ...])", file=file)
     return list(nodes), None
+
+
+class _ExitCalled(BaseException):
+    """What os._exit raises while a pack is being imported (see `_exit_raises`)."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+_IMPORT_LOCK = threading.RLock()  # one pack import at a time: `_exit_raises` swaps a process-wide function
+
+
+@contextlib.contextmanager
+def _exit_raises() -> Iterator[None]:
+    """Make os._exit raise instead of ending the process, for the duration of a pack's import.
+
+    os._exit ends the process on the spot: no exception to catch, no `finally`, no output, and the exit status is
+    whatever the pack passed (0 reads as success). A pack that calls it while being imported (a script's
+    `os._exit(main())` pasted into a pack) would make vdgraph stop silently. While a pack is imported, os._exit
+    raises `_ExitCalled`, which becomes a pack.import-failed problem like any other exception (sys.exit raises
+    SystemExit and needs no help); the real function is restored in `finally`. This guards against accidents, not
+    malice: a pack's code runs with the user's rights and could end the process by other means, which is why
+    packs are imported only from places the user configured.
+    """
+    real_exit = os._exit
+
+    def refuse_exit(status: int) -> None:
+        raise _ExitCalled(status)
+
+    os._exit = refuse_exit
+    try:
+        yield
+    finally:
+        os._exit = real_exit
 
 
 def _import(source: PackSource) -> Any:
@@ -193,19 +299,37 @@ def _import_folder_pack(path: Path, stem: str) -> types.ModuleType:
 
 def _import_problem(source: PackSource, exc: BaseException) -> LoadProblem:
     """Name the file and line where the import went wrong (for a syntax error: the offending line)."""
-    file, line = None, None
-    if isinstance(exc, SyntaxError) and exc.filename:
-        file, line = exc.filename, exc.lineno
-    else:
-        frames = traceback.extract_tb(exc.__traceback__)
-        own = [f for f in frames if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
-        if own:
-            file, line = own[-1].filename, own[-1].lineno
+    file, line = _failure_place(exc)
     if file is None:
         file = source.target if source.kind == "folder" else _module_file(source.target)
-    detail = str(exc) if not isinstance(exc, SyntaxError) else f"{exc.msg}"
-    return LoadProblem("pack.import-failed", source.name, f"failed to import: {type(exc).__name__}: {detail}",
-                       file=file, line=line)
+    if isinstance(exc, _ExitCalled):
+        detail = (f"the pack called os._exit({exc.status!r}) while being imported, which would end vdgraph "
+                  "silently; a pack must only define its nodes when imported")
+    elif isinstance(exc, SystemExit):
+        detail = (f"the pack called sys.exit({exc.code!r}) (SystemExit) while being imported; a pack must only "
+                  "define its nodes when imported")
+    else:
+        detail = f"failed to import: {type(exc).__name__}: " + (exc.msg if isinstance(exc, SyntaxError) else
+                                                                 _safe_str(exc))
+    return LoadProblem("pack.import-failed", source.name, detail, file=file, line=line)
+
+
+def _failure_place(exc: BaseException) -> tuple[str | None, int | None]:
+    """The innermost frame of the pack's own code in the traceback (for a syntax error: the offending line)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return exc.filename, exc.lineno
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not f.filename.startswith("<frozen") and "importlib" not in f.filename
+           and f.filename != __file__]
+    return (own[-1].filename, own[-1].lineno) if own else (None, None)
+
+
+def _safe_str(exc: BaseException) -> str:
+    """str(exc), or a stand-in when the pack's exception cannot even describe itself."""
+    try:
+        return str(exc)
+    except Exception:  # a hostile __str__ must not turn a load problem into a traceback
+        return f"<{type(exc).__name__} whose message cannot be shown>"
 
 
 def _module_file(target: str) -> str | None:

@@ -3,7 +3,9 @@
 A `Registry` is an ordinary object, not a module global: each executor may own one, and tests build their own
 with `Registry()` + `register(MyNode)`. `Registry.discover()` knows the configured pack sources but imports a
 pack only when one of its node ids is asked for (a node id starts with its pack's name), so validating a workflow
-of core nodes never imports the diffusion pack. Listing, the schema and "did you mean" suggestions load them all.
+of core nodes imports no other pack: not the diffusion pack, not a folder pack that hangs or fails at import.
+Listing and the schema load them all; "did you mean" suggestions look only in the named pack and in packs whose
+name is close to it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import difflib
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from vdgraph.errors import NodeConflictError
 from vdgraph.node import Node
@@ -23,6 +26,8 @@ from vdgraph.packs import (
     folder_sources,
     installed_sources,
     load_nodes,
+    local_nodes_from_env,
+    skipped_local_folder,
 )
 
 
@@ -32,6 +37,19 @@ class NodeEntry:
 
     cls: type[Node]
     source: PackSource
+
+
+@dataclasses.dataclass(frozen=True)
+class PackStatus:
+    """Where a pack was (or would be) loaded from, whether it has been imported, and the node ids it gave."""
+
+    source: PackSource
+    imported: bool
+    node_ids: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.source.name, "kind": self.source.kind, "target": self.source.target,
+                "origin": self.source.origin, "imported": self.imported, "node_ids": list(self.node_ids)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +65,10 @@ class Registry:
     """Node types by id. Sources are imported lazily, per pack name, in the order given (later wins overrides)."""
 
     def __init__(self, sources: Iterable[PackSource] = (), allow_override: bool = False,
-                 problems: Iterable[LoadProblem] = ()) -> None:
+                 problems: Iterable[LoadProblem] = (), skipped_folders: Iterable[Path] = ()) -> None:
         self.allow_override = allow_override
+        # pack folders that exist but were not loaded because the user did not opt in (./custom_nodes)
+        self.skipped_folders: tuple[Path, ...] = tuple(skipped_folders)
         self._sources: dict[str, list[PackSource]] = {}
         for source in sources:
             self._sources.setdefault(source.name, []).append(source)
@@ -60,12 +80,19 @@ class Registry:
     @classmethod
     def discover(cls, folders: Iterable[str] = (), allow_override: bool | None = None,
                  env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
-                 entry_points: bool = True) -> Registry:
-        """A registry of the installed packs plus the configured folder packs (see `vdgraph.packs`)."""
-        found, problems = folder_sources(configured_folders(folders, env=env, cwd=cwd))
+                 entry_points: bool = True, local: bool | None = None) -> Registry:
+        """A registry of the installed packs plus the configured folder packs (see `vdgraph.packs`).
+
+        `local` loads `./custom_nodes` of `cwd` too (None: as `VDGRAPH_LOCAL_NODES` says). Nothing is imported
+        here. Raises PackFolderNotFound when a folder in `folders` or `VDGRAPH_NODES_PATH` does not exist.
+        """
+        local = local_nodes_from_env(env) if local is None else local
+        configured = configured_folders(folders, env=env, cwd=cwd, local=local)
+        found = folder_sources(configured)
         sources = [*(installed_sources() if entry_points else ()), *found]
         override = allow_override_from_env(env) if allow_override is None else allow_override
-        return cls(sources, allow_override=override, problems=problems)
+        skipped = skipped_local_folder(configured, cwd)
+        return cls(sources, allow_override=override, skipped_folders=() if skipped is None else (skipped,))
 
     # -- registering -----------------------------------------------------------------------------------------
 
@@ -163,10 +190,25 @@ class Registry:
                            f"node type {node_id!r} comes from pack {pack!r}, which failed to load: "
                            f"{first.file or '?'}{':' + str(first.line) if first.line else ''}: {first.message}",
                            f"fix the pack; `vdgraph nodes` lists every pack problem")
-        suggestions = difflib.get_close_matches(node_id, self.ids(), n=3, cutoff=0.6)
+        suggestions = difflib.get_close_matches(node_id, self._suggestable_ids(pack), n=3, cutoff=0.6)
         hint = ("did you mean " + " or ".join(repr(s) for s in suggestions) + "?") if suggestions else (
             "`vdgraph nodes` lists the available node types")
         return Missing("node.unknown-type", f"unknown node type {node_id!r}", hint)
+
+    def _suggestable_ids(self, pack: str) -> list[str]:
+        """Ids to suggest for a mistyped one: those of packs imported so far, plus, when no pack is called `pack`,
+        the packs whose name is close to it ('vidoe.decode' -> the 'video' pack). Importing every pack to suggest a
+        name would run code that no workflow asked for (and hang on a pack that hangs)."""
+        if pack not in self._sources:
+            for name in difflib.get_close_matches(pack, list(self._sources), n=3, cutoff=0.6):
+                self._ensure_pack(name)
+        return sorted(self._entries)
+
+    def packs(self) -> list[PackStatus]:
+        """Every configured pack source, in load order within each pack name, with what it has given so far."""
+        return [PackStatus(source, name not in self._pending,
+                           tuple(sorted(k for k, e in self._entries.items() if e.source == source)))
+                for name, group in self._sources.items() for source in group]
 
     @property
     def sources(self) -> tuple[PackSource, ...]:

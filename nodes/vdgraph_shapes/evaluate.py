@@ -42,7 +42,8 @@ def gate_prompts(n: int) -> list[str]:
 def load_image_pipeline(model: str):  # -> StableDiffusionPipeline
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, use_safetensors=True,
+                                                   trust_remote_code=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -95,7 +96,8 @@ def video_gates(model: str, prompts: list[str], steps: int, guidance: float, t0:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe = TextToVideoZeroPipeline.from_pretrained(
-            model, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+            model, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            use_safetensors=True, trust_remote_code=False,
         )
     pipe.set_progress_bar_config(disable=True)
     px_per_frame = strength / 512 * IMAGE_SIZE  # the motion field shifts by strength/512 of the image per frame

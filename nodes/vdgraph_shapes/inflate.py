@@ -333,8 +333,9 @@ def build_3d_model(src_folder: str | os.PathLike, dst_folder: str | os.PathLike,
     if unet2d.config.get("addition_embed_type") == "text" and text_time_prompt is not None:
         from transformers import AutoTokenizer, CLIPTextModel
 
-        text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", use_safetensors=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(src / "tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(src / "text_encoder", use_safetensors=True,
+                                                     trust_remote_code=False).eval()
+        tokenizer = AutoTokenizer.from_pretrained(src / "tokenizer", trust_remote_code=False)
         folded = text_time_embedding_of(unet2d, text_encoder, tokenizer, text_time_prompt)
     unet3d = inflate_unet(unet2d, text_time_embedding=folded)
     dst.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,13 @@
 """Finding and loading a diffusers-format model folder: a local path, an fsspec URL, a hub id or a built-in name.
 
 Built-in names come from the `vdgraph.models` entry-point group: each entry point loads to a path string (or a
-zero-argument callable returning one), so a pack can ship or fetch its own weights. Weights load only from
-safetensors files.
+zero-argument callable returning one), so a pack can ship or fetch its own weights.
+
+A model folder is data, never code. Before anything is loaded, `check_model_folder` reads every component config
+and refuses a folder whose configs name custom code (`auto_map`, a `_class_name` outside the supported diffusers
+classes, a `tokenizer_class` that is not a transformers class) or whose weights are only pickles (.bin, .pt,
+.ckpt: unpickling can run code); transformers is called with `trust_remote_code=False` all the same, so it never
+asks on stdin whether to run a folder's code. Weights load only from safetensors files.
 """
 
 from __future__ import annotations
@@ -29,8 +34,21 @@ SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.json", "*/*.txt", "*/*.safetensors", "*/*.model"]
 
 
+# The classes a component config may name; anything else would make the library build a class we do not support.
+SUPPORTED_CLASSES = {"unet": ("UNet2DConditionModel", "UNet3DConditionModel"), "vae": ("AutoencoderKL",)}
+# The config each component must have (the tokenizer's is optional: a tokenizer.json alone is enough).
+COMPONENT_CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
+                     "tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
+WEIGHTED = ("unet", "vae", "text_encoder")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
 class ModelNotFound(LookupError):
     pass
+
+
+class ModelFolderError(ValueError):
+    """A model folder vdgraph refuses to load: a malformed config, custom code, pickle-only weights."""
 
 
 @contextlib.contextmanager
@@ -90,8 +108,12 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
     """A local folder for `model`; remote (fsspec) folders are copied to a temporary folder removed afterwards.
 
     Order: an existing local folder (as given, then relative to each of `search_dirs`); a URL with a protocol;
-    a built-in name; a hub id ("owner/name").
+    a built-in name; a hub id ("owner/name"). An empty name is an error, not the first search folder.
     """
+    if not model.strip():
+        known = ", ".join(sorted(builtin_models())) or "none installed"
+        raise ModelNotFound(f"the model input is empty: give a model folder, an fsspec URL, a built-in model name "
+                            f"({known}) or a hub id (owner/name)")
     candidates = [model] + [os.path.join(d, model) for d in search_dirs if d and not os.path.isabs(model)]
     for candidate in candidates:
         if os.path.isdir(candidate):
@@ -136,30 +158,140 @@ def _check_folder(folder: str) -> None:
                             f"{', '.join(m + '/' for m in missing)}")
 
 
+def read_config(path: str) -> dict:
+    """A component's JSON config; a malformed one is an error naming the file, the line and the column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFolderError(f"cannot read {path}: {exc}") from exc
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+                               ) from exc
+    except RecursionError as exc:
+        raise ModelFolderError(f"{path} is not a usable config: its JSON is nested too deeply") from exc
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"{path} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
+def check_model_folder(folder: str) -> dict[str, dict]:
+    """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
+
+    Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
+    `*_config.json`) is a JSON object without `auto_map` (which points transformers at Python files in the folder);
+    the UNet and VAE `_class_name` are classes we support; the tokenizer's `tokenizer_class` is a transformers
+    class; the UNet, VAE and text encoder have safetensors weights (a folder with only pickles is refused).
+    """
+    _check_folder(folder)
+    configs: dict[str, dict] = {}
+    for sub in SUBFOLDERS:
+        component = os.path.join(folder, sub)
+        expected = COMPONENT_CONFIGS[sub]
+        if sub != "tokenizer" and not os.path.isfile(os.path.join(component, expected)):
+            raise ModelFolderError(f"{os.path.join(component, expected)} is missing: every {sub}/ of a "
+                                   "diffusers-format folder has one")
+        for name in sorted(os.listdir(component)):
+            if name == "config.json" or name.endswith("_config.json"):
+                path = os.path.join(component, name)
+                config = read_config(path)
+                _refuse_custom_code(path, config)
+                if name == expected:
+                    configs[sub] = config
+    for sub, allowed in SUPPORTED_CLASSES.items():
+        class_name = configs[sub].get("_class_name", allowed[0])
+        if class_name not in allowed:
+            raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
+                                   f"{_short(class_name)} is not supported: expected " + " or ".join(allowed))
+    tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
+    if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
+        raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
+                               f"{_short(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
+                               "no tokenizer code from a model folder")
+    for sub in WEIGHTED:
+        _check_weights(os.path.join(folder, sub))
+    return configs
+
+
+def _refuse_custom_code(path: str, config: dict) -> None:
+    if config.get("auto_map"):
+        raise ModelFolderError(
+            f"{path}: 'auto_map' names custom code ({_short(config['auto_map'])}); vdgraph never runs code from a "
+            "model folder: use a model whose components are standard diffusers and transformers classes")
+
+
+def _is_transformers_tokenizer(name: object) -> bool:
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    import transformers
+
+    for candidate in (name, name.removesuffix("Fast")):
+        try:
+            cls = getattr(transformers, candidate)
+        except Exception:  # transformers' lazy module raises more than AttributeError for some names
+            continue
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedTokenizerBase):
+            return True
+    return False
+
+
+def _check_weights(component: str) -> None:
+    names = os.listdir(component)
+    if any(name.endswith(".safetensors") for name in names):
+        return
+    pickles = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise ModelFolderError(
+            f"{component} has only pickle weights ({', '.join(pickles)}); vdgraph loads weights only from "
+            ".safetensors files, because loading a pickle can run code: convert them to safetensors first")
+    raise ModelFolderError(f"{component} has no weights: expected a .safetensors file")
+
+
+def _short(value: object, limit: int = 120) -> str:
+    """repr(value), cut to `limit` characters: a config value is echoed, never in full."""
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _loading(path: str) -> Iterator[None]:
+    """Name the component when the library fails to load it (the library's exception stays chained)."""
+    try:
+        yield
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelFolderError(f"cannot load {path}: {type(exc).__name__}: {_cut(first, 300)}") from exc
+
+
 def load_components(folder: str, device: torch.device, dtype: torch.dtype, variant: str = ""):
     """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) from a diffusers-format folder.
 
     `variant` picks weight files named like `diffusion_pytorch_model.<variant>.safetensors` ("" the plain ones).
     The UNet class comes from unet/config.json's `_class_name` (UNet2DConditionModel or UNet3DConditionModel).
+    The folder is checked first (`check_model_folder`): no custom code, safetensors weights only.
     Modules are put in eval mode with requires_grad off, on `device` in `dtype`; nothing mutates them later.
     """
     import diffusers
     from transformers import AutoTokenizer, CLIPTextModel
 
-    _check_folder(folder)
-    with open(os.path.join(folder, "unet", "config.json")) as f:
-        unet_class = json.load(f).get("_class_name", "UNet2DConditionModel")
-    if unet_class not in ("UNet2DConditionModel", "UNet3DConditionModel"):
-        raise ModelNotFound(f"unsupported UNet class {unet_class!r}: expected UNet2DConditionModel or "
-                            "UNet3DConditionModel")
+    configs = check_model_folder(folder)
+    unet_class = configs["unet"].get("_class_name", "UNet2DConditionModel")
     weights = {"use_safetensors": True, "variant": variant or None}
-    unet = getattr(diffusers, unet_class).from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **weights)
-    vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **weights)
-    with _no_transformers_progress_bar():
-        text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), dtype=dtype, **weights)
-    tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"))
-    with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
-        scheduler_config = json.load(f)
+    with _loading(os.path.join(folder, "unet")):
+        unet = getattr(diffusers, unet_class).from_pretrained(folder, subfolder="unet", torch_dtype=dtype, **weights)
+    with _loading(os.path.join(folder, "vae")):
+        vae = diffusers.AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **weights)
+    with _loading(os.path.join(folder, "text_encoder")), _no_transformers_progress_bar():
+        text_encoder = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), dtype=dtype,
+                                                     trust_remote_code=False, **weights)
+    with _loading(os.path.join(folder, "tokenizer")):
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"), trust_remote_code=False)
+    scheduler_config = configs["scheduler"]
     modules = []
     for module in (unet, vae, text_encoder):
         module.to(device).eval().requires_grad_(False)

@@ -13,11 +13,14 @@ class LoadModel(Node):
     """Loads a diffusers-format text-to-image or text-to-video model.
 
     `model` is a local folder (absolute, relative to the working directory or to the workflow's folder), an
-    fsspec URL of one (copied to a temporary folder first), a built-in model name (entry-point group
-    `vdgraph.models`) or a Hugging Face hub id (from the local cache, or downloaded when online). The UNet is a
-    UNet2DConditionModel or a UNet3DConditionModel, chosen by unet/config.json. Weights load only from
-    safetensors, on the run's device in the run's dtype (float16 on CUDA, float32 on CPU by default), in eval mode
-    with gradients off; no node changes them afterwards.
+    fsspec URL of one (copied to a temporary folder first: a remote protocol in `model` is a request to fetch
+    it), a built-in model name (entry-point group `vdgraph.models`) or a Hugging Face hub id (from the local cache,
+    or downloaded when online); an empty name is an error. The UNet is a UNet2DConditionModel or a
+    UNet3DConditionModel, chosen by unet/config.json. A model folder is data, never code: a folder whose configs
+    name custom code (`auto_map`, another `_class_name`, a tokenizer_class that is not a transformers class) or
+    whose weights are only pickles (.bin, .pt, .ckpt) is refused with the file and key, and a malformed config
+    is named with its JSON error. Weights load only from safetensors, on the run's device in the run's dtype
+    (float16 on CUDA, float32 on CPU by default), in eval mode with gradients off; no node changes them afterwards.
     """
 
     id = "video.load_model"
