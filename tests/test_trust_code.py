@@ -413,7 +413,7 @@ def test_an_empty_model_name_is_an_error_not_the_workflow_folder(tmp_path, home,
     flow = model_flow(model_copy)
     assert main(["run", str(flow), "--set", "model=", "--device", "cpu", "-q",
                  "--output-dir", str(tmp_path / "out")]) == 1
-    assert "node 'm' (video.load_model) failed: ModelNotFound: the model input is empty" in capsys.readouterr().err
+    assert "m.model: error [node.check] the model name is empty" in capsys.readouterr().err  # found before running
     from vdgraph_video.loading import ModelNotFound, resolve_model
 
     with pytest.raises(ModelNotFound, match="the model input is empty"):

@@ -123,3 +123,9 @@ def test_chunk_size_one(registry):
 def test_every_shipped_workflow_is_clean_with_its_defaults(registry):
     for path in sorted((REPO / "workflows").glob("*.json")):
         assert validate(load_workflow(str(path)), registry) == [], path.name
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_model_name_is_a_problem_before_running(registry, name):
+    problem = only(errors(registry, T2VZ, {"model": name}))
+    assert (problem.node, problem.port, problem.message) == ("model", "model", "the model name is empty")

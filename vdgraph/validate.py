@@ -489,7 +489,7 @@ def _conversion_hint(registry: Registry, source: PortType, target: PortType) -> 
     """Name the node type that turns `source` into `target` (the one needing the fewest other inputs), else say
     which types the target accepts."""
     best: tuple[int, str] | None = None
-    for entry in registry.entries():
+    for entry in registry.entries(load_all=False):  # the packs already in use: a hint imports no other code
         cls = entry.cls
         takes = [p for p in cls.inputs if connection(source, p.type) is not None]
         gives = [o for o in cls.outputs if connection(o.type, target) is not None]

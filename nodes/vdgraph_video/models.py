@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import load_components, resolve_model
@@ -36,6 +36,13 @@ class LoadModel(Node):
         Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer"),
         Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
     ]
+
+    @classmethod
+    def check(cls, known):
+        (model,) = known.take("model")
+        if model is not None and not model.strip():
+            yield Invalid("model", "the model name is empty",
+                          "give a model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id")
 
     @classmethod
     def infer(cls, known):
