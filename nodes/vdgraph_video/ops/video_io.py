@@ -1,17 +1,19 @@
 """Video files <-> frames (F, H, W, 3) float in [0, 1], with PyAV; contact sheets with Pillow.
 
 Writes never leave a half-written target: files go through `vdgraph.io.atomic_write` (temporary name, then
-rename, through fsspec for remote targets); PNG folders are filled under a temporary name and renamed.
+rename, through fsspec for remote targets); PNG folders are filled under a temporary name and renamed onto the
+target, which must be absent or an empty folder (nothing is deleted to make room). Which target a node may
+write is the output folder's decision (`ctx.outputs.claim`), not these functions'.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import math
 import os
 import posixpath
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from fsspec.implementations.local import LocalFileSystem
 
-from vdgraph.io import atomic_write
+from vdgraph.io import atomic_write, naming_the_path, temporary_name
 
 VideoFormat = Literal["auto", "mp4", "webm", "gif", "png"]
 EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -91,28 +93,47 @@ def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int) -> by
 
 @contextlib.contextmanager
 def atomic_folder(url_or_path: str) -> Iterator[str]:
-    """Yield a local folder to fill; on success it replaces the target folder (moved, or uploaded for remote)."""
+    """Yield a local folder to fill; on success it is renamed (uploaded, for remote) onto the target.
+
+    The target must be absent or an empty folder (the reservation `OutputFolder.claim` makes); a folder with
+    anything in it is never replaced here, so nothing is deleted to make room.
+    """
     fs, path = fsspec.core.url_to_fs(url_or_path)
     path = path.rstrip("/")
     local = isinstance(fs, LocalFileSystem)
-    staging = f"{path}.tmp-{secrets.token_hex(6)}" if local else tempfile.mkdtemp(prefix="vdgraph-frames-")
-    if local:
-        os.makedirs(staging)
-    try:
-        yield staging
+    with naming_the_path(url_or_path):
+        staging = temporary_name(path) if local else tempfile.mkdtemp(prefix="vdgraph-frames-")
         if local:
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        else:
-            remote_tmp = f"{path}.tmp-{secrets.token_hex(6)}"
-            fs.put(staging, remote_tmp, recursive=True)
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-            fs.mv(remote_tmp, path, recursive=True)
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+        try:
+            yield staging
+            if local:
+                os.replace(staging, path)  # onto an empty folder at most: a full one raises ENOTEMPTY
+            else:
+                if fs.exists(path) and fs.ls(path, detail=False):
+                    raise FileExistsError(errno.EEXIST, "a folder with files is already there", url_or_path)
+                remote_tmp = temporary_name(path)
+                fs.put(staging, remote_tmp, recursive=True)
+                fs.mv(remote_tmp, path, recursive=True)
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)  # ours: created above
+
+
+def write_png_frames(images: np.ndarray, path: str) -> str:
+    """(F, H, W, 3) uint8 frames as `frame_00000.png` ... in the folder `path` (filled, then renamed)."""
+    from PIL import Image
+
+    with atomic_folder(path) as folder:
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
+    return path
+
+
+def write_bytes(data: bytes, path: str) -> str:
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return path
 
 
 def write_video(frames: torch.Tensor, path: str, fmt: VideoFormat = "auto", fps: float = 8.0, quality: int = 18) -> str:
@@ -120,16 +141,8 @@ def write_video(frames: torch.Tensor, path: str, fmt: VideoFormat = "auto", fps:
     assert fps > 0, f"fps must be > 0, got {fps}"
     fmt = format_for(path, fmt)
     if fmt == "png":
-        from PIL import Image
-
-        with atomic_folder(path) as folder:
-            for i, image in enumerate(to_uint8(frames)):
-                Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
-        return path
-    data = encode_video(frames, fmt, fps, quality)
-    with atomic_write(path, "wb") as handle:
-        handle.write(data)
-    return path
+        return write_png_frames(to_uint8(frames), path)
+    return write_bytes(encode_video(frames, fmt, fps, quality), path)
 
 
 def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.ndarray:
@@ -145,14 +158,16 @@ def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.nd
     return sheet
 
 
-def write_png(image: np.ndarray, path: str) -> str:
+def encode_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    with atomic_write(path, "wb") as handle:
-        handle.write(buffer.getvalue())
-    return path
+    return buffer.getvalue()
+
+
+def write_png(image: np.ndarray, path: str) -> str:
+    return write_bytes(encode_png(image), path)
 
 
 @contextlib.contextmanager
