@@ -1,6 +1,6 @@
 """Issue 8, "no run deletes or overwrites a user's file": every writer gets its target from the run's output folder
 (vdgraph.outputs), which confines it, never replaces what is there without --overwrite, never deletes what vdgraph
-did not write, and cleans up after killed writes."""
+did not write, and cleans up after killed writes. And video.read_video reads with bounded resources."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
 from conftest import REPO
+from PIL import Image
 
 import vdgraph
 from vdgraph.context import RunContext
@@ -420,3 +423,179 @@ def test_stale_temporaries_of_a_killed_write_are_removed_on_the_next_write(execu
         os.utime(path, (old, old))
     write(executor, "video.write_video", "path", "file", "clip.mp4", tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "notes.tmp-not-ours", "other.mp4.tmp-00112233aabb"]
+
+
+# -- reading with bounded resources ---------------------------------------------------------------------------------
+
+def encode(path: Path, frames: int, width: int, height: int, codec: str = "libx264") -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "40"}
+        for i in range(frames):
+            image = np.full((height, width, 3), 20 * i % 255, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_a_huge_frame_size_is_refused_before_anything_is_allocated(tmp_path):
+    """The attack: a 52 KB 4096x4096 mp4 needed more than 12 GB."""
+    path = encode(tmp_path / "big.mp4", 3, 4096, 4096)
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"4096x4096 .* over max_pixels=8,294,400; raise max_pixels"):
+            video_io.read_video(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"{peak} bytes traced before the refusal"
+
+
+class Counting:
+    """Wraps av.open: counts the frames decoded and the frames converted to arrays."""
+
+    def __init__(self, monkeypatch):
+        self.decoded = self.converted = 0
+        real_open = av.open
+        counter = self
+
+        class Frame:
+            def __init__(self, frame):
+                self.frame, self.width, self.height = frame, frame.width, frame.height
+
+            def to_ndarray(self, **kwargs):
+                counter.converted += 1
+                return self.frame.to_ndarray(**kwargs)
+
+        class Container:
+            def __init__(self, container):
+                self.container = container
+
+            def __getattr__(self, name):
+                return getattr(self.container, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return self.container.__exit__(*exc)
+
+            def decode(self, stream):
+                for frame in self.container.decode(stream):
+                    counter.decoded += 1
+                    yield Frame(frame)
+
+        monkeypatch.setattr(av, "open", lambda *a, **k: Container(real_open(*a, **k)))
+
+
+def test_decoding_is_lazy_and_stops_at_max_frames(tmp_path, monkeypatch):
+    path = str(encode(tmp_path / "clip.mp4", 12, 32, 32))
+    counting = Counting(monkeypatch)
+    frames, _ = video_io.read_video(path, max_frames=1)
+    assert frames.shape == (1, 32, 32, 3) and (counting.decoded, counting.converted) == (1, 1)
+    counting.decoded = counting.converted = 0
+    frames, _ = video_io.read_video(path, start=5, stride=2, max_frames=2)  # positions 5 and 7
+    assert frames.shape[0] == 2 and (counting.decoded, counting.converted) == (8, 2)
+
+
+def test_the_selection_is_bounded_in_total(tmp_path):
+    path = str(encode(tmp_path / "clip.mp4", 10, 32, 32))
+    with pytest.raises(ValueError, match="would hold more than max_total_pixels=3,072"):
+        video_io.read_video(path, max_total_pixels=3 * 32 * 32)
+    assert video_io.read_video(path, max_frames=3, max_total_pixels=3 * 32 * 32)[0].shape[0] == 3
+
+
+def test_files_without_a_video_stream_give_a_clear_error(tmp_path):
+    audio = tmp_path / "voice.wav"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(ValueError, match="has no video stream .*only audio"):
+        video_io.read_video(str(audio))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(ValueError, match="cannot read .* as a video"):
+        video_io.read_video(str(text))
+
+
+def test_an_empty_path_is_an_error_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    video_io.write_png_frames(np.zeros((2, 4, 4, 3), np.uint8), str(tmp_path / "frames"))
+    for path in ("", " "):
+        with pytest.raises(ValueError, match="path is empty"):
+            video_io.read_video(path)
+    import vdgraph_video
+
+    ctx = RunContext("read", "video.read_video", torch.device("cpu"), torch.float32, workflow_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="path is empty"):
+        vdgraph_video.ReadVideo().run(ctx, "", 0.0, 0, 1, 0, 0, 0, 10**7, 10**8)
+
+
+def read_in_thread(path: str, **options):
+    """read_video in a thread; (finished, error) after at most 10 s, unblocking a reader stuck on a FIFO."""
+    outcome: list = []
+
+    def target():
+        try:
+            video_io.read_video(path, **options)
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 (the test inspects it)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        fifo = os.open(path, os.O_WRONLY | os.O_NONBLOCK) if os.path.exists(path) else None
+        if fifo is not None:
+            os.close(fifo)
+        thread.join(5)
+        return False, None
+    return True, outcome[0]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "clip.mp4"
+    os.mkfifo(fifo)
+    finished, error = read_in_thread(str(fifo))
+    assert finished, "read_video blocked on a FIFO"
+    assert isinstance(error, ValueError) and "FIFO" in str(error)
+    folder = tmp_path / "frames"
+    video_io.write_png_frames(np.zeros((3, 4, 4, 3), np.uint8), str(folder))
+    os.remove(folder / "frame_00001.png")
+    os.mkfifo(folder / "frame_00001.png")
+    finished, error = read_in_thread(str(folder))
+    assert finished and isinstance(error, ValueError) and "not a regular file" in str(error)
+
+
+def test_png_folders_are_read_lazily_and_bounded(tmp_path):
+    folder = tmp_path / "frames"
+    images = np.stack([np.full((16, 16, 3), 40 * i, np.uint8) for i in range(5)])
+    video_io.write_png_frames(images, str(folder))
+    (folder / "frame_00003.png").write_bytes(b"not a png")  # never opened unless selected
+    frames, _ = video_io.read_video(str(folder), max_frames=3)
+    assert frames.shape == (3, 16, 16, 3)
+    frames, _ = video_io.read_video(str(folder), start=4)
+    assert frames.shape[0] == 1 and round(float(frames[0, 0, 0, 0]) * 255) == 160
+    with pytest.raises(ValueError, match="frame_00003.png' is not a readable PNG"):
+        video_io.read_video(str(folder))
+    with pytest.raises(ValueError, match="16x16 .* over max_pixels=100"):
+        video_io.read_video(str(folder), max_pixels=100)
+    Image.new("RGB", (8, 8)).save(folder / "frame_00003.png")
+    with pytest.raises(ValueError, match="frame 3 is 8x8 but the first selected frame is 16x16"):
+        video_io.read_video(str(folder))
+
+
+def test_read_video_node_reports_the_limit_as_a_node_error(tmp_path):
+    path = encode(tmp_path / "big.mp4", 1, 4096, 4096)
+    workflow = {"vdgraph": 1, "nodes": {"read": {"type": "video.read_video", "params": {"path": str(path)}}},
+                "outputs": {"frames": "read.frames"}}
+    with pytest.raises(NodeRunError, match=r"node 'read' .*max_pixels"):
+        vdgraph.run(workflow, device="cpu")

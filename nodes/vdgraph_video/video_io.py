@@ -8,6 +8,8 @@ from vdgraph.node import Input, Node, Output
 from vdgraph.types import FILE, FLOAT
 
 from vdgraph_video.ops.video_io import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_TOTAL_PIXELS,
     VideoFormat,
     contact_sheet,
     encode_png,
@@ -23,6 +25,8 @@ from vdgraph_video.types import FRAMES
 
 def input_path(ctx, path: str) -> str:
     """`path` as given when absolute or a URL, else relative to the workflow's folder (or the working dir)."""
+    if not path.strip():
+        raise ValueError("port 'path': the video path is empty; name a video file or a PNG-frame folder")
     if "://" in path or posixpath.isabs(path) or not ctx.workflow_dir:
         return path
     import os
@@ -90,7 +94,11 @@ class ContactSheet(Node):
 class ReadVideo(Node):
     """Reads a video file (anything PyAV decodes, GIF via Pillow) or a PNG-frame folder into frames
     (F, H, W, 3) float in [0, 1]. Optional resampling to fps (nearest source frame per tick), then start,
-    stride and max_frames; resize to height x width (one side 0: keep the aspect ratio; both 0: as is)."""
+    stride and max_frames; resize to height x width (one side 0: keep the aspect ratio; both 0: as is).
+
+    Bounded: frames are decoded one at a time, only the selected ones are converted, and decoding stops at
+    max_frames; a source frame over max_pixels or a selection over max_total_pixels is refused before it is
+    allocated. Only regular files and folders are read (a FIFO or a device is refused, never waited on)."""
 
     id = "video.read_video"
     version = 1
@@ -103,12 +111,17 @@ class ReadVideo(Node):
         Input("max_frames", int, default=0, ge=0, doc="stop after this many frames (0: all)"),
         Input("height", int, default=0, ge=0, doc="resize to this height (0: keep / follow the width)"),
         Input("width", int, default=0, ge=0, doc="resize to this width (0: keep / follow the height)"),
+        Input("max_pixels", int, default=DEFAULT_MAX_PIXELS, ge=1,
+              doc="the largest source frame to decode, width x height (default: one 4K UHD frame)"),
+        Input("max_total_pixels", int, default=DEFAULT_MAX_TOTAL_PIXELS, ge=1,
+              doc="the most pixels to return, summed over the selected frames (default 2**28: 3.2 GB as floats)"),
     ]
     outputs = [
         Output("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Output("fps", FLOAT, doc="frame rate of the selected frames"),
     ]
 
-    def run(self, ctx, path, fps, start, stride, max_frames, height, width):
-        frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width)
+    def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
+        frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,
+                                  max_total_pixels)
         return {"frames": frames, "fps": float(rate)}
