@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/vdgraph run workflows/text2video_zero.json --output-dir out --threads 1
+	$(BIN)/vdgraph run workflows/text2video_zero.json --output-dir out --overwrite --threads 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

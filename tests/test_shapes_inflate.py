@@ -302,7 +302,8 @@ SHORT = {"prompt": "a red circle on a blue background", "frames": 4, "steps": 4}
 
 def _run_short(tmp_path) -> dict:
     return vdgraph.run(WORKFLOW, inputs={**SHORT, "output": str(tmp_path / "clip.mp4"),
-                                                "contact_sheet": str(tmp_path / "sheet.png")}, device="cpu")
+                                                "contact_sheet": str(tmp_path / "sheet.png")},
+                       output_dir=str(tmp_path), device="cpu")
 
 
 def test_workflow_runs_on_shapes_64_3d_built_from_the_shapes_architecture(shapes_source, tmp_path, monkeypatch):

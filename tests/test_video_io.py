@@ -100,7 +100,9 @@ def test_contact_sheet_lays_frames_out_in_a_grid(tmp_path):
     assert sheet.shape == (2 * 4 + 2, 3 * 6 + 2 * 2, 3)  # 5 frames -> 3 columns, 2 rows
     assert (sheet[5:, 8:14] == round(255 * 4 / 4)).all()  # frame 4: row 1, column 1
     assert (sheet[4:6] == 255).all()  # the gap between rows
-    path = call(vdgraph_video.ContactSheet, frames=frames, path=str(tmp_path / "sheet.png"), columns=5)["file"]
+    ctx = RunContext(node_id="s", node_type="video.contact_sheet", device=torch.device("cpu"), dtype=torch.float32,
+                     output_dir=str(tmp_path))
+    path = call(vdgraph_video.ContactSheet, ctx, frames=frames, path="sheet.png", columns=5)["file"]
     from PIL import Image
 
     assert np.asarray(Image.open(path)).shape == (4, 5 * 6 + 4 * 2, 3)

@@ -51,8 +51,9 @@ def test_bad_inputs_are_reported_before_anything_runs(executor, tmp_path):
 
 
 def test_changing_only_fps_reruns_only_the_writer(executor, tmp_path):
-    first = executor.run(WORKFLOWS / "text2video_zero.json", small_inputs(tmp_path, fps=8.0))
-    again = executor.run(WORKFLOWS / "text2video_zero.json", small_inputs(tmp_path, fps=12.0))
+    first = executor.run(WORKFLOWS / "text2video_zero.json", small_inputs(tmp_path, fps=8.0), output_dir=str(tmp_path))
+    again = executor.run(WORKFLOWS / "text2video_zero.json", small_inputs(tmp_path, fps=12.0),
+                         output_dir=str(tmp_path))
     assert sorted(again.ran) == ["sheet", "write"], "only the file writers (side effects) run again"
     assert torch.equal(first["frames"], again["frames"])
     assert Path(again["video"]).is_file()
@@ -67,7 +68,7 @@ def test_long_workflow_bounds_the_unet_batch_by_the_chunk_size(executor, tmp_pat
     batches: list[int] = []
     hook = unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
     try:
-        result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs)
+        result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs, output_dir=str(tmp_path))
     finally:
         hook.remove()
     assert result["frames"].shape == (10, 32, 32, 3)

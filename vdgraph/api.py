@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,12 +29,18 @@ def validate(workflow: Workflow | str | Mapping[str, Any], inputs: Mapping[str, 
 
 
 def run(workflow: Workflow | str | Mapping[str, Any], inputs: Mapping[str, Any] | None = None,
-        outputs: Iterable[str] | None = None, *, cancel: CancelToken | None = None, output_dir: str = ".",
+        outputs: Iterable[str] | None = None, *, cancel: CancelToken | None = None,
+        output_dir: str | os.PathLike = "out", overwrite: bool = False, allow_outside_output_dir: bool = False,
         on_event: Listener | None = None, **executor_kwargs: Any) -> dict[str, Any]:
     """Run a workflow once and return {output name: value}; tensors stay tensors.
+
+    Files go into `output_dir` (default `./out`); an existing file is never replaced unless `overwrite` (a
+    counter is added to the new name instead), and nothing is written outside the folder unless
+    `allow_outside_output_dir`.
 
     `executor_kwargs` go to `Executor` (registry, device, dtype, cache_bytes, cache_dir, on_event). For repeated
     runs that share a cache, keep an `Executor` instead.
     """
     executor = Executor(**executor_kwargs)
-    return executor.run(workflow, inputs, outputs, cancel=cancel, output_dir=output_dir, on_event=on_event).outputs
+    return executor.run(workflow, inputs, outputs, cancel=cancel, output_dir=output_dir, overwrite=overwrite,
+                        allow_outside_output_dir=allow_outside_output_dir, on_event=on_event).outputs

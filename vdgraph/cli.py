@@ -118,7 +118,15 @@ Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to
     p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
     _add_set(p)
     p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
-    p.add_argument("--output-dir", default=".", metavar="DIR", help="where nodes write files (default: .)")
+    p.add_argument("--output-dir", default="out", metavar="DIR",
+                   help="the folder nodes write files into (default: ./out, created on the first write); a name "
+                        "that is taken gets a counter (clip_00001.mp4) instead of replacing the file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (and PNG-frame folders vdgraph wrote) instead of adding a "
+                        "counter to the new name; also lets --events replace its file")
+    p.add_argument("--allow-outside-output-dir", action="store_true",
+                   help="let the workflow write outside the output folder (absolute paths, URLs, '..'); by "
+                        "default such a target is refused")
     p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
     p.add_argument("--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)")
     p.add_argument("--threads", type=int, metavar="N",
@@ -126,7 +134,8 @@ Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to
                         "busy machine, where more threads contend with other jobs)")
     p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of tensors and JSON values, reused by "
                                                          "later runs (any fsspec URL)")
-    p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE")
+    p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE (an existing file "
+                                                    "is replaced only with --overwrite)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
     p.add_argument("--json", action="store_true", help="print outputs and the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-node lines")
@@ -204,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     token = CancelToken()
     with _listeners(args) as listeners, _cancel_on_interrupt(token):
         result = executor.run(plan, outputs=args.output, cancel=token, output_dir=args.output_dir,
+                              overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
                               explain=args.explain, on_event=_fan_out(listeners))
     if args.json:
         print(json.dumps({"outputs": value_json(result.outputs), "seconds": result.seconds,
@@ -382,7 +392,7 @@ def _fan_out(listeners: list) -> Any:
 
 @contextlib.contextmanager
 def _listeners(args: argparse.Namespace) -> Iterator[list]:
-    from vdgraph.progress import EventLog, ProgressBars
+    from vdgraph.progress import ProgressBars
 
     listeners: list = []
     bars = None
@@ -391,18 +401,55 @@ def _listeners(args: argparse.Namespace) -> Iterator[list]:
         listeners.append(bars)
     with contextlib.ExitStack() as stack:
         if args.events:
-            import fsspec
-
-            try:
-                handle = stack.enter_context(fsspec.open(args.events, "w", encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot write events to {args.events!r}: {exc}") from None
-            listeners.append(EventLog(handle))
+            listeners.append(_event_log(args.events, args.overwrite, stack))
         try:
             yield listeners
         finally:
             if bars is not None:
                 bars.close()
+
+
+def _event_log(target: str, overwrite: bool, stack: contextlib.ExitStack) -> Any:
+    """A listener writing the events to `target`: an existing file is replaced only with --overwrite (a pipe or
+    a terminal is written to as usual), and a failed write names the file."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    from vdgraph.io import naming_the_path
+    from vdgraph.progress import EventLog
+
+    try:
+        fs, path = fsspec.core.url_to_fs(target)
+        taken = os.path.isfile(path) or os.path.isdir(path) if isinstance(fs, LocalFileSystem) else fs.exists(path)
+        if taken and not overwrite:
+            raise UsageError(f"--events {target!r} exists; pass --overwrite to replace it, or name a new file")
+        with naming_the_path(target):
+            handle = stack.enter_context(_closed_naming(fsspec.open(target, "w", encoding="utf-8").open(), target))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot write events to {target!r}: {exc}") from None
+    log = EventLog(handle)
+
+    def write(event: Any) -> None:
+        with naming_the_path(target):  # a full disk says which file it could not write
+            log(event)
+
+    return write
+
+
+@contextlib.contextmanager
+def _closed_naming(handle: Any, target: str) -> Iterator[Any]:
+    """Close `handle` at the end; a failure to close (the last flush) names `target`, unless an error is already
+    on its way out (then that one is the one to report)."""
+    from vdgraph.io import naming_the_path
+
+    try:
+        yield handle
+    except BaseException:
+        with contextlib.suppress(OSError):
+            handle.close()
+        raise
+    with naming_the_path(target):
+        handle.close()
 
 
 @contextlib.contextmanager

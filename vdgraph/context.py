@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from vdgraph.errors import Cancelled
 from vdgraph.events import Event, Progress
+from vdgraph.outputs import OutputFolder
 
 if TYPE_CHECKING:  # torch is imported by whoever builds a context; `import vdgraph` stays fast without it
     import torch
@@ -30,16 +31,27 @@ class CancelToken:
 
 @dataclasses.dataclass
 class RunContext:
-    """Per-node runtime facts. `device` and `dtype` are part of every cache key (they change results)."""
+    """Per-node runtime facts. `device` and `dtype` are part of every cache key (they change results).
+
+    `outputs` is where a node that writes files gets its targets (`ctx.outputs.claim(name, port=...)`, see
+    vdgraph.outputs); without one, a context writes into an `OutputFolder(output_dir)` of its own.
+    """
 
     node_id: str
     node_type: str
     device: torch.device
     dtype: torch.dtype
-    output_dir: str = "."
+    output_dir: str = "out"
     workflow_dir: str | None = None
     emit: Callable[[Event], None] = lambda event: None
     cancel_token: CancelToken = dataclasses.field(default_factory=CancelToken)
+    outputs: OutputFolder | None = None
+
+    def __post_init__(self) -> None:
+        if self.outputs is None:
+            self.outputs = OutputFolder(self.output_dir, node=self.node_id)
+        else:
+            self.output_dir = self.outputs.root
 
     def check_cancelled(self) -> None:
         if self.cancel_token.cancelled:

@@ -11,6 +11,7 @@ disk cache of the final tensors does not even load the models.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import threading
 import time
@@ -34,6 +35,7 @@ from vdgraph.events import (
 from vdgraph.explain import RecipeMemory, reason
 from vdgraph.immutability import changed_inputs, input_versions
 from vdgraph.keys import cache_key, recipe, recipe_names
+from vdgraph.outputs import OutputFolder
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.runtime import resolve_device, resolve_dtype
@@ -115,14 +117,20 @@ class Executor:
         return plan
 
     def run(self, workflow: Workflow | Plan | str | Mapping, inputs: Mapping[str, Any] | None = None,
-            outputs: Iterable[str] | None = None, cancel: CancelToken | None = None, output_dir: str = ".",
-            explain: bool = False, on_event: Listener | None = None) -> RunResult:
+            outputs: Iterable[str] | None = None, cancel: CancelToken | None = None,
+            output_dir: str | os.PathLike = "out", explain: bool = False, on_event: Listener | None = None,
+            overwrite: bool = False, allow_outside_output_dir: bool = False) -> RunResult:
         """Validate, then compute the requested outputs (all declared outputs by default).
 
         Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
         fails, and Cancelled when `cancel` is triggered; what completed before stays cached either way.
         A `Plan` from `executor.plan()` (or `vdgraph.validate.check`) is run as is: it already holds its inputs.
+
+        Files go into `output_dir` (a folder or fsspec URL, created on the first write); an existing file is
+        replaced only with `overwrite`, else a counter is added to the new name; a target outside the folder is
+        refused unless `allow_outside_output_dir` (vdgraph.outputs has the rules).
         """
+        folder = OutputFolder(output_dir, overwrite=overwrite, allow_outside=allow_outside_output_dir)
         if isinstance(workflow, Plan):
             if inputs:
                 raise ValueError("a Plan already holds its inputs; pass the workflow itself to set inputs")
@@ -131,8 +139,9 @@ class Executor:
             plan = self.plan(workflow, inputs)
         names = _requested(plan, outputs)
         listeners = self.listeners + ([on_event] if on_event is not None else [])
+        folder.fields = {"workflow": plan.workflow.display_name, **plan.input_values}  # for names like {seed}
         with self._lock:
-            return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
+            return _Run(self, plan, names, cancel or CancelToken(), folder, explain, listeners).execute()
 
 
 def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:
@@ -148,13 +157,13 @@ def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:
 class _Run:
     """The state of one run. Created per call, so nothing leaks from one run into the next."""
 
-    def __init__(self, executor: Executor, plan: Plan, names: list[str], token: CancelToken, output_dir: str,
-                 explain: bool, listeners: list[Listener]) -> None:
+    def __init__(self, executor: Executor, plan: Plan, names: list[str], token: CancelToken,
+                 outputs: OutputFolder, explain: bool, listeners: list[Listener]) -> None:
         self.ex = executor
         self.plan = plan
         self.names = names
         self.token = token
-        self.output_dir = output_dir
+        self.outputs = outputs
         self.explain = explain
         self.listeners = listeners
         self.workflow_name = plan.workflow.display_name
@@ -278,8 +287,8 @@ class _Run:
         cls = node.cls
         kwargs = self.gather_inputs(node)
         why = reason(self.previous(node.id), self.recipes[node.id], self.volatile) if self.explain else None
-        ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, self.output_dir, self.workflow_dir,
-                         self.emit, self.token)
+        ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
+                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id))
         versions = input_versions(kwargs)
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))
         if self.cuda:

@@ -13,33 +13,57 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 
+def temporary_name(path: str) -> str:
+    """Where a write goes before it is renamed onto `path`: `<path>.tmp-<12 hex digits>`. The output folder
+    removes such names left by a killed write once they are stale (vdgraph.outputs.STALE_SECONDS)."""
+    return f"{path}.tmp-{secrets.token_hex(6)}"
+
+
 @contextlib.contextmanager
 def atomic_write(url_or_path: str | os.PathLike, mode: str = "wb", *, fs: fsspec.AbstractFileSystem | None = None,
                  **open_kwargs: Any) -> Iterator[IO]:
     """Open `<name>.tmp-<random>` for writing and move it onto the target only when the block succeeds.
 
     Locally the move is `os.replace` (atomic on POSIX); elsewhere it is the filesystem's `mv`. When the block
-    raises, the temporary file is removed and the target is left as it was. Pass `fs` to write a path on an
-    already-open filesystem (then `url_or_path` is a path on it, not a URL).
+    raises, the temporary file is removed and the target is left as it was. An OSError (a full disk, a missing
+    permission) is raised again naming the target. Pass `fs` to write a path on an already-open filesystem (then
+    `url_or_path` is a path on it, not a URL).
+
+    This replaces what is at the target: a node gets its target from `ctx.outputs.claim(...)` first, which never
+    hands out a file the user did not ask to replace.
     """
     if "w" not in mode:
         raise ValueError(f"atomic_write writes; mode must contain 'w', got {mode!r}")
+    shown = os.fspath(url_or_path)
     if fs is None:
-        fs, path = fsspec.core.url_to_fs(os.fspath(url_or_path))
+        fs, path = fsspec.core.url_to_fs(shown)
     else:
-        path = os.fspath(url_or_path)
-    parent = posixpath.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    temporary = f"{path}.tmp-{secrets.token_hex(6)}"
+        path = shown
+    with naming_the_path(shown):
+        parent = posixpath.dirname(path)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        temporary = temporary_name(path)
+        try:
+            with fs.open(temporary, mode, **open_kwargs) as handle:
+                yield handle
+            if isinstance(fs, LocalFileSystem):
+                os.replace(temporary, path)
+            else:
+                fs.mv(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                fs.rm(temporary)
+            raise
+
+
+@contextlib.contextmanager
+def naming_the_path(path: str) -> Iterator[None]:
+    """Raise an OSError of the block (ENOSPC, EACCES ...) again as one of the same kind that names `path`, so a
+    message says which file could not be written, not only why."""
     try:
-        with fs.open(temporary, mode, **open_kwargs) as handle:
-            yield handle
-        if isinstance(fs, LocalFileSystem):
-            os.replace(temporary, path)
-        else:
-            fs.mv(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError, OSError):
-            fs.rm(temporary)
-        raise
+        yield
+    except OSError as exc:
+        if exc.errno is None or exc.filename == path:
+            raise
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path) from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import posixpath
 import sys
 from typing import Any
 
@@ -28,7 +27,9 @@ def to_json_value(value: Any) -> Any:
 
 
 class SaveJson(Node):
-    """Writes a value as JSON into the output folder (atomically) and outputs the file's path."""
+    """Writes a value as JSON into the output folder (atomically) and outputs the file's path. An existing file is
+    never replaced without --overwrite (a counter is added instead: result_00001.json); the name may hold
+    {counter}, {workflow} and workflow inputs such as {seed}, and must stay inside the output folder."""
 
     id = "core.save_json"
     category = "files"
@@ -41,10 +42,7 @@ class SaveJson(Node):
     outputs = [Output("path", FILE, doc="where the file was written")]
 
     def run(self, ctx: RunContext, value: Any, filename: str, indent: int) -> str:
-        if filename.startswith("/") or ".." in filename.replace("\\", "/").split("/"):
-            raise ValueError(f"filename {filename!r} must stay inside the output folder")
-        path = posixpath.join(str(ctx.output_dir).replace("\\", "/"), filename)
         text = json.dumps(to_json_value(value), indent=indent, ensure_ascii=False) + "\n"
-        with atomic_write(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with ctx.outputs.claim(filename, port="filename") as path, atomic_write(path, "w", encoding="utf-8") as out:
+            out.write(text)
         return path

@@ -7,20 +7,26 @@ import posixpath
 from vdgraph.node import Input, Node, Output
 from vdgraph.types import FILE, FLOAT
 
-from vdgraph_video.ops.video_io import VideoFormat, contact_sheet, read_video, write_png, write_video
+from vdgraph_video.ops.video_io import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_TOTAL_PIXELS,
+    VideoFormat,
+    contact_sheet,
+    encode_png,
+    encode_video,
+    format_for,
+    read_video,
+    to_uint8,
+    write_bytes,
+    write_png_frames,
+)
 from vdgraph_video.types import FRAMES
-
-
-def output_path(ctx, path: str) -> str:
-    """`path` as given when absolute or a URL, else under the run's output folder."""
-    if "://" in path or posixpath.isabs(path) or not ctx.output_dir:
-        return path
-    base = ctx.output_dir.rstrip("/")
-    return f"{base}/{path}" if "://" in base else posixpath.join(base, path)
 
 
 def input_path(ctx, path: str) -> str:
     """`path` as given when absolute or a URL, else relative to the workflow's folder (or the working dir)."""
+    if not path.strip():
+        raise ValueError("port 'path': the video path is empty; name a video file or a PNG-frame folder")
     if "://" in path or posixpath.isabs(path) or not ctx.workflow_dir:
         return path
     import os
@@ -33,9 +39,11 @@ class WriteVideo(Node):
     """Writes frames as an mp4 (H.264, yuv420p; odd sides padded by one replicated row/column), a webm (VP9),
     an animated GIF (adaptive palette, 1/100 s timing) or a folder of lossless PNG frames, at `fps`.
 
-    Format "auto" follows the extension (no extension: PNG folder). The file is written under a temporary name
-    and renamed, through fsspec for remote targets; relative paths land in the run's output folder. A side
-    effect, so it runs every time (upstream values come from the cache): changing only fps re-encodes, no more.
+    Format "auto" follows the extension (no extension: PNG folder). The target is the output folder's to give
+    (`path` may hold {counter}, {workflow} and workflow inputs such as {seed}): it stays inside the output folder,
+    and an existing file or folder is never replaced without --overwrite (a counter is added instead, as in
+    clip_00001.mp4). The file is written under a temporary name and renamed, through fsspec for remote targets.
+    A side effect, so it runs every time (upstream values come from the cache): changing only fps re-encodes.
     """
 
     id = "video.write_video"
@@ -44,7 +52,7 @@ class WriteVideo(Node):
     side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
-        Input("path", str, default="video.mp4", doc="target file or folder (local path or fsspec URL)"),
+        Input("path", str, default="video.mp4", doc="target file or folder, inside the output folder"),
         Input("format", VideoFormat, default="auto", doc="auto (from the extension), mp4, webm, gif or png"),
         Input("fps", float, default=8.0, gt=0.0, le=240.0, doc="frames per second"),
         Input("quality", int, default=18, ge=0, le=63, doc="constant rate factor for mp4/webm (lower is better)"),
@@ -52,11 +60,19 @@ class WriteVideo(Node):
     outputs = [Output("file", FILE, doc="the written path")]
 
     def run(self, ctx, frames, path, format, fps, quality):
-        return write_video(frames, output_path(ctx, path), format, fps, quality)
+        fmt = format_for(path, format)
+        if fmt == "png":
+            images = to_uint8(frames)
+            with ctx.outputs.claim(path, port="path", folder=True) as target:
+                return write_png_frames(images, target)
+        data = encode_video(frames, fmt, fps, quality)  # before claiming, so the reserved name is soon filled
+        with ctx.outputs.claim(path, port="path") as target:
+            return write_bytes(data, target)
 
 
 class ContactSheet(Node):
-    """Writes all frames in one PNG grid (row-major, white gaps) to look at a result at a glance."""
+    """Writes all frames in one PNG grid (row-major, white gaps) to look at a result at a glance. The target
+    follows the output folder's rules, as video.write_video's does."""
 
     id = "video.contact_sheet"
     version = 1
@@ -64,19 +80,25 @@ class ContactSheet(Node):
     side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
-        Input("path", str, default="contact_sheet.png", doc="target PNG (local path or fsspec URL)"),
+        Input("path", str, default="contact_sheet.png", doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
 
     def run(self, ctx, frames, path, columns):
-        return write_png(contact_sheet(frames, columns), output_path(ctx, path))
+        data = encode_png(contact_sheet(frames, columns))
+        with ctx.outputs.claim(path, port="path") as target:
+            return write_bytes(data, target)
 
 
 class ReadVideo(Node):
     """Reads a video file (anything PyAV decodes, GIF via Pillow) or a PNG-frame folder into frames
     (F, H, W, 3) float in [0, 1]. Optional resampling to fps (nearest source frame per tick), then start,
-    stride and max_frames; resize to height x width (one side 0: keep the aspect ratio; both 0: as is)."""
+    stride and max_frames; resize to height x width (one side 0: keep the aspect ratio; both 0: as is).
+
+    Bounded: frames are decoded one at a time, only the selected ones are converted, and decoding stops at
+    max_frames; a source frame over max_pixels or a selection over max_total_pixels is refused before it is
+    allocated. Only regular files and folders are read (a FIFO or a device is refused, never waited on)."""
 
     id = "video.read_video"
     version = 1
@@ -89,12 +111,17 @@ class ReadVideo(Node):
         Input("max_frames", int, default=0, ge=0, doc="stop after this many frames (0: all)"),
         Input("height", int, default=0, ge=0, doc="resize to this height (0: keep / follow the width)"),
         Input("width", int, default=0, ge=0, doc="resize to this width (0: keep / follow the height)"),
+        Input("max_pixels", int, default=DEFAULT_MAX_PIXELS, ge=1,
+              doc="the largest source frame to decode, width x height (default: one 4K UHD frame)"),
+        Input("max_total_pixels", int, default=DEFAULT_MAX_TOTAL_PIXELS, ge=1,
+              doc="the most pixels to return, summed over the selected frames (default 2**28: 3.2 GB as floats)"),
     ]
     outputs = [
         Output("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Output("fps", FLOAT, doc="frame rate of the selected frames"),
     ]
 
-    def run(self, ctx, path, fps, start, stride, max_frames, height, width):
-        frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width)
+    def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
+        frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,
+                                  max_total_pixels)
         return {"frames": frames, "fps": float(rate)}

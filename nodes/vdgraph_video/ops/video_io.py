@@ -1,20 +1,29 @@
 """Video files <-> frames (F, H, W, 3) float in [0, 1], with PyAV; contact sheets with Pillow.
 
 Writes never leave a half-written target: files go through `vdgraph.io.atomic_write` (temporary name, then
-rename, through fsspec for remote targets); PNG folders are filled under a temporary name and renamed.
+rename, through fsspec for remote targets); PNG folders are filled under a temporary name and renamed onto the
+target, which must be absent or an empty folder (nothing is deleted to make room). Which target a node may
+write is the output folder's decision (`ctx.outputs.claim`), not these functions'.
+
+Reads are lazy and bounded: frames are decoded one at a time and only the selected ones are converted to arrays;
+decoding stops once `max_frames` are taken; a frame larger than `max_pixels`, or a selection holding more than
+`max_total_pixels`, is refused before it is allocated; only regular files and folders are opened (a FIFO or a
+device would block or never end).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import io
 import math
 import os
 import posixpath
-import secrets
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from typing import Literal
 
@@ -24,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from fsspec.implementations.local import LocalFileSystem
 
-from vdgraph.io import atomic_write
+from vdgraph.io import atomic_write, naming_the_path, temporary_name
 
 VideoFormat = Literal["auto", "mp4", "webm", "gif", "png"]
 EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -91,28 +100,47 @@ def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int) -> by
 
 @contextlib.contextmanager
 def atomic_folder(url_or_path: str) -> Iterator[str]:
-    """Yield a local folder to fill; on success it replaces the target folder (moved, or uploaded for remote)."""
+    """Yield a local folder to fill; on success it is renamed (uploaded, for remote) onto the target.
+
+    The target must be absent or an empty folder (the reservation `OutputFolder.claim` makes); a folder with
+    anything in it is never replaced here, so nothing is deleted to make room.
+    """
     fs, path = fsspec.core.url_to_fs(url_or_path)
     path = path.rstrip("/")
     local = isinstance(fs, LocalFileSystem)
-    staging = f"{path}.tmp-{secrets.token_hex(6)}" if local else tempfile.mkdtemp(prefix="vdgraph-frames-")
-    if local:
-        os.makedirs(staging)
-    try:
-        yield staging
+    with naming_the_path(url_or_path):
+        staging = temporary_name(path) if local else tempfile.mkdtemp(prefix="vdgraph-frames-")
         if local:
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        else:
-            remote_tmp = f"{path}.tmp-{secrets.token_hex(6)}"
-            fs.put(staging, remote_tmp, recursive=True)
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-            fs.mv(remote_tmp, path, recursive=True)
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+        try:
+            yield staging
+            if local:
+                os.replace(staging, path)  # onto an empty folder at most: a full one raises ENOTEMPTY
+            else:
+                if fs.exists(path) and fs.ls(path, detail=False):
+                    raise FileExistsError(errno.EEXIST, "a folder with files is already there", url_or_path)
+                remote_tmp = temporary_name(path)
+                fs.put(staging, remote_tmp, recursive=True)
+                fs.mv(remote_tmp, path, recursive=True)
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging, ignore_errors=True)  # ours: created above
+
+
+def write_png_frames(images: np.ndarray, path: str) -> str:
+    """(F, H, W, 3) uint8 frames as `frame_00000.png` ... in the folder `path` (filled, then renamed)."""
+    from PIL import Image
+
+    with atomic_folder(path) as folder:
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
+    return path
+
+
+def write_bytes(data: bytes, path: str) -> str:
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return path
 
 
 def write_video(frames: torch.Tensor, path: str, fmt: VideoFormat = "auto", fps: float = 8.0, quality: int = 18) -> str:
@@ -120,16 +148,8 @@ def write_video(frames: torch.Tensor, path: str, fmt: VideoFormat = "auto", fps:
     assert fps > 0, f"fps must be > 0, got {fps}"
     fmt = format_for(path, fmt)
     if fmt == "png":
-        from PIL import Image
-
-        with atomic_folder(path) as folder:
-            for i, image in enumerate(to_uint8(frames)):
-                Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
-        return path
-    data = encode_video(frames, fmt, fps, quality)
-    with atomic_write(path, "wb") as handle:
-        handle.write(data)
-    return path
+        return write_png_frames(to_uint8(frames), path)
+    return write_bytes(encode_video(frames, fmt, fps, quality), path)
 
 
 def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.ndarray:
@@ -145,14 +165,16 @@ def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.nd
     return sheet
 
 
-def write_png(image: np.ndarray, path: str) -> str:
+def encode_png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    with atomic_write(path, "wb") as handle:
-        handle.write(buffer.getvalue())
-    return path
+    return buffer.getvalue()
+
+
+def write_png(image: np.ndarray, path: str) -> str:
+    return write_bytes(encode_png(image), path)
 
 
 @contextlib.contextmanager
@@ -171,56 +193,207 @@ def local_copy(url_or_path: str) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+DEFAULT_MAX_PIXELS = 3840 * 2160
+"""The largest source frame read_video decodes by default: one 4K UHD frame (8.3 M pixels)."""
+DEFAULT_MAX_TOTAL_PIXELS = 1 << 28
+"""The most pixels read_video returns by default, summed over frames: 268 M, about 3.2 GB as float32 RGB."""
+
+
+@dataclasses.dataclass
+class _Picture:
+    """One source frame, not converted yet: its size (read from the header where it can be) and its pixels."""
+
+    size: Callable[[], tuple[int, int]]
+    """(width, height)"""
+    to_array: Callable[[], np.ndarray]
+    """(H, W, 3) uint8"""
+
+
 def read_video(path: str, start: int = 0, stride: int = 1, max_frames: int = 0, fps: float = 0.0,
-               height: int = 0, width: int = 0) -> tuple[torch.Tensor, float]:
+               height: int = 0, width: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS) -> tuple[torch.Tensor, float]:
     """Frames (F, H, W, 3) float in [0, 1] and their frame rate from a video file or a PNG-frame folder.
 
     Selection, in order: resample to `fps` (0 keeps the source rate; otherwise the source frame nearest to each
     1/fps tick), then skip `start` frames, take every `stride`-th, stop at `max_frames` (0: all). Resize: both
     sides given -> that size; one given -> the other follows the aspect ratio (bilinear with antialiasing).
+
+    Decoding is lazy: only selected frames become arrays, and decoding stops at `max_frames`. A source frame
+    over `max_pixels` (width x height) or a selection over `max_total_pixels` is refused before it is allocated.
     """
     assert stride >= 1, f"stride must be >= 1, got {stride}"
-    with local_copy(path) as local:
-        images, source_fps = _decode(local)
-    if not images:
-        raise ValueError(f"{path!r} holds no video frames")
-    if fps > 0:
-        times = np.arange(len(images)) / source_fps
-        ticks = np.arange(0, times[-1] + 1e-9, 1 / fps)
-        picks = np.clip(np.round(ticks * source_fps).astype(int), 0, len(images) - 1)
-        images = [images[i] for i in picks]
-        rate = fps
-    else:
-        rate = source_fps
-    images = images[start::stride]
-    if max_frames > 0:
-        images = images[:max_frames]
-    if not images:
-        raise ValueError(f"no frames left after start={start}, stride={stride} in {path!r}")
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError("the video path is empty: name a video file or a PNG-frame folder")
+    with local_copy(path) as local, _frames_of(local, path, max_pixels) as (pictures, source_fps):
+        images = _select(_resampled(pictures, source_fps, fps), start, stride, max_frames, path, max_pixels,
+                         max_total_pixels)
     frames = torch.from_numpy(np.stack(images)).float() / 255  # (F, H, W, 3)
+    rate = fps if fps > 0 else source_fps
     return resize_frames(frames, height, width), rate / stride
 
 
-def _decode(local: str) -> tuple[list[np.ndarray], float]:
-    if os.path.isdir(local):
-        from PIL import Image
+def _select(pictures: Iterable[_Picture], start: int, stride: int, max_frames: int, shown: str, max_pixels: int,
+            max_total_pixels: int) -> list[np.ndarray]:
+    """Arrays of the pictures at positions start, start + stride, ... (at most max_frames); the others are never
+    converted, and the source is not read past the last one taken."""
+    images: list[np.ndarray] = []
+    first: tuple[int, int] | None = None
+    seen = 0
+    for position, picture in enumerate(pictures):
+        seen += 1
+        if position < start or (position - start) % stride:
+            continue
+        w, h = picture.size()
+        _check_frame_size(w, h, max_pixels, shown)
+        first = first or (w, h)
+        if (w, h) != first:
+            raise ValueError(f"{shown!r}: frame {position} is {w}x{h} but the first selected frame is "
+                             f"{first[0]}x{first[1]}; the frames of one video must share a size")
+        if (len(images) + 1) * w * h > max_total_pixels:
+            raise ValueError(f"{shown!r}: {len(images) + 1} frames of {w}x{h} would hold more than "
+                             f"max_total_pixels={max_total_pixels:,} pixels; take fewer frames (max_frames, stride, "
+                             f"fps) or raise max_total_pixels")
+        images.append(picture.to_array())
+        if max_frames and len(images) == max_frames:
+            break
+    if not images:
+        raise ValueError(f"{shown!r} holds no video frames" if not seen else
+                         f"no frames left after start={start}, stride={stride} in {shown!r} ({seen} frames)")
+    return images
 
-        names = sorted(n for n in os.listdir(local) if n.lower().endswith(".png"))
-        return [np.asarray(Image.open(os.path.join(local, n)).convert("RGB")) for n in names], 8.0
-    if local.lower().endswith(".gif"):
-        from PIL import Image, ImageSequence
 
-        with Image.open(local) as gif:
-            images = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
-            duration = gif.info.get("duration", 125) or 125
-        return images, 1000.0 / duration
+def _resampled(pictures: Iterable[_Picture], source_fps: float, fps: float) -> Iterator[_Picture]:
+    """The pictures at `fps`: for each 1/fps tick up to the last frame's time, the source frame nearest to it
+    (repeated or skipped as the rates need); all of them, once each, when `fps` is 0."""
+    if fps <= 0:
+        yield from pictures
+        return
+    step = 1 / fps
+    tick = 0
+    for index, (picture, last) in enumerate(_with_last(pictures)):
+        end = math.ceil((index / source_fps + 1e-9) / step) if last else math.inf  # no tick past the last frame
+        while tick < end and round(tick * step * source_fps) <= index:
+            yield picture
+            tick += 1
+
+
+def _with_last(items: Iterable[_Picture]) -> Iterator[tuple[_Picture, bool]]:
+    """Each item and whether it is the last one (one item of look-ahead)."""
+    iterator = iter(items)
+    for current in iterator:
+        for following in iterator:
+            yield current, False
+            current = following
+        yield current, True
+
+
+def _check_frame_size(width: int, height: int, max_pixels: int, shown: str) -> None:
+    if width * height > max_pixels:
+        raise ValueError(f"{shown!r}: frames are {width}x{height} ({width * height:,} pixels), over "
+                         f"max_pixels={max_pixels:,}; raise max_pixels to read them (each frame needs "
+                         f"{width * height * 3:,} bytes decoded, 4 times that as floats)")
+
+
+@contextlib.contextmanager
+def _frames_of(local: str, shown: str, max_pixels: int) -> Iterator[tuple[Iterator[_Picture], float]]:
+    """The pictures of a local file or folder, lazily, and the source frame rate. `shown` names it in messages."""
+    try:
+        mode = os.stat(local).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such video file or PNG-frame folder", shown) from None
+    if stat.S_ISDIR(mode):
+        source = _png_folder(local, shown)
+    elif not stat.S_ISREG(mode):
+        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise ValueError(f"{shown!r} is {what}; read_video reads only regular files and folders (a pipe or a "
+                         f"device could block or never end)")
+    elif local.lower().endswith(".gif"):
+        source = _gif(local, shown, max_pixels)
+    else:
+        source = _av_video(local, shown, max_pixels)
+    with source as (pictures, rate):
+        try:
+            yield pictures, rate
+        finally:
+            pictures.close()  # a decoder stopped early is released before its file is closed
+
+
+@contextlib.contextmanager
+def _png_folder(local: str, shown: str) -> Iterator[tuple[Iterator[_Picture], float]]:
+    from PIL import Image
+
+    names = sorted(n for n in os.listdir(local) if n.lower().endswith(".png"))
+
+    def picture(name: str) -> _Picture:
+        file = os.path.join(local, name)
+        where = f"{shown.rstrip('/')}/{name}"
+
+        def size() -> tuple[int, int]:
+            if not stat.S_ISREG(os.stat(file).st_mode):
+                raise ValueError(f"{where!r} is not a regular file; a PNG-frame folder holds PNG files only")
+            try:
+                with Image.open(file) as image:  # reads the header only
+                    return image.size
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"{where!r}: the frame is too large to read ({exc})") from exc
+            except OSError as exc:
+                raise ValueError(f"{where!r} is not a readable PNG: {exc}") from exc
+
+        def to_array() -> np.ndarray:
+            with Image.open(file) as image:
+                return np.asarray(image.convert("RGB"))
+
+        return _Picture(size, to_array)
+
+    yield (picture(name) for name in names), 8.0
+
+
+@contextlib.contextmanager
+def _gif(local: str, shown: str, max_pixels: int) -> Iterator[tuple[Iterator[_Picture], float]]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(local) as gif:
+        _check_frame_size(*gif.size, max_pixels, shown)
+        duration = gif.info.get("duration", 125) or 125
+
+        def pictures() -> Iterator[_Picture]:
+            for frame in ImageSequence.Iterator(gif):
+                kept = frame.copy()  # the next frame reuses `frame`: keep this one's pixels, still unconverted
+                yield _Picture(lambda kept=kept: kept.size, lambda kept=kept: np.asarray(kept.convert("RGB")))
+
+        yield pictures(), 1000.0 / duration
+
+
+@contextlib.contextmanager
+def _av_video(local: str, shown: str, max_pixels: int) -> Iterator[tuple[Iterator[_Picture], float]]:
     import av
 
-    with av.open(local) as container:
+    try:
+        container = av.open(local)
+    except av.FFmpegError as exc:
+        raise ValueError(f"cannot read {shown!r} as a video: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams})
+            holds = f"it holds only {' and '.join(kinds)}" if kinds else "it holds no streams"
+            raise ValueError(f"{shown!r} has no video stream ({holds}); read_video needs a video file or a "
+                             f"PNG-frame folder")
         stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width and height:
+            _check_frame_size(width, height, max_pixels, shown)  # from the header, before any frame is decoded
         rate = float(stream.average_rate or stream.guessed_rate or 8)
-        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    return images, rate
+
+        def pictures() -> Iterator[_Picture]:
+            try:
+                for frame in container.decode(stream):
+                    yield _Picture(lambda frame=frame: (frame.width, frame.height),
+                                   lambda frame=frame: frame.to_ndarray(format="rgb24"))
+            except av.FFmpegError as exc:
+                raise ValueError(f"cannot decode {shown!r}: {exc}") from exc
+
+        yield pictures(), rate
 
 
 def resize_frames(frames: torch.Tensor, height: int = 0, width: int = 0) -> torch.Tensor:
