@@ -30,7 +30,7 @@ import vdgraph_video
 from vdgraph import CancelToken, Executor, Input, Node, Output, Registry
 from vdgraph.cli import main
 from vdgraph.diskcache import DiskCache, _meta_digest
-from vdgraph.errors import CacheUnavailable, Cancelled
+from vdgraph.errors import CacheUnavailable, Cancelled, NodeRunError
 from vdgraph.events import CacheWarning, Progress
 from vdgraph.persist import NotPersistable, decode, encode, register_codec, register_dataclass
 from vdgraph.types import TENSOR
@@ -107,6 +107,21 @@ def test_only_scheduler_classes_are_built_from_a_name():
         build_scheduler("UNet2DConditionModel", config, "model", 4, torch.device("cpu"))
     with pytest.raises(ValueError, match="not a diffusers scheduler class"):  # a cache entry cannot name one either
         restore_scheduler({"class": "UNet2DConditionModel", "config": {}, "state": {}})
+
+
+def test_a_model_whose_scheduler_config_names_a_unet_fails_in_the_scheduler_node(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(video_fixtures.tiny_model_folder("2d"), folder)
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "_class_name": "UNet2DConditionModel"}))
+    doc = workflow({"model": {"type": "video.load_model", "params": {"model": str(folder)}},
+                    "scheduler": {"type": "video.scheduler", "in": {"scheduler_config": "model.scheduler_config"},
+                                  "params": {"kind": "model", "steps": 4}}},
+                   {"scheduler": "scheduler.scheduler"})
+    with pytest.raises(NodeRunError, match=r"node 'scheduler' .* _class_name: 'UNet2DConditionModel' is not a "
+                                           r"diffusers scheduler class"):
+        Executor(device="cpu").run(doc)
 
 
 def test_small_video_values_round_trip():
@@ -379,6 +394,23 @@ def test_an_unusable_cache_url_fails_before_anything_runs(tmp_path, capsys, core
         assert main(["run", str(REPO / "workflows" / "hello.json"), "--cache", url, "--output-dir", str(out)]) == 1
         assert why in capsys.readouterr().err
         assert not out.exists(), "nothing ran"
+
+
+def test_an_entry_that_cannot_be_read_is_a_reported_miss(registry, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = Executor(registry, device="cpu", cache_dir=str(cache)).run(CHAIN)
+    executor = Executor(registry, device="cpu", cache_dir=str(cache))
+
+    def connection_lost(path, *args, **kwargs):
+        raise TimeoutError("the server did not answer")
+
+    monkeypatch.setattr(executor.disk.fs, "cat_file", connection_lost)
+    events = []
+    again = executor.run(CHAIN, explain=True, on_event=events.append)
+    assert again.ran == ["t", "c"] and torch.equal(again["c"], first["c"])  # no read works: both run again
+    assert again.report[-1].reason == "cache entry unreadable (meta.json: TimeoutError: the server did not answer)"
+    assert [(e.node, "could not be read" in e.message) for e in events if isinstance(e, CacheWarning)] == [
+        ("t", True), ("c", True)]
 
 
 def test_a_failing_cache_write_names_the_path_and_the_run_goes_on(registry, tmp_path, monkeypatch):
