@@ -354,7 +354,7 @@ class _Run:
         where = self.ex.disk.where(self.keys[node.id])  # type: ignore[union-attr]
         self.emit(CacheWarning(node=node.id, node_type=node.cls.id, path=where,
                                message=f"the cache entry of node {node.id!r} {state} ({problem}): running the "
-                                       f"node again, which rewrites it"))
+                                       f"node again, which rewrites {where}"))
         return f"cache entry {problem.kind} ({problem})"
 
     def previous(self, node_id: str) -> dict | None:
