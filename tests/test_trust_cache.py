@@ -242,6 +242,40 @@ def test_changed_code_without_a_version_bump_does_not_share_cache_entries(tmp_pa
     assert results[0].report[0].key != results[1].report[0].key
 
 
+def test_the_fingerprint_follows_the_modules_of_the_pack_that_the_node_imports(tmp_path, monkeypatch):
+    from vdgraph.fingerprint import code_fingerprint, pack_modules
+
+    package = tmp_path / "fppack"
+    (package / "ops").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "ops" / "__init__.py").write_text("")
+    (package / "ops" / "math.py").write_text("def double(x):\n    return 2 * x\n")
+    (package / "helpers.py").write_text("OFFSET = 1\n")
+    (package / "unrelated.py").write_text("X = 1\n")
+    (package / "nodes.py").write_text(
+        "import json\n"
+        "from .ops.math import double\n\n\n"
+        "class Twice:\n"
+        "    def run(self, x):\n"
+        "        from fppack import helpers  # imported lazily, still followed\n"
+        "        return double(x) + helpers.OFFSET\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fppack.nodes
+
+    assert pack_modules("fppack.nodes") == {"fppack.nodes", "fppack.ops.math", "fppack", "fppack.helpers"}
+    before = code_fingerprint(fppack.nodes.Twice)
+
+    def fingerprint_after(path: Path, text: str) -> str:
+        path.write_text(text)
+        code_fingerprint.cache_clear()  # what a new process would compute
+        return code_fingerprint(fppack.nodes.Twice)
+
+    assert fingerprint_after(package / "unrelated.py", "X = 2\n") == before, "a module it does not import"
+    assert fingerprint_after(package / "ops" / "math.py", "def double(x):\n    return x + x + 0\n") != before
+    changed = code_fingerprint(fppack.nodes.Twice)
+    assert fingerprint_after(package / "helpers.py", "OFFSET = 2\n") != changed
+
+
 # -- damaged entries --------------------------------------------------------------------------------------------
 
 CHAIN = workflow({"t": {"type": "t.tensor", "params": {"n": 3}},
