@@ -1,8 +1,10 @@
-"""Cache stores: sizes in bytes, LRU eviction by bytes, the persistent store (never pickling), atomic writes."""
+"""Cache stores: sizes in bytes, LRU eviction by bytes, the persistent store (never pickling, every entry checked),
+atomic writes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import fsspec
@@ -125,3 +127,27 @@ def test_dataclass_model_wrapper_is_counted():
         inner: torch.nn.Module
 
     assert sizeof(Wrapper(torch.nn.Linear(10, 10))) >= 440
+
+
+def test_disk_cache_refuses_what_json_or_safetensors_cannot_hold(tmp_path):
+    cache = DiskCache(str(tmp_path))
+    assert not cache.put("d" * 64, {"n": 10**5000})  # too many digits for JSON: not stored, no crash
+    deep: list = []
+    for _ in range(100):
+        deep = [deep]
+    assert not cache.put("e" * 64, {"deep": deep})
+    assert not cache.put("f" * 64, {"keys": {1: "not a string key"}})
+    assert cache.get("d" * 64) is None and not list(tmp_path.glob("objects/*"))
+
+
+def test_disk_cache_read_says_what_is_wrong(tmp_path):
+    from vdgraph.diskcache import UnusableEntry
+
+    cache = DiskCache(str(tmp_path))
+    assert cache.read("0" * 64) is None  # absent: a plain miss
+    cache.store("a" * 64, {"x": torch.ones(2)})
+    (tmp_path / "objects" / "aa" / ("a" * 64) / "meta.json").write_text("[]")
+    with pytest.raises(UnusableEntry, match="meta.json holds list, not an object") as info:
+        cache.read("a" * 64)
+    assert info.value.kind == "corrupt" and cache.get("a" * 64) is None
+    assert json.loads((tmp_path / "vdgraph-cache.json").read_text()) == {"vdgraph_cache_format": 2}

@@ -132,8 +132,10 @@ Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's own choice; 1 is fastest for small models on a "
                         "busy machine, where more threads contend with other jobs)")
-    p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of tensors and JSON values, reused by "
-                                                         "later runs (any fsspec URL)")
+    p.add_argument("--cache", metavar="DIR_OR_URL",
+                   help="persistent cache of node outputs (tensors, JSON values, scheduler state; never models), "
+                        "reused by later runs and by a run resuming after Ctrl-C: a folder or any fsspec URL. "
+                        "Corrupt entries are recomputed; a failed write is a warning")
     p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE (an existing file "
                                                     "is replaced only with --overwrite)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
@@ -394,7 +396,7 @@ def _fan_out(listeners: list) -> Any:
 def _listeners(args: argparse.Namespace) -> Iterator[list]:
     from vdgraph.progress import ProgressBars
 
-    listeners: list = []
+    listeners: list = [_print_cache_warning] if getattr(args, "cache", None) else []
     bars = None
     if not args.quiet and not args.json and sys.stderr.isatty():
         bars = ProgressBars(sys.stderr)
@@ -450,6 +452,13 @@ def _closed_naming(handle: Any, target: str) -> Iterator[Any]:
         raise
     with naming_the_path(target):
         handle.close()
+
+
+def _print_cache_warning(event: Any) -> None:
+    from vdgraph.events import CacheWarning
+
+    if isinstance(event, CacheWarning):
+        print(f"vdgraph: warning: {event.message}", file=sys.stderr)
 
 
 @contextlib.contextmanager

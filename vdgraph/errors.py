@@ -91,3 +91,12 @@ class NodeRunError(VdgraphError):
 
 class Cancelled(VdgraphError):
     """The run was cancelled (Ctrl-C or a `CancelToken`); completed nodes stay cached."""
+
+
+class CacheUnavailable(VdgraphError):
+    """The persistent cache named by `--cache` / `cache_dir` cannot be used; raised before anything runs."""
+
+    def __init__(self, url: str, why: str, hint: str):
+        self.url = url
+        shown = url if len(url) <= 200 else url[:197] + "..."
+        super().__init__(f"cannot use {shown!r} as the persistent cache: {why} (hint: {hint})")

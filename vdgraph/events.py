@@ -2,7 +2,9 @@
 
 Order within one run: `run_started`, then for each visited node in topological order either `node_cached`, or
 `node_started`, any number of `progress`, and `node_finished` or `node_error`; finally `run_finished` (also after
-a failure or a cancellation, with `error` / `cancelled` set).
+a failure or a cancellation, with `error` / `cancelled` set). A `cache_warning` comes right before the
+`node_started` of a node whose disk cache entry was unusable, and right after the `node_finished` of a node whose
+outputs could not be written to the disk cache.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Literal
 @dataclasses.dataclass(frozen=True)
 class Event:
     kind: Literal["run_started", "node_started", "node_cached", "node_finished", "progress", "node_error",
-                  "run_finished"]
+                  "cache_warning", "run_finished"]
     node: str | None = None
     node_type: str | None = None
     time: float = dataclasses.field(default_factory=time.time)
@@ -72,6 +74,16 @@ class Progress(Event):
 class NodeError(Event):
     kind: Literal["node_error"] = "node_error"
     error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheWarning(Event):
+    """The disk cache entry of `node` at `path` could not be used (it runs again and rewrites it) or written
+    (the run goes on without it). `node` is None for the explain history written at the end of a run."""
+
+    kind: Literal["cache_warning"] = "cache_warning"
+    message: str = ""
+    path: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ in module globals, so two executors in one process share no cache, progress or c
 
 Demand-driven: all cache keys are computed first (they hash recipes, not data), then resolution walks back from
 the requested outputs. A node whose outputs are cached needs nothing upstream: a second process with a warm
-disk cache of the final tensors does not even load the models.
+disk cache of the final outputs does not even load the models, and one resuming after a cancellation rebuilds
+only the models the interrupted node needs.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, Literal
 
 from vdgraph.cache import DEFAULT_CACHE_BYTES, MemoryCache
 from vdgraph.context import CancelToken, RunContext
-from vdgraph.diskcache import DiskCache
+from vdgraph.diskcache import CacheWriteError, DiskCache, UnusableEntry
 from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
 from vdgraph.events import (
+    CacheWarning,
     Event,
     Listener,
     NodeCached,
@@ -36,6 +38,7 @@ from vdgraph.explain import RecipeMemory, reason
 from vdgraph.immutability import changed_inputs, input_versions
 from vdgraph.keys import cache_key, recipe, recipe_names
 from vdgraph.outputs import OutputFolder
+from vdgraph.persist import NotPersistable
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.runtime import resolve_device, resolve_dtype
@@ -89,7 +92,8 @@ class Executor:
 
     `device` is auto, cpu, cuda or cuda:N; `dtype` defaults to float16 on CUDA and float32 elsewhere; both are
     part of every cache key. `cache_bytes` bounds the memory cache; `cache_dir` (a path or fsspec URL) adds the
-    persistent cache. `on_event` receives every event of every run.
+    persistent cache (CacheUnavailable, at once, when it cannot be used). `on_event` receives every event of
+    every run.
     """
 
     def __init__(self, registry: Registry | None = None, device: Any = "auto", dtype: Any = None,
@@ -175,6 +179,8 @@ class _Run:
         self.values: dict[str, dict[str, Any]] = {}
         self.to_run: set[str] = set()
         self.served: dict[str, Status] = {}  # node id -> where its cached outputs came from
+        self.unusable: dict[str, UnusableEntry] = {}  # node id -> what was wrong with its disk cache entry
+        self.outcomes: dict[str, str] = {}  # node id -> what became of it: stored, not stored: why, served ...
         self.load_seconds: dict[str, float] = {}  # time spent reading disk-cached outputs
         self.report: list[NodeReport] = []
 
@@ -200,17 +206,34 @@ class _Run:
                 else:
                     self.serve_cached(node_id)
         except Cancelled:
+            self.remember(visit, "cancelled")
             self.finish(start, cancelled=True)
             raise
         except VdgraphError as exc:
+            self.remember(visit, "failed")
             self.finish(start, error=str(exc))
             raise
-        finally:
-            self.ex.recipes.remember(self.workflow_name, {n: self.recipes[n] for n in visit})
-            self.ex.recipes.save(self.workflow_name)
+        except BaseException:
+            self.remember(visit, "interrupted")
+            raise
+        self.remember(visit)
         outputs = {name: self.output_value(self.plan.outputs[name]) for name in self.names}
         seconds = self.finish(start)
         return RunResult(outputs, self.report, seconds)
+
+    def remember(self, visit: list[str], stopped: str = "failed") -> None:
+        """Keep each visited node's recipe and what became of it, for `--explain` in later runs; `stopped` is what
+        happened to a node that was running when the run ended early (cancelled, failed, interrupted)."""
+        history = {}
+        for node_id in visit:
+            outcome = self.outcomes.get(node_id, "not reached")
+            history[node_id] = {**self.recipes[node_id], "outcome": stopped if outcome == "running" else outcome}
+        self.ex.recipes.remember(self.workflow_name, history)
+        try:
+            self.ex.recipes.save(self.workflow_name)
+        except CacheWriteError as exc:
+            self.emit(CacheWarning(message=f"{exc}; later processes cannot explain this run's re-runs",
+                                   path=exc.path))
 
     def finish(self, start: float, cancelled: bool = False, error: str | None = None) -> float:
         seconds = time.perf_counter() - start
@@ -268,13 +291,23 @@ class _Run:
         return True
 
     def _read_disk(self, node_id: str, key: str) -> dict[str, Any] | None:
+        """The node's outputs from the disk cache; None when absent or unusable (what was wrong is kept, for the
+        warning and --explain when the node runs again)."""
         start = time.perf_counter()
-        value = self.ex.disk.get(key)  # type: ignore[union-attr]
+        try:
+            value = self.ex.disk.read(key)  # type: ignore[union-attr]
+            if value is not None and value.keys() != self.plan.nodes[node_id].cls.output_map.keys():
+                raise UnusableEntry(f"it holds the outputs {', '.join(map(repr, value))}, not the node's "
+                                    f"{', '.join(map(repr, self.plan.nodes[node_id].cls.output_map))}")
+        except UnusableEntry as exc:
+            self.unusable[node_id] = exc
+            value = None
         self.load_seconds[node_id] = time.perf_counter() - start
         return value
 
     def serve_cached(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
+        self.outcomes[node_id] = "served"
         status = self.served[node_id]
         source = "memory" if status == "cached-memory" else "disk"
         self.emit(NodeCached(node=node_id, node_type=node.cls.id, source=source))
@@ -286,10 +319,13 @@ class _Run:
     def run_node(self, node: NodePlan) -> None:
         cls = node.cls
         kwargs = self.gather_inputs(node)
-        why = reason(self.previous(node.id), self.recipes[node.id], self.volatile) if self.explain else None
+        unusable = self.report_unusable(node)
+        why = reason(self.previous(node.id), self.recipes[node.id], self.volatile, unusable,
+                     self.ex.disk is not None) if self.explain else None
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
                          emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id))
         versions = input_versions(kwargs)
+        self.outcomes[node.id] = "running"
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))
         if self.cuda:
             _reset_peak_memory(self.ex.device)
@@ -316,6 +352,20 @@ class _Run:
         self.store(node.id, outputs)
         self.report.append(NodeReport(node.id, cls.id, "ran", seconds, peak_bytes, why, self.keys[node.id]))
 
+    def report_unusable(self, node: NodePlan) -> str | None:
+        """Warn about the node's unusable disk cache entry, if it had one; returns the --explain reason."""
+        problem = self.unusable.get(node.id)
+        if problem is None:
+            return None
+        if problem.kind == "format":  # merely an older format: expected after an upgrade, not worth a warning
+            return f"cache entry unusable ({problem})"
+        state = "is corrupt" if problem.kind == "corrupt" else "could not be read"
+        where = self.ex.disk.where(self.keys[node.id])  # type: ignore[union-attr]
+        self.emit(CacheWarning(node=node.id, node_type=node.cls.id, path=where,
+                               message=f"the cache entry of node {node.id!r} {state} ({problem}): running the "
+                                       f"node again, which rewrites {where}"))
+        return f"cache entry {problem.kind} ({problem})"
+
     def previous(self, node_id: str) -> dict | None:
         return self.ex.recipes.previous(self.workflow_name).get(node_id)
 
@@ -341,13 +391,26 @@ class _Run:
         return self.values[ref.node][ref.output]
 
     def store(self, node_id: str, outputs: dict[str, Any]) -> None:
-        """Cache a finished node right away, so a later failure or cancellation keeps it."""
+        """Cache a finished node right away, so a later failure or cancellation keeps it. A disk cache write that
+        fails is a warning: the run goes on (the outputs are still in memory)."""
         if node_id in self.volatile:
+            self.outcomes[node_id] = "not stored: runs every time"
             return
         key = self.keys[node_id]
-        self.ex.cache.put(key, outputs)
-        if self.ex.disk is not None:
-            self.ex.disk.put(key, outputs)
+        stored = self.ex.cache.put(key, outputs)
+        self.outcomes[node_id] = "stored" if stored else "not stored: bigger than the memory cache (cache_bytes)"
+        if self.ex.disk is None:
+            return
+        try:
+            self.ex.disk.store(key, outputs)
+            self.outcomes[node_id] = "stored"
+        except NotPersistable as exc:
+            self.outcomes[node_id] = f"not stored: {exc}"
+        except CacheWriteError as exc:
+            self.outcomes[node_id] = f"not stored: {exc}"
+            node_type = self.plan.nodes[node_id].cls.id
+            self.emit(CacheWarning(node=node_id, node_type=node_type, path=exc.path,
+                                   message=f"{exc}; the run goes on without caching node {node_id!r} on disk"))
 
     def count_consumers(self, visit: list[str]) -> dict[str, int]:
         remaining: dict[str, int] = {}

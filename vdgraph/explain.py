@@ -1,4 +1,5 @@
-"""Why a node re-ran: its recipe compared with the one it had the last time it was visited.
+"""Why a node re-ran: its recipe compared with the one it had the last time it was visited, and what became of
+that visit (stored, not storable, cancelled, ...) when the recipe is the same.
 
 Recipes of the last visit are kept per (workflow name, node id) in the executor; with a disk cache they are
 also saved as JSON under the cache root, so a second process can explain its re-runs too.
@@ -24,7 +25,10 @@ class RecipeMemory:
         known = self._workflows.get(workflow)
         if known is None:
             stored = self.disk.read_json(_store_name(workflow)) if self.disk is not None else None
-            known = stored.get("nodes", {}) if isinstance(stored, dict) else {}
+            nodes = stored.get("nodes") if isinstance(stored, dict) else None
+            # a hand-edited or damaged file is ignored record by record, never trusted blindly
+            known = {node: record for node, record in nodes.items() if _well_formed(record)} if isinstance(
+                nodes, dict) else {}
             self._workflows[workflow] = known
         return known
 
@@ -32,6 +36,7 @@ class RecipeMemory:
         self.previous(workflow).update(recipes)
 
     def save(self, workflow: str) -> None:
+        """Raises CacheWriteError (naming the path) when the disk cache cannot be written."""
         if self.disk is not None:
             self.disk.write_json(_store_name(workflow), {"workflow": workflow, "nodes": self.previous(workflow)})
 
@@ -40,10 +45,20 @@ def _store_name(workflow: str) -> str:
     return f"explain/{hashlib.sha256(workflow.encode()).hexdigest()[:24]}.json"
 
 
-def reason(before: dict | None, now: dict, volatile_upstream: set[str]) -> str:
-    """A short sentence: what changed between the last recipe and this one (every change, joined by '; ')."""
+def _well_formed(record: Any) -> bool:
+    return isinstance(record, dict) and all(isinstance(record.get(part, {}), dict)
+                                            for part in ("runtime", "params", "inputs", "links", "names"))
+
+
+def reason(before: dict | None, now: dict, volatile_upstream: set[str], unusable: str | None = None,
+           persistent: bool = False) -> str:
+    """A short sentence: why the node runs. `unusable` says what was wrong with the cache entry found for it, if
+    one was found; else every change between the last recipe and this one (joined by '; '); else, with the
+    same recipe, what became of the last visit (`persistent`: the history was kept with a disk cache)."""
     if "nonce" in now:
         return now.get("volatile", "non-deterministic: runs every time")
+    if unusable is not None:
+        return unusable
     if before is None:
         return "first run"
     changes: list[str] = []
@@ -51,6 +66,8 @@ def reason(before: dict | None, now: dict, volatile_upstream: set[str]) -> str:
         changes.append(f"node type changed {before.get('type')} -> {now['type']}")
     elif before.get("version") != now["version"]:
         changes.append(f"version changed {before.get('version')} -> {now['version']}")
+    elif "code" in before and before["code"] != now["code"]:
+        changes.append("code changed (its module, or a module of its pack that it imports, was edited)")
     for fact, value in now["runtime"].items():
         old = before.get("runtime", {}).get(fact)
         if old != value:
@@ -59,8 +76,25 @@ def reason(before: dict | None, now: dict, volatile_upstream: set[str]) -> str:
     changes += _input_changes(before, now)
     changes += _link_changes(before, now, volatile_upstream)
     if changes:
-        return "; ".join(changes)
-    return "same recipe as last time, but not in the cache (evicted, or the last visit did not finish)"
+        return "; ".join(dict.fromkeys(changes))  # one upstream node feeding several ports is named once
+    return _repeat_reason(before.get("outcome"), persistent)
+
+
+def _repeat_reason(outcome: Any, persistent: bool) -> str:
+    """Why a node whose recipe did not change is not in the cache: what became of its last visit."""
+    if not isinstance(outcome, str):  # a history written before outcomes were recorded
+        return "same recipe as last time, but not in the cache"
+    if outcome.startswith("not stored: "):
+        return outcome
+    if outcome in ("stored", "served"):
+        return ("same recipe as last time, but its cache entry is gone (deleted, or the cache was cleared)"
+                if persistent else "same recipe as last time, but evicted from the memory cache (cache_bytes)")
+    return _LAST_VISIT.get(outcome, "same recipe as last time, but not in the cache")
+
+
+_LAST_VISIT = {"cancelled": "cancelled while it ran last time", "failed": "failed last time",
+               "interrupted": "interrupted while it ran last time",
+               "not reached": "the last run stopped before reaching it"}
 
 
 def _show(value: Any) -> str:

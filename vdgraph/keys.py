@@ -1,8 +1,10 @@
 """Cache keys: sha256 of canonical JSON of a node's recipe, never Python's hash() (salted per process).
 
-A recipe is everything that decides a node's outputs: its type and version, its literal params, the workflow
-input values it reads, the keys (and output names) of the upstream values it reads, and the runtime facts that
-change results (device, dtype). Keys hash recipes, not data, so they are all known before anything runs.
+A recipe is everything that decides a node's outputs: its type and version, a fingerprint of its code (see
+`vdgraph.fingerprint`: a code change invalidates the cache even when nobody bumped `version`), its literal params,
+the workflow input values it reads, the keys (and output names) of the upstream values it reads, and the runtime
+facts that change results (device, dtype). Keys hash recipes, not data, so they are all known before anything
+runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from vdgraph.fingerprint import code_fingerprint
 from vdgraph.plan import LinkRef, NodePlan
 
 
@@ -30,10 +33,10 @@ def digest(value: Any) -> str:
 
 
 def cache_key(node_recipe: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of the recipe as a tuple (type, version, params, inputs, links, runtime,
+    """sha256 of the canonical JSON of the recipe as a tuple (type, version, code, params, inputs, links, runtime,
     nonce): positional, so only the small inner mappings need their keys sorted."""
-    return digest([node_recipe["type"], node_recipe["version"], node_recipe["params"], node_recipe["inputs"],
-                   node_recipe["links"], node_recipe["runtime"], node_recipe.get("nonce")])
+    return digest([node_recipe["type"], node_recipe["version"], node_recipe["code"], node_recipe["params"],
+                   node_recipe["inputs"], node_recipe["links"], node_recipe["runtime"], node_recipe.get("nonce")])
 
 
 def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, str], runtime: Mapping[str, str],
@@ -50,8 +53,8 @@ def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, s
             links[port] = [keys[link.node], link.output]
         else:
             links[port] = [[keys[ref.node], ref.output] for ref in link]
-    out: dict[str, Any] = {"type": node.cls.id, "version": node.cls.version, "params": node.params,
-                           "inputs": inputs, "links": links, "runtime": runtime}
+    out: dict[str, Any] = {"type": node.cls.id, "version": node.cls.version, "code": code_fingerprint(node.cls),
+                           "params": node.params, "inputs": inputs, "links": links, "runtime": runtime}
     if nonce is not None:
         out["nonce"] = nonce
     return out

@@ -9,6 +9,7 @@ from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
 from vdgraph_video.motion import TranslationFlowNode, WarpLatents
 from vdgraph_video.noise import Renoise, SampleNoise
+import vdgraph_video.persist  # noqa: F401  (registers the cache codecs of the pack's values)
 from vdgraph_video.schedulers import MakeScheduler, Text2VideoZeroSteps
 from vdgraph_video.smooth import InterleaveFrames, ReplaceX0, SmoothFrames, SmoothLatents
 from vdgraph_video.text import EncodeText

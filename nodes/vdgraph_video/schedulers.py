@@ -13,9 +13,10 @@ from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
 class MakeScheduler(Node):
     """Builds a sampler from the model's scheduler config and sets its number of steps.
 
-    Kinds: "model" (the class the model ships with), DDIM, DDPM, Euler, Euler ancestral and DPM-Solver++
-    (multistep). Stochastic samplers (DDPM, Euler ancestral, DDIM with eta > 0) draw from the rng given to
-    video.denoise. The scheduler value is never changed by a consumer: each works on its own copy.
+    Kinds: "model" (the class the model ships with; it must be a diffusers scheduler class, anything else its
+    config names is refused before it is built), DDIM, DDPM, Euler, Euler ancestral and DPM-Solver++ (multistep).
+    Stochastic samplers (DDPM, Euler ancestral, DDIM with eta > 0) draw from the rng given to video.denoise. The
+    scheduler value is never changed by a consumer: each works on its own copy.
     """
 
     id = "video.scheduler"
