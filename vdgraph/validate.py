@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from vdgraph.errors import Problem
+from vdgraph.errors import Problem, short_repr
 from vdgraph.node import REQUIRED, Input, Node
 from vdgraph.plan import InputRef, Link, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
@@ -199,7 +199,7 @@ class _Checker:
         if parsed is None:
             hint = ("literal values go in 'params'" if not isinstance(value, str)
                     else "write '<node id>.<output>' or 'inputs.<name>'")
-            self.add("link.malformed", f"{value!r} is not a link", hint, node_id, port.name, path)
+            self.add("link.malformed", f"{short_repr(value)} is not a link", hint, node_id, port.name, path)
             return None
         source_id, output = parsed
         if source_id == INPUTS:
@@ -208,7 +208,7 @@ class _Checker:
             if source_id not in self.workflow.broken_nodes:
                 close = difflib.get_close_matches(source_id, list(self.workflow.nodes), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"nodes: {', '.join(self.workflow.nodes)}"
-                self.add("link.unknown-node", f"link {value!r} names an unknown node {source_id!r}", hint,
+                self.add("link.unknown-node", f"link {short_repr(value)} names an unknown node {short_repr(source_id)}", hint,
                          node_id, port.name, path)
             return None
         source_cls = self.classes.get(source_id)
@@ -216,13 +216,13 @@ class _Checker:
             return None  # its type is unknown: reported on that node
         out = source_cls.output_map.get(output)
         if out is None:
-            self.add("link.unknown-output", f"link {value!r}: {source_cls.id} has no output {output!r}",
+            self.add("link.unknown-output", f"link {short_repr(value)}: {source_cls.id} has no output {output!r}",
                      f"outputs of {source_cls.id}: {', '.join(source_cls.output_map)}", node_id, port.name, path)
             return None
         conn = connection(out.type, target)
         if conn is None:
             self.add("link.type-mismatch",
-                     f"{value!r} gives {out.type.name}, but input {port.name!r} takes {target.name}",
+                     f"{short_repr(value)} gives {out.type.name}, but input {port.name!r} takes {target.name}",
                      self.conversion_hint(out.type, target), node_id, port.name, path)
             return None
         return LinkRef(source_id, output, conn.convert)
@@ -249,8 +249,8 @@ class _Checker:
             value = conn.convert(value) if conn.convert else value
             ok, _, code, why = port.check_value(value)
             if not ok:
-                self.add(code, f"workflow input {name!r} = {value!r} does not fit: {why}", _param_hint(code, port),
-                         node_id, port.name, path)
+                self.add(code, f"workflow input {name!r} = {short_repr(value)} does not fit: {why}",
+                         _param_hint(code, port), node_id, port.name, path)
                 return None
         return InputRef(name, conn.convert)
 
@@ -294,7 +294,7 @@ class _Checker:
             path = ("outputs", name)
             parsed = parse_link(value)
             if parsed is None:
-                self.add("link.malformed", f"output {name!r}: {value!r} is not a link",
+                self.add("link.malformed", f"output {name!r}: {short_repr(value)} is not a link",
                          "write '<node id>.<output>'", None, name, path)
                 continue
             node_id, port = parsed
