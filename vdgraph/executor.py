@@ -20,7 +20,21 @@ from typing import Any, Literal
 from vdgraph.cache import DEFAULT_CACHE_BYTES, MemoryCache
 from vdgraph.context import CancelToken, RunContext
 from vdgraph.diskcache import DiskCache
-from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
+from vdgraph.arguments import (
+    check_inputs_argument,
+    check_listener_argument,
+    check_registry_argument,
+    check_run_arguments,
+)
+from vdgraph.errors import (
+    Cancelled,
+    NodeRunError,
+    Problem,
+    ReentrantRun,
+    VdgraphError,
+    WorkflowInvalid,
+    describe_exception,
+)
 from vdgraph.events import (
     Event,
     Listener,
@@ -36,6 +50,7 @@ from vdgraph.immutability import changed_inputs, input_versions
 from vdgraph.keys import cache_key, recipe, recipe_names
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
+from vdgraph.representable import unrepresentable
 from vdgraph.runtime import resolve_device, resolve_dtype
 from vdgraph.validate import check, validate
 from vdgraph.workflow import Workflow, load_workflow
@@ -93,6 +108,8 @@ class Executor:
     def __init__(self, registry: Registry | None = None, device: Any = "auto", dtype: Any = None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, cache_dir: str | None = None,
                  on_event: Listener | None = None) -> None:
+        check_registry_argument(registry)
+        check_listener_argument(on_event)
         self.registry = registry if registry is not None else Registry.discover()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -102,13 +119,16 @@ class Executor:
         self.listeners: list[Listener] = [on_event] if on_event is not None else []
         self.runtime = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
         self._lock = threading.Lock()  # one run at a time per executor: the caches are not shared concurrently
+        self._running_in: int | None = None  # the thread running a workflow now (a listener runs in it too)
 
     def validate(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> list[Problem]:
         """Every problem of the workflow with these run inputs (missing required inputs included)."""
+        check_inputs_argument(inputs)
         return validate(load_workflow(workflow), self.registry, inputs, require_inputs=True)
 
     def plan(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> Plan:
         """The compiled workflow; raises WorkflowInvalid (with every problem) when it has errors."""
+        check_inputs_argument(inputs)
         problems, plan = check(load_workflow(workflow), self.registry, inputs, require_inputs=True)
         if plan is None:
             raise WorkflowInvalid(problems)
@@ -122,7 +142,15 @@ class Executor:
         Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
         fails, and Cancelled when `cancel` is triggered; what completed before stays cached either way.
         A `Plan` from `executor.plan()` (or `vdgraph.validate.check`) is run as is: it already holds its inputs.
+        `outputs` is a list of output names (one name as a str is fine). Arguments of the wrong type are a
+        TypeError naming the argument; calling `run` from inside this executor's own run (an event listener, a
+        node) is a ReentrantRun error: it would wait for itself forever.
         """
+        if self._running_in == threading.get_ident():
+            raise ReentrantRun("Executor.run was called from inside a run of the same executor (an event listener "
+                               "or a node): it would wait for itself forever; use a second Executor, or start the "
+                               "next run after this one returns")
+        outputs = check_run_arguments(inputs, outputs, cancel, on_event)
         if isinstance(workflow, Plan):
             if inputs:
                 raise ValueError("a Plan already holds its inputs; pass the workflow itself to set inputs")
@@ -132,11 +160,20 @@ class Executor:
         names = _requested(plan, outputs)
         listeners = self.listeners + ([on_event] if on_event is not None else [])
         with self._lock:
-            return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
+            self._running_in = threading.get_ident()
+            try:
+                return _Run(self, plan, names, cancel or CancelToken(), output_dir, explain, listeners).execute()
+            finally:
+                self._running_in = None
 
 
-def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:
-    names = list(plan.outputs) if outputs is None else list(outputs)
+def _requested(plan: Plan, outputs: list[str] | None) -> list[str]:
+    if outputs == []:
+        declared = ", ".join(plan.outputs)
+        raise WorkflowInvalid([plan.workflow.problem(
+            "output.none", "outputs=[] requests no output, so nothing would run",
+            f"pass outputs=None for all of them, or name some: {declared}")])
+    names = list(plan.outputs) if outputs is None else outputs
     unknown = [n for n in names if n not in plan.outputs]
     if unknown:
         declared = ", ".join(plan.outputs)
@@ -290,7 +327,7 @@ class _Run:
         except Cancelled:
             raise
         except Exception as exc:
-            error = NodeRunError(node.id, cls.id, f"{type(exc).__name__}: {exc}")
+            error = NodeRunError(node.id, cls.id, describe_exception(exc))
             self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
             raise error from exc
         seconds = time.perf_counter() - start
@@ -301,6 +338,12 @@ class _Run:
             error = NodeRunError(node.id, cls.id, message)
             self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
             raise error
+        for name, value in outputs.items():  # before caching: a NaN is never stored, a huge int never spelled
+            wrong = unrepresentable(value)
+            if wrong:
+                error = NodeRunError(node.id, cls.id, f"output {name!r}: {wrong}")
+                self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
+                raise error
         peak_bytes = _peak_memory(self.ex.device) if self.cuda else None
         self.emit(NodeFinished(node=node.id, node_type=cls.id, seconds=seconds, peak_bytes=peak_bytes))
         self.values[node.id] = outputs
