@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Literal
 
 
@@ -43,6 +44,14 @@ class Problem:
     file: str | None = None
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        # the last guard against a message that echoes megabytes: whatever a check quoted from the file (a name,
+        # a type, a link), no run of text without spaces stays longer than LONGEST_WORD characters
+        for field in ("message", "hint", "node", "port"):
+            text = getattr(self, field)
+            if isinstance(text, str) and len(text) > LONGEST_WORD:
+                object.__setattr__(self, field, cut_long_words(text))
 
     @property
     def where(self) -> str:
@@ -90,6 +99,16 @@ class Cancelled(VdgraphError):
 
 SHORT = 60
 """About how many characters of a value a message shows."""
+
+LONGEST_WORD = 200
+"""No run of characters without a space in a Problem is longer than this (see `cut_long_words`)."""
+
+_LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_WORD + 1))
+
+
+def cut_long_words(text: str) -> str:
+    """`text` with every run of non-space characters over LONGEST_WORD cut to SHORT and its length stated."""
+    return _LONG_WORD.sub(lambda m: f"{m.group()[:SHORT]}... ({len(m.group()):,} characters)", text)
 
 
 def short_repr(value: Any, limit: int = SHORT) -> str:
