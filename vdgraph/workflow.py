@@ -211,6 +211,7 @@ def parse_text(raw: bytes | str, source: str | None = None) -> Workflow:
                                        "a workflow needs about 10 levels: flatten the value that starts here",
                                        file=source, line=line, column=column)])
     repeated: list[bool] = []
+    long_integers: list[bool] = []
 
     def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         built = dict(pairs)
@@ -218,8 +219,14 @@ def parse_text(raw: bytes | str, source: str | None = None) -> Workflow:
             repeated.append(True)
         return built
 
+    def read_int(digits: str) -> int | _LongInteger:
+        value = _parse_int(digits)
+        if len(digits) >= 20 and (type(value) is _LongInteger or int_problem(value)):  # 19 characters always fit
+            long_integers.append(True)
+        return value
+
     try:
-        data = json.loads(text, object_pairs_hook=build_object, parse_int=_parse_int)
+        data = json.loads(text, object_pairs_hook=build_object, parse_int=read_int)
     except json.JSONDecodeError as exc:
         raise WorkflowInvalid([Problem("json.malformed", f"malformed JSON: {exc.msg}",
                                        "fix the JSON syntax at this line and column", file=source,
@@ -228,7 +235,14 @@ def parse_text(raw: bytes | str, source: str | None = None) -> Workflow:
         raise WorkflowInvalid([Problem("json.too-deep", "objects and arrays nest too deeply to read",
                                        "flatten the workflow", file=source)]) from None
     duplicates = _duplicate_problems(sourcemap, source) if repeated else []
-    return parse_workflow(data, source, sourcemap, duplicates)
+    suspect = bool(long_integers) or ("\\u" in text and _ESCAPED_SURROGATE.search(text) is not None) or (
+        not text.isascii() and _RAW_SURROGATE.search(text) is not None)
+    return parse_workflow(data, source, sourcemap, duplicates, check_values=suspect)
+
+
+# Only text with a JSON escape of a surrogate, or a raw one (in text from Python), can hold a lone surrogate.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_RAW_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class _LongInteger:
@@ -289,19 +303,30 @@ def _check_data(data: Any, report) -> None:
     seen: set[int] = set()
     while stack:
         path, value = stack.pop()
-        if isinstance(value, (Mapping, list, tuple)):
+        kind = type(value)
+        if kind is str:
+            why = text_problem(value)
+            if why:
+                report("json.invalid-text", why, path)
+        elif kind is int:
+            if int_problem(value):
+                report("json.int-range", _too_large(short_repr(value)), path)
+        elif kind is _LongInteger:
+            report("json.int-range", _too_large(repr(value)), path)
+        elif kind is dict or kind is list or isinstance(value, (Mapping, list, tuple)):
             if id(value) in seen:
                 continue
             seen.add(id(value))
             if len(path) >= MAX_JSON_DEPTH:
                 report("json.too-deep", f"objects and arrays nest deeper than {MAX_JSON_DEPTH} levels", path)
                 continue
-            items = list(value.items()) if isinstance(value, Mapping) else [(str(i), v) for i, v in enumerate(value)]
+            mapping = isinstance(value, Mapping)
+            items = list(value.items()) if mapping else [(str(i), v) for i, v in enumerate(value)]
             for key, item in reversed(items):
                 if not isinstance(key, str):
                     report("schema.invalid", f"key {short_repr(key)} is a {type(key).__name__}; keys are strings", path)
                     continue
-                if isinstance(value, Mapping) and (why := text_problem(key)):
+                if mapping and (why := text_problem(key)):
                     report("json.invalid-text", f"a key: {why}", path)
                     continue
                 stack.append(((*path, key), item))
@@ -309,11 +334,8 @@ def _check_data(data: Any, report) -> None:
             why = text_problem(value)
             if why:
                 report("json.invalid-text", why, path)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if int_problem(value):
-                report("json.int-range", _too_large(short_repr(value)), path)
-        elif isinstance(value, _LongInteger):
-            report("json.int-range", _too_large(repr(value)), path)
+        elif isinstance(value, int) and not isinstance(value, bool) and int_problem(value):
+            report("json.int-range", _too_large(short_repr(value)), path)
 
 
 def _node_and_port(path: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -346,11 +368,12 @@ _DATA_HINTS = {
 
 
 def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | None = None,
-                   problems: list[Problem] | None = None) -> Workflow:
+                   problems: list[Problem] | None = None, check_values: bool = True) -> Workflow:
     """Build a Workflow from decoded JSON, collecting structural problems per node and per input.
 
     Values no workflow may hold (see `parse_text`) are fatal: WorkflowInvalid with every one of them (and
     `problems`, found earlier in the text). Other problems are kept on the workflow for validation to report.
+    `check_values=False` skips that walk: `parse_text` knows when the text cannot hold such a value.
     """
     if not isinstance(data, Mapping):
         raise WorkflowInvalid([Problem("schema.invalid", f"a workflow must be a JSON object, got {_kind(data)}",
@@ -364,7 +387,8 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
         found.append(Problem(code, where + message, _DATA_HINTS[code], node=node, port=port, file=source, line=line,
                              column=column))
 
-    _check_data(data, report_data)
+    if check_values:
+        _check_data(data, report_data)
     if found:
         raise WorkflowInvalid([*(problems or []), *found])
     version = data.get("vdgraph")
@@ -408,7 +432,6 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
     workflow._broken = broken
     workflow._sourcemap = sourcemap
     return workflow
-
 
 
 def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel], report, broken: set[str]) -> dict:
