@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from vdgraph.arguments import check_inputs_argument, check_registry_argument
 from vdgraph.context import CancelToken
 from vdgraph.errors import Problem, WorkflowInvalid
 from vdgraph.events import Listener
@@ -19,8 +20,11 @@ def validate(workflow: Workflow | str | Mapping[str, Any], inputs: Mapping[str, 
              registry: Registry | None = None, require_inputs: bool = False) -> list[Problem]:
     """Every problem of a workflow (a path, URL, dict or Workflow), errors and warnings; empty when clean.
 
-    A file that cannot be parsed at all (malformed JSON, unknown format version) gives its one problem.
+    A file that cannot be read at all (malformed JSON, unknown format version, nesting too deep, an integer
+    beyond 64 bits, a lone surrogate) gives just those problems.
     """
+    check_registry_argument(registry)
+    check_inputs_argument(inputs)
     try:
         loaded = load_workflow(workflow)
     except WorkflowInvalid as exc:

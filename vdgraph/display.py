@@ -6,14 +6,15 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from vdgraph.errors import Problem
+from vdgraph.errors import Problem, short_repr
 from vdgraph.executor import RunResult
 from vdgraph.packs import LoadProblem
 from vdgraph.registry import NodeEntry
 
 
 def describe_value(value: Any) -> str:
-    """One line: tensors as shape / dtype / device, modules by class and size, text as is, the rest by repr."""
+    """One line: tensors as shape / dtype / device, modules by class and size, text as is, the rest by a repr cut
+    to 200 characters (safe for any value: see `short_repr`)."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return f"Tensor {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')} on {value.device}"
@@ -22,8 +23,7 @@ def describe_value(value: Any) -> str:
         return f"{type(value).__name__} module ({count:,} parameters)"
     if isinstance(value, str):
         return value
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return short_repr(value, 200)
 
 
 def value_json(value: Any) -> Any:

@@ -21,8 +21,22 @@ from typing import Any, Literal
 
 from vdgraph.cache import DEFAULT_CACHE_BYTES, MemoryCache
 from vdgraph.context import CancelToken, RunContext
+from vdgraph.arguments import (
+    check_inputs_argument,
+    check_listener_argument,
+    check_registry_argument,
+    check_run_arguments,
+)
 from vdgraph.diskcache import CacheWriteError, DiskCache, UnusableEntry
-from vdgraph.errors import Cancelled, NodeRunError, Problem, VdgraphError, WorkflowInvalid
+from vdgraph.errors import (
+    Cancelled,
+    NodeRunError,
+    Problem,
+    ReentrantRun,
+    VdgraphError,
+    WorkflowInvalid,
+    describe_exception,
+)
 from vdgraph.events import (
     CacheWarning,
     Event,
@@ -41,6 +55,7 @@ from vdgraph.outputs import OutputFolder
 from vdgraph.persist import NotPersistable
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
+from vdgraph.representable import unrepresentable
 from vdgraph.runtime import resolve_device, resolve_dtype
 from vdgraph.validate import check, validate
 from vdgraph.workflow import Workflow, load_workflow
@@ -99,6 +114,8 @@ class Executor:
     def __init__(self, registry: Registry | None = None, device: Any = "auto", dtype: Any = None,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, cache_dir: str | None = None,
                  on_event: Listener | None = None) -> None:
+        check_registry_argument(registry)
+        check_listener_argument(on_event)
         self.registry = registry if registry is not None else Registry.discover()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -108,13 +125,16 @@ class Executor:
         self.listeners: list[Listener] = [on_event] if on_event is not None else []
         self.runtime = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
         self._lock = threading.Lock()  # one run at a time per executor: the caches are not shared concurrently
+        self._running_in: int | None = None  # the thread running a workflow now (a listener runs in it too)
 
     def validate(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> list[Problem]:
         """Every problem of the workflow with these run inputs (missing required inputs included)."""
+        check_inputs_argument(inputs)
         return validate(load_workflow(workflow), self.registry, inputs, require_inputs=True)
 
     def plan(self, workflow: Workflow | str | Mapping, inputs: Mapping[str, Any] | None = None) -> Plan:
         """The compiled workflow; raises WorkflowInvalid (with every problem) when it has errors."""
+        check_inputs_argument(inputs)
         problems, plan = check(load_workflow(workflow), self.registry, inputs, require_inputs=True)
         if plan is None:
             raise WorkflowInvalid(problems)
@@ -129,11 +149,19 @@ class Executor:
         Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
         fails, and Cancelled when `cancel` is triggered; what completed before stays cached either way.
         A `Plan` from `executor.plan()` (or `vdgraph.validate.check`) is run as is: it already holds its inputs.
+        `outputs` is a list of output names (one name as a str is fine). Arguments of the wrong type are a
+        TypeError naming the argument; calling `run` from inside this executor's own run (an event listener, a
+        node) is a ReentrantRun error: it would wait for itself forever.
 
         Files go into `output_dir` (a folder or fsspec URL, created on the first write); an existing file is
         replaced only with `overwrite`, else a counter is added to the new name; a target outside the folder is
         refused unless `allow_outside_output_dir` (vdgraph.outputs has the rules).
         """
+        if self._running_in == threading.get_ident():
+            raise ReentrantRun("Executor.run was called from inside a run of the same executor (an event listener "
+                               "or a node): it would wait for itself forever; use a second Executor, or start the "
+                               "next run after this one returns")
+        outputs = check_run_arguments(inputs, outputs, cancel, on_event)
         folder = OutputFolder(output_dir, overwrite=overwrite, allow_outside=allow_outside_output_dir)
         if isinstance(workflow, Plan):
             if inputs:
@@ -145,11 +173,20 @@ class Executor:
         listeners = self.listeners + ([on_event] if on_event is not None else [])
         folder.fields = {"workflow": plan.workflow.display_name, **plan.input_values}  # for names like {seed}
         with self._lock:
-            return _Run(self, plan, names, cancel or CancelToken(), folder, explain, listeners).execute()
+            self._running_in = threading.get_ident()
+            try:
+                return _Run(self, plan, names, cancel or CancelToken(), folder, explain, listeners).execute()
+            finally:
+                self._running_in = None
 
 
-def _requested(plan: Plan, outputs: Iterable[str] | None) -> list[str]:
-    names = list(plan.outputs) if outputs is None else list(outputs)
+def _requested(plan: Plan, outputs: list[str] | None) -> list[str]:
+    if outputs == []:
+        declared = ", ".join(plan.outputs)
+        raise WorkflowInvalid([plan.workflow.problem(
+            "output.none", "outputs=[] requests no output, so nothing would run",
+            f"pass outputs=None for all of them, or name some: {declared}")])
+    names = list(plan.outputs) if outputs is None else outputs
     unknown = [n for n in names if n not in plan.outputs]
     if unknown:
         declared = ", ".join(plan.outputs)
@@ -335,7 +372,7 @@ class _Run:
         except Cancelled:
             raise
         except Exception as exc:
-            error = NodeRunError(node.id, cls.id, f"{type(exc).__name__}: {exc}")
+            error = NodeRunError(node.id, cls.id, describe_exception(exc))
             self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
             raise error from exc
         seconds = time.perf_counter() - start
@@ -346,6 +383,12 @@ class _Run:
             error = NodeRunError(node.id, cls.id, message)
             self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
             raise error
+        for name, value in outputs.items():  # before caching: a NaN is never stored, a huge int never spelled
+            wrong = unrepresentable(value)
+            if wrong:
+                error = NodeRunError(node.id, cls.id, f"output {name!r}: {wrong}")
+                self.emit(NodeError(node=node.id, node_type=cls.id, error=str(error)))
+                raise error
         peak_bytes = _peak_memory(self.ex.device) if self.cuda else None
         self.emit(NodeFinished(node=node.id, node_type=cls.id, seconds=seconds, peak_bytes=peak_bytes))
         self.values[node.id] = outputs

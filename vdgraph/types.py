@@ -18,7 +18,34 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal
 
-from vdgraph.errors import NodeDeclarationError
+from vdgraph.errors import NodeDeclarationError, short_repr
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers a literal may hold: what fits in 64 bits, signed or unsigned (and what torch.Generator seeds take).
+Larger ones are a type problem, not a crash halfway through a run (or in str(), which refuses 4,300+ digits)."""
+
+MAX_LIST_DEPTH = 8
+"""How deeply a workflow input's declared type may nest lists (`list[list[int]]` is 2)."""
+
+
+def int_problem(value: int) -> str:
+    """'' when the integer is within [INT_MIN, INT_MAX], else why not."""
+    if INT_MIN <= value <= INT_MAX:
+        return ""
+    return f"expected an integer between -2**63 and 2**64 - 1, got {short_repr(value)}"
+
+
+def text_problem(value: str) -> str:
+    """'' when the string is Unicode text (encodable as UTF-8), else why not: a lone surrogate such as the one
+    JSON writes as "\\ud800" cannot be written to a file, a terminal or a cache key."""
+    if value.isascii():
+        return ""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"character {exc.start} of {short_repr(value)} is a lone surrogate {value[exc.start]!r}, "
+                f"which is not valid Unicode text")
+    return ""
 
 
 class PortType:
@@ -43,26 +70,37 @@ class Scalar(PortType):
     name: Literal["int", "float", "str", "bool"]
 
     def check_literal(self, value: Any) -> tuple[bool, Any, str]:
-        kind = type(value).__name__
         if self.name == "bool":
-            return (True, value, "") if isinstance(value, bool) else (False, value, f"expected true or false, got {kind} {value!r}")
+            return (True, value, "") if isinstance(value, bool) else (False, value, f"expected true or false, {_got(value)}")
         if self.name == "str":
-            return (True, value, "") if isinstance(value, str) else (False, value, f"expected a string, got {kind} {value!r}")
+            if not isinstance(value, str):
+                return False, value, f"expected a string, {_got(value)}"
+            why = text_problem(value)
+            return (not why, value, why)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False, value, f"expected {'an integer' if self.name == 'int' else 'a number'}, got {kind} {value!r}"
+            return False, value, f"expected {'an integer' if self.name == 'int' else 'a number'}, {_got(value)}"
         if self.name == "int":
             if isinstance(value, float):
                 if not value.is_integer():
                     return False, value, f"expected an integer, got {value!r}"
                 value = int(value)
-            return True, value, ""
-        if not math.isfinite(value):
+            why = int_problem(value)
+            return (not why, value, why)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            return False, value, f"expected a finite number, got {short_repr(value)}"
+        if not math.isfinite(number):
             return False, value, f"expected a finite number, got {value!r}"
-        return True, float(value), ""
+        return True, number, ""
 
     def json_schema(self) -> dict:
         return {"int": {"type": "integer"}, "float": {"type": "number"}, "str": {"type": "string"},
                 "bool": {"type": "boolean"}}[self.name]
+
+
+def _got(value: Any) -> str:
+    return f"got {type(value).__name__} {short_repr(value)}"
 
 
 INT = Scalar("int")
@@ -83,7 +121,7 @@ class Enum(PortType):
 
     def check_literal(self, value: Any) -> tuple[bool, Any, str]:
         if isinstance(value, bool) or value not in self.choices:
-            return False, value, f"{value!r} is not one of {', '.join(repr(c) for c in self.choices)}"
+            return False, value, f"{short_repr(value)} is not one of {', '.join(repr(c) for c in self.choices)}"
         return True, value, ""
 
     def json_schema(self) -> dict:
@@ -104,7 +142,7 @@ class ListOf(PortType):
 
     def check_literal(self, value: Any) -> tuple[bool, Any, str]:
         if not isinstance(value, list):
-            return False, value, f"expected a list of {self.item.name}, got {type(value).__name__} {value!r}"
+            return False, value, f"expected a list of {self.item.name}, got {type(value).__name__} {short_repr(value)}"
         out = []
         for i, item in enumerate(value):
             ok, item, why = self.item.check_literal(item)
@@ -235,14 +273,19 @@ _TYPE_NAMES = {"int": INT, "float": FLOAT, "str": STR, "bool": BOOL}
 
 
 def parse_type_name(text: str) -> PortType | None:
-    """The literal type a workflow input declares by name ("int", "list[float]" ...), or None if unknown."""
+    """The literal type a workflow input declares by name ("int", "list[float]" ...), or None if unknown (also
+    for lists nested deeper than MAX_LIST_DEPTH)."""
     text = text.strip()
-    if text in _TYPE_NAMES:
-        return _TYPE_NAMES[text]
-    if text.startswith("list[") and text.endswith("]"):
-        item = parse_type_name(text[5:-1])
-        return ListOf(item) if item is not None else None
-    return None
+    depth = 0
+    while text.startswith("list[") and text.endswith("]"):  # a loop, not recursion: names come from files
+        depth += 1
+        if depth > MAX_LIST_DEPTH:
+            return None
+        text = text[5:-1].strip()
+    ptype: PortType | None = _TYPE_NAMES.get(text)
+    for _ in range(depth if ptype is not None else 0):
+        ptype = ListOf(ptype)
+    return ptype
 
 
 def opaque_types() -> dict[str, Opaque]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from vdgraph.errors import Problem
+from vdgraph.errors import Problem, describe_exception, short_repr
 from vdgraph.expressions import ExpressionError, evaluate, expression_names
 from vdgraph.node import REQUIRED, Input, Invalid, Known, Node
 from vdgraph.plan import InputRef, Link, LinkRef, NodePlan, Plan
@@ -211,7 +211,7 @@ class _Checker:
         if parsed is None:
             hint = ("literal values go in 'params'" if not isinstance(value, str)
                     else "write '<node id>.<output>' or 'inputs.<name>'")
-            self.add("link.malformed", f"{value!r} is not a link", hint, node_id, port.name, path)
+            self.add("link.malformed", f"{short_repr(value)} is not a link", hint, node_id, port.name, path)
             return None
         source_id, output = parsed
         if source_id == INPUTS:
@@ -220,7 +220,7 @@ class _Checker:
             if source_id not in self.workflow.broken_nodes:
                 close = difflib.get_close_matches(source_id, list(self.workflow.nodes), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"nodes: {', '.join(self.workflow.nodes)}"
-                self.add("link.unknown-node", f"link {value!r} names an unknown node {source_id!r}", hint,
+                self.add("link.unknown-node", f"link {short_repr(value)} names an unknown node {short_repr(source_id)}", hint,
                          node_id, port.name, path)
             return None
         source_cls = self.classes.get(source_id)
@@ -228,13 +228,13 @@ class _Checker:
             return None  # its type is unknown: reported on that node
         out = source_cls.output_map.get(output)
         if out is None:
-            self.add("link.unknown-output", f"link {value!r}: {source_cls.id} has no output {output!r}",
+            self.add("link.unknown-output", f"link {short_repr(value)}: {source_cls.id} has no output {output!r}",
                      f"outputs of {source_cls.id}: {', '.join(source_cls.output_map)}", node_id, port.name, path)
             return None
         conn = connection(out.type, target)
         if conn is None:
             self.add("link.type-mismatch",
-                     f"{value!r} gives {out.type.name}, but input {port.name!r} takes {target.name}",
+                     f"{short_repr(value)} gives {out.type.name}, but input {port.name!r} takes {target.name}",
                      self.conversion_hint(out.type, target), node_id, port.name, path)
             return None
         return LinkRef(source_id, output, conn.convert)
@@ -261,8 +261,8 @@ class _Checker:
             value = conn.convert(value) if conn.convert else value
             ok, _, code, why = port.check_value(value)
             if not ok:
-                self.add(code, f"workflow input {name!r} = {value!r} does not fit: {why}", _param_hint(code, port),
-                         node_id, port.name, path)
+                self.add(code, f"workflow input {name!r} = {short_repr(value)} does not fit: {why}",
+                         _param_hint(code, port), node_id, port.name, path)
                 return None
         return InputRef(name, conn.convert)
 
@@ -320,7 +320,7 @@ class _Checker:
             try:
                 inferred = plan.cls.infer(known)
             except Exception as exc:  # a bug in a pack's infer() must not crash validation
-                self.add("node.check-crashed", f"{plan.cls.id}.infer raised {type(exc).__name__}: {_safe_str(exc)}",
+                self.add("node.check-crashed", f"{plan.cls.id}.infer raised {describe_exception(exc, 200)}",
                          "a bug in the node type; report it to its pack's author", node_id, None, ("nodes", node_id))
                 continue
             facts[node_id] = dict(inferred or {})
@@ -345,7 +345,7 @@ class _Checker:
         try:
             found = list(plan.cls.check(known) or ())
         except Exception as exc:  # a bug in a pack's check() must not crash validation
-            self.add("node.check-crashed", f"{plan.cls.id}.check raised {type(exc).__name__}: {_safe_str(exc)}",
+            self.add("node.check-crashed", f"{plan.cls.id}.check raised {describe_exception(exc, 200)}",
                      "a bug in the node type; report it to its pack's author", plan.id, None, ("nodes", plan.id))
             return True
         for invalid in found:
@@ -400,7 +400,7 @@ class _Checker:
             path = ("outputs", name)
             parsed = parse_link(value)
             if parsed is None:
-                self.add("link.malformed", f"output {name!r}: {value!r} is not a link",
+                self.add("link.malformed", f"output {name!r}: {short_repr(value)} is not a link",
                          "write '<node id>.<output>'", None, name, path)
                 continue
             node_id, port = parsed
@@ -509,18 +509,3 @@ def _conversion_hint(registry: Registry, source: PortType, target: PortType) -> 
         return f"only {target.name} values connect to it, and no installed node converts {source.name} to it"
     return f"{target.name} also accepts " + ", ".join(accepted)
 
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """repr(value) cut to `limit` characters, for messages (never raises, even for a 5,000-digit integer)."""
-    try:
-        text = repr(value)
-    except Exception:  # a huge int (str() refuses over 4,300 digits) or a broken __repr__
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        return short_repr(str(exc), 200).strip("'\"")
-    except Exception:  # an exception whose __str__ raises
-        return type(exc).__name__

@@ -23,10 +23,10 @@ import fsspec
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from vdgraph.errors import Problem, VdgraphError, WorkflowInvalid
+from vdgraph.errors import Problem, VdgraphError, WorkflowInvalid, short_repr
 from vdgraph.node import Input
 from vdgraph.sourcemap import SourceMap
-from vdgraph.types import Enum, ListOf, Scalar, parse_type_name
+from vdgraph.types import FLOAT, MAX_LIST_DEPTH, Enum, ListOf, Scalar, int_problem, parse_type_name, text_problem
 
 FORMAT_VERSIONS = (1,)
 """Workflow format versions this engine reads; the top-level `vdgraph` key names the file's version."""
@@ -36,6 +36,10 @@ INPUTS = "inputs"
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 LINK = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([a-z_][a-z0-9_]*)$")
+
+MAX_JSON_DEPTH = 100
+"""How deeply a workflow may nest objects and arrays. A workflow needs about 10; Python's JSON reader (and every
+recursive walk after it) fails near 1,000, so a deeper file is a `json.too-deep` problem, found before parsing."""
 
 
 class WorkflowNotFound(VdgraphError, FileNotFoundError):
@@ -62,19 +66,24 @@ class InputDecl(BaseModel):
         """The input as a port (type and constraints), or None with the reason the declaration is unusable."""
         ptype = parse_type_name(self.type)
         if ptype is None:
-            return None, f"unknown type {self.type!r}: use int, float, str, bool or list[...] of those"
+            if self.type.count("list[") > MAX_LIST_DEPTH:
+                return None, f"type {short_repr(self.type)} nests lists deeper than {MAX_LIST_DEPTH} levels"
+            return None, f"unknown type {short_repr(self.type)}: use int, float, str, bool or list[...] of those"
         if self.choices is not None:
             if not isinstance(ptype, Scalar) or ptype.name not in ("int", "str"):
                 return None, f"choices need an int or str input, not {self.type}"
             for choice in self.choices:
                 ok, _, why = ptype.check_literal(choice)
                 if not ok:
-                    return None, f"choice {choice!r} does not fit the type: {why}"
+                    return None, f"choice {short_repr(choice)} does not fit the type: {why}"
             ptype = Enum(tuple(self.choices))
         numeric = isinstance(ptype, Scalar) and ptype.name in ("int", "float") or (
             isinstance(ptype, ListOf) and isinstance(ptype.item, Scalar) and ptype.item.name in ("int", "float"))
         if (self.min is not None or self.max is not None) and not numeric:
             return None, f"min/max need a numeric input, not {self.type}"
+        for bound, limit in (("min", self.min), ("max", self.max)):
+            if limit is not None and not FLOAT.check_literal(limit)[0]:
+                return None, f"{bound} {short_repr(limit)} is not a finite number"
         return Input(name, ptype, ge=self.min, le=self.max, doc=self.description), ""
 
 
@@ -195,35 +204,214 @@ def load_workflow(path_or_url: str | Workflow | Mapping[str, Any]) -> Workflow:
 
 
 def parse_text(raw: bytes | str, source: str | None = None) -> Workflow:
-    """Parse workflow JSON text; `source` names the file in problems."""
+    """Parse workflow JSON text; `source` names the file in problems.
+
+    Beyond JSON syntax, the text must nest at most MAX_JSON_DEPTH levels, hold only integers that fit in 64 bits
+    and only strings that are Unicode text, and repeat no key within an object (JSON readers keep only the last
+    one, silently): each is a located problem, never a crash deep inside the parser.
+    """
     try:
         text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise WorkflowInvalid([Problem("json.malformed", f"the file is not UTF-8 text: {exc.reason}",
                                        "save the workflow as UTF-8 JSON", file=source)]) from None
+    sourcemap = SourceMap(text)
+    deep = _too_deep(text)
+    if deep is not None:
+        line, column = sourcemap.position(deep)
+        raise WorkflowInvalid([Problem("json.too-deep", f"objects and arrays nest deeper than {MAX_JSON_DEPTH} levels",
+                                       "a workflow needs about 10 levels: flatten the value that starts here",
+                                       file=source, line=line, column=column)])
+    repeated: list[bool] = []
+    long_integers: list[bool] = []
+
+    def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(pairs)
+        if len(built) != len(pairs):
+            repeated.append(True)
+        return built
+
+    def read_int(digits: str) -> int | _LongInteger:
+        value = _parse_int(digits)
+        if len(digits) >= 20 and (type(value) is _LongInteger or int_problem(value)):  # 19 characters always fit
+            long_integers.append(True)
+        return value
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=build_object, parse_int=read_int)
     except json.JSONDecodeError as exc:
         raise WorkflowInvalid([Problem("json.malformed", f"malformed JSON: {exc.msg}",
                                        "fix the JSON syntax at this line and column", file=source,
                                        line=exc.lineno, column=exc.colno)]) from None
-    return parse_workflow(data, source, SourceMap(text))
+    except RecursionError:  # the scan above bounds the depth; this only guards a caller that is already deep
+        raise WorkflowInvalid([Problem("json.too-deep", "objects and arrays nest too deeply to read",
+                                       "flatten the workflow", file=source)]) from None
+    duplicates = _duplicate_problems(sourcemap, source) if repeated else []
+    suspect = bool(long_integers) or ("\\u" in text and _ESCAPED_SURROGATE.search(text) is not None) or (
+        not text.isascii() and _RAW_SURROGATE.search(text) is not None)
+    return parse_workflow(data, source, sourcemap, duplicates, check_values=suspect)
 
 
-def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | None = None) -> Workflow:
-    """Build a Workflow from decoded JSON, collecting structural problems per node and per input."""
+# Only text with a JSON escape of a surrogate, or a raw one (in text from Python), can hold a lone surrogate.
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_RAW_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class _LongInteger:
+    """An integer literal too long to be one of ours (more digits than 2**64 has); kept as text so that reading it
+    cannot fail (Python refuses to convert more than 4,300 digits) and reported with its place."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        count = len(self.digits.lstrip("-"))
+        return f"{self.digits[:12]}...{self.digits[-4:]} ({count:,} digits)"
+
+
+def _parse_int(digits: str) -> int | _LongInteger:
+    return int(digits) if len(digits) <= 21 else _LongInteger(digits)
+
+
+_BRACKETS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _too_deep(text: str) -> int | None:
+    """The offset of the first bracket that opens level MAX_JSON_DEPTH + 1, or None. Iterative and linear: a
+    file of 100,000 nested brackets is answered in milliseconds, before the recursive JSON reader sees it."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return None  # the usual case: too few brackets to nest that deep
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return match.start()
+        elif token in "]}":
+            depth -= 1
+    return None
+
+
+def _duplicate_problems(sourcemap: SourceMap, source: str | None) -> list[Problem]:
+    problems = []
+    for duplicate in sourcemap.duplicates():
+        *parent, key = duplicate.path
+        first_line, _ = sourcemap.position(duplicate.first)
+        line, column = sourcemap.position(duplicate.again)
+        inside = "the top level" if not parent else repr(".".join(parent))
+        problems.append(Problem(
+            "json.duplicate-key", f"key {short_repr(key)} appears twice in {inside} (lines {first_line} and {line}); "
+            f"JSON readers silently drop all but the last", "remove one of them, or merge them into one",
+            file=source, line=line, column=column))
+    return problems
+
+
+def _check_data(data: Any, report) -> None:
+    """What JSON (or a dict from Python) may hold but a workflow may not, each reported with its path: nesting
+    deeper than MAX_JSON_DEPTH, keys that are not strings, strings that are not Unicode text, integers outside
+    64 bits. Iterative, and each container is visited once (a dict from Python may share or even contain itself)."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    seen: set[int] = set()
+    while stack:
+        path, value = stack.pop()
+        kind = type(value)
+        if kind is str:
+            why = text_problem(value)
+            if why:
+                report("json.invalid-text", why, path)
+        elif kind is int:
+            if int_problem(value):
+                report("json.int-range", _too_large(short_repr(value)), path)
+        elif kind is _LongInteger:
+            report("json.int-range", _too_large(repr(value)), path)
+        elif kind is dict or kind is list or isinstance(value, (Mapping, list, tuple)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if len(path) >= MAX_JSON_DEPTH:
+                report("json.too-deep", f"objects and arrays nest deeper than {MAX_JSON_DEPTH} levels", path)
+                continue
+            mapping = isinstance(value, Mapping)
+            items = list(value.items()) if mapping else [(str(i), v) for i, v in enumerate(value)]
+            for key, item in reversed(items):
+                if not isinstance(key, str):
+                    report("schema.invalid", f"key {short_repr(key)} is a {type(key).__name__}; keys are strings", path)
+                    continue
+                if mapping and (why := text_problem(key)):
+                    report("json.invalid-text", f"a key: {why}", path)
+                    continue
+                stack.append(((*path, key), item))
+        elif isinstance(value, str):
+            why = text_problem(value)
+            if why:
+                report("json.invalid-text", why, path)
+        elif isinstance(value, int) and not isinstance(value, bool) and int_problem(value):
+            report("json.int-range", _too_large(short_repr(value)), path)
+
+
+def _node_and_port(path: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The node and port a path inside the file belongs to: ('nodes', 'a', 'params', 'x', ...) -> ('a', 'x')."""
+    if len(path) >= 2 and path[0] == "nodes":
+        return path[1], path[3] if len(path) >= 4 and path[2] in ("in", "params") else None
+    if len(path) >= 2 and path[0] == "inputs":
+        return INPUTS, path[1]
+    return None, None
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """A path or key as it can be printed: lone surrogates escaped, cut to `limit` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _too_large(shown: str) -> str:
+    return f"integer {shown} is too large: integers must lie between -2**63 and 2**64 - 1"
+
+
+_SCHEMA_HINT = "`vdgraph schema` prints the JSON Schema of the workflow format"
+
+_DATA_HINTS = {
+    "json.too-deep": "a workflow needs about 10 levels: flatten this value",
+    "json.invalid-text": "write the character itself, or a surrogate pair (\\ud83d\\ude00), not half of one",
+    "json.int-range": "use a smaller number (seeds, sizes and counts all fit in 64 bits)",
+    "schema.invalid": _SCHEMA_HINT,
+}
+
+
+def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | None = None,
+                   problems: list[Problem] | None = None, check_values: bool = True) -> Workflow:
+    """Build a Workflow from decoded JSON, collecting structural problems per node and per input.
+
+    Values no workflow may hold (see `parse_text`) are fatal: WorkflowInvalid with every one of them (and
+    `problems`, found earlier in the text). Other problems are kept on the workflow for validation to report.
+    `check_values=False` skips that walk: `parse_text` knows when the text cannot hold such a value.
+    """
     if not isinstance(data, Mapping):
         raise WorkflowInvalid([Problem("schema.invalid", f"a workflow must be a JSON object, got {_kind(data)}",
                                        'start from {"vdgraph": 1, "nodes": {...}, "outputs": {...}}', file=source)])
+    found: list[Problem] = []
+
+    def report_data(code: str, message: str, path: tuple[str, ...]) -> None:
+        line, column = sourcemap.locate(path) if sourcemap else (None, None)
+        node, port = _node_and_port(tuple(_printable(key) for key in path))
+        where = f"at {_printable('.'.join(path))}: " if path else ""
+        found.append(Problem(code, where + message, _DATA_HINTS[code], node=node, port=port, file=source, line=line,
+                             column=column))
+
+    if check_values:
+        _check_data(data, report_data)
+    if found:
+        raise WorkflowInvalid([*(problems or []), *found])
     version = data.get("vdgraph")
     if isinstance(version, bool) or version not in FORMAT_VERSIONS:
         supported = ", ".join(str(v) for v in FORMAT_VERSIONS)
         line, column = sourcemap.locate(("vdgraph",)) if sourcemap and "vdgraph" in data else (None, None)
-        what = "has no format version" if "vdgraph" not in data else f"has format version {version!r}"
-        raise WorkflowInvalid([Problem("format.version", f"the workflow {what}; this vdgraph reads {supported}",
-                                       f'put "vdgraph": {FORMAT_VERSIONS[-1]} at the top level', file=source,
-                                       line=line, column=column)])
-    collected: list[Problem] = []
+        what = "has no format version" if "vdgraph" not in data else f"has format version {short_repr(version)}"
+        raise WorkflowInvalid([*(problems or []), Problem(
+            "format.version", f"the workflow {what}; this vdgraph reads {supported}",
+            f'put "vdgraph": {FORMAT_VERSIONS[-1]} at the top level', file=source, line=line, column=column)])
+    collected: list[Problem] = list(problems or [])
     broken: set[str] = set()
 
     def report(message: str, path: tuple[str, ...], node: str | None = None, port: str | None = None) -> None:
@@ -236,7 +424,7 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
         if key == "$schema":
             continue  # editors read it (see `vdgraph schema`); the engine does not need it
         if key not in Workflow.model_fields:
-            report(f"unknown top-level key {key!r} (known: {', '.join(Workflow.model_fields)})", (key,))
+            report(f"unknown top-level key {short_repr(key)} (known: {', '.join(Workflow.model_fields)})", (key,))
         elif key in ("name", "description"):
             if isinstance(value, str):
                 fields[key] = value
@@ -292,7 +480,7 @@ def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel]
         for name in [n for n in entries if not NAME.match(n) or n == INPUTS]:
             reason = "is reserved for the workflow's inputs" if name == INPUTS else (
                 "must start with a letter or underscore and hold only letters, digits, '_' and '-'")
-            report(f"node id {name!r} {reason}", (section, name), node=name)
+            report(f"node id {short_repr(name)} {reason}", (section, name), node=name)
             broken.add(name)
             del entries[name]
     try:
@@ -309,8 +497,9 @@ def _parse_section(data: Mapping[str, Any], section: str, model: type[BaseModel]
                 where = ".".join(str(p) for p in error["loc"])
                 message = error["msg"] if not where else f"{where}: {error['msg']}"
                 if error["type"] == "extra_forbidden":
-                    message = f"unknown key {where!r} (known: {', '.join(_aliases(model))})"
-                report(f"{section[:-1]} {name!r}: {message}", (section, name, *map(str, error["loc"])), node, port)
+                    message = f"unknown key {short_repr(where)} (known: {', '.join(_aliases(model))})"
+                report(f"{section[:-1]} {short_repr(name)}: {message}", (section, name, *map(str, error["loc"])), node,
+                       port)
             if section == "nodes":
                 broken.add(name)
     return parsed
@@ -336,57 +525,62 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+                         re.IGNORECASE)
+"""Numbers as people and JSON write them, in ASCII digits: not Python's `4_0` or `float("١٫٥")`, which a typo
+or a pasted non-Latin digit would otherwise turn silently into a different value."""
+
+
 def parse_assignment(text: str) -> tuple[str, str]:
     """Split `name=value`; raises ValueError (a usage error) when there is no '='."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
-        raise ValueError(f"--set expects name=value, got {text!r}")
+        raise ValueError(f"--set expects name=value, got {short_repr(text)}")
     return name.strip(), value
 
 
 def parse_override(workflow: Workflow, name: str, text: str) -> tuple[Any, Problem | None]:
     """Turn the text of `--set name=text` into a value of the input's declared type.
 
-    bool accepts only true/false/1/0/yes/no/on/off (any case): `bool("false")` being True is exactly the
-    surprise this avoids. Lists are JSON. Range and choice checks happen in validation, with everything else.
+    int takes an optional sign and ASCII digits, float a decimal or exponent number in ASCII digits (no `_`
+    separators, no other scripts' digits). bool accepts only true/false/1/0/yes/no/on/off (any case):
+    `bool("false")` being True is exactly the surprise this avoids. Lists are JSON. Range and choice checks happen
+    in validation, with everything else.
     """
     decl = workflow.inputs.get(name)
     if decl is None:
         declared = ", ".join(workflow.inputs) or "none"
-        return None, workflow.problem("input.unknown", f"--set names an undeclared workflow input {name!r}",
+        return None, workflow.problem("input.unknown", f"--set names an undeclared workflow input {short_repr(name)}",
                                       f"declared inputs: {declared}", node=INPUTS, port=name)
     ptype = parse_type_name(decl.type)
     try:
         if ptype is None:
-            raise ValueError(f"the input declares an unknown type {decl.type!r}")
+            raise ValueError(f"the input declares an unknown type {short_repr(decl.type)}")
         return _parse_typed(ptype, text), None
     except ValueError as exc:
-        return None, workflow.problem("input.type", f"--set {name}={text!r}: {exc}",
-                                      f"{name} is declared as {decl.type}", node=INPUTS, port=name)
+        hint = f"{name} is declared as {decl.type}" if ptype is not None else "fix the input's declared type"
+        return None, workflow.problem("input.type", f"--set {name}={short_repr(text)}: {exc}", hint,
+                                      node=INPUTS, port=name)
 
 
 def _parse_typed(ptype: Any, text: str) -> Any:
     if isinstance(ptype, ListOf):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(f"expected a JSON list such as [1, 2], got {text!r}") from None
+        value = _parse_json_value(text)
         ok, value, why = ptype.check_literal(value)
         if not ok:
             raise ValueError(why)
         return value
     name = ptype.name
-    if name == "int":
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-    if name == "float":
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-        ok, value, why = ptype.check_literal(value)
+    if name in ("int", "float"):
+        word = text.strip()
+        pattern = _INT_TEXT if name == "int" else _FLOAT_TEXT
+        if not pattern.fullmatch(word):
+            expected = "an integer (digits 0-9, optional sign)" if name == "int" else "a number such as 0.5 or 1e-3"
+            raise ValueError(f"expected {expected}")
+        if name == "int" and len(word.lstrip("+-")) > 21:  # past 2**64, and int() refuses 4,300+ digits
+            raise ValueError(_too_large(repr(_LongInteger(word))))
+        ok, value, why = ptype.check_literal(int(word) if name == "int" else float(word))
         if not ok:
             raise ValueError(why)
         return value
@@ -396,5 +590,20 @@ def _parse_typed(ptype: Any, text: str) -> Any:
             return True
         if word in _FALSE:
             return False
-        raise ValueError(f"expected true/false (or 1/0, yes/no, on/off), got {text!r}")
+        raise ValueError("expected true/false (or 1/0, yes/no, on/off)")
     return text
+
+
+def _parse_json_value(text: str) -> Any:
+    """A JSON value given on the command line, with the same limits as a workflow file."""
+    if _too_deep(text) is not None:
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError:
+        raise ValueError("expected a JSON list such as [1, 2]") from None
+    problems: list[str] = []
+    _check_data(value, lambda code, message, path: problems.append(message))
+    if problems:
+        raise ValueError(problems[0])
+    return value

@@ -14,7 +14,7 @@ class RandomSeed(Node):
     id = "core.random_seed"
     category = "math"
     deterministic = False
-    inputs = [Input("high", int, default=2**31 - 1, ge=1, doc="seeds are drawn from [0, high)")]
+    inputs = [Input("high", int, default=2**31 - 1, ge=1, le=2**64, doc="seeds are drawn from [0, high)")]
     outputs = [Output("seed", int, doc="the drawn seed")]
 
     def run(self, ctx: RunContext, high: int) -> int:

@@ -30,7 +30,8 @@ class SampleNoise(Node):
     inputs = [
         Input("unet", UNET, doc="gives the latent channel count"),
         Input("vae", VAE, doc="gives the pixels per latent pixel"),
-        Input("seed", int, default=0, ge=0, doc="seed of the CPU generator (ignored when rng is linked)"),
+        Input("seed", int, default=0, ge=0, le=2**64 - 1,
+              doc="seed of the CPU generator (ignored when rng is linked); torch takes 0 .. 2**64 - 1"),
         Input("rng", RNG, optional=True, doc="continue from this random state instead of seeding"),
         Input("frames", int, default=8, ge=1, doc="number of frames F"),
         Input("height", int, default=512, ge=8, doc="image height in pixels (a multiple of the VAE factor)"),
