@@ -96,6 +96,67 @@ def test_text2video_zero_matches_the_reference_exactly(executor, folder_2d, tmp_
     assert Path(result["video"]).is_file()
 
 
+UNGUIDED_CASES = [
+    # frames, steps, t0, t1, motion x, motion y, eta, seed, guidance
+    # both used to fail in to_t1: "attention batch 1 is not a multiple of cfg_chunks 2"
+    (4, 6, 1, 3, 12, 12, 0.0, 6, 1.0),
+    (3, 8, 2, 4, -30, 50, 0.5, 7, 0.0),  # guidance < 1 is off too
+]
+
+
+@pytest.fixture
+def unguided_reference(monkeypatch):
+    """TextToVideoZeroPipeline with its two guidance <= 1 bugs mended, everything else its own code.
+
+    Without guidance the stock pipeline cannot run: `encode_prompt` returns no negative embeddings and
+    `__call__` concatenates them anyway (a TypeError, pinned below). Past that, it builds
+    `CrossFrameAttnProcessor2_0(batch_size=2)`, whose docstring says batch_size is the batch other than the frames
+    (2 with classifier-free guidance), so an unguided call's clip would be split in two halves attending to their
+    own first frames. Mended: an empty (0, L, D) negative (the concatenation is then the prompt's embeddings
+    alone) and the same processor class given batch_size=1, as its documentation asks. The backward loop's own
+    unguided path (`do_classifier_free_guidance` false) runs unchanged.
+    """
+    from diffusers.pipelines.deprecated.text_to_video_synthesis import pipeline_text_to_video_zero as zero
+
+    pipe = video_fixtures.reference_pipeline("2d")
+    processors = pipe.unet.attn_processors
+    encode_prompt = pipe.encode_prompt
+
+    def encode_without_negative(*args, **kwargs):
+        cond, uncond = encode_prompt(*args, **kwargs)
+        return cond, cond[:0] if uncond is None else uncond
+
+    original = zero.CrossFrameAttnProcessor2_0
+    monkeypatch.setattr(zero, "CrossFrameAttnProcessor2_0", lambda batch_size=2: original(batch_size=1))
+    monkeypatch.setattr(pipe, "encode_prompt", encode_without_negative)
+    try:
+        yield reference_zero
+    finally:
+        pipe.unet.set_attn_processor(processors)  # a failing reference leaves its processors installed
+
+
+@pytest.mark.parametrize("frames, steps, t0, t1, mx, my, eta, seed, guidance", UNGUIDED_CASES)
+def test_text2video_zero_without_guidance_matches_the_reference_exactly(executor, folder_2d, tmp_path,
+                                                                        unguided_reference, frames, steps, t0,
+                                                                        t1, mx, my, eta, seed, guidance):
+    inputs = zero_inputs(folder_2d, tmp_path, frames, steps, t0, t1, mx, my, eta, seed, guidance)
+    result = executor.run(WORKFLOWS / "text2video_zero.json", inputs, output_dir=str(tmp_path))
+    expected = unguided_reference(frames, steps, t0, t1, mx, my, eta, seed, guidance)
+    assert max_difference(result["frames"], expected) == 0.0
+
+
+def test_stock_reference_cannot_run_without_guidance():
+    """The reference's own flaw, pinned: TextToVideoZeroPipeline with guidance 1 concatenates negative embeddings
+    it never computed (ours runs: the tests above)."""
+    pipe = video_fixtures.reference_pipeline("2d")
+    processors = pipe.unet.attn_processors
+    try:
+        with pytest.raises(TypeError, match="expected Tensor"):
+            reference_zero(2, 4, 1, 2, 0, 0, 0.0, 0, 1.0)
+    finally:
+        pipe.unet.set_attn_processor(processors)
+
+
 LONG_CASES = [
     # frames, chunk_size, decode_chunk, eta, tolerance
     (7, 4, 8, 0.5, 0.0),  # UNet chunks of 4 with the anchor: bit-identical on this CPU
@@ -114,11 +175,26 @@ def test_long_workflow_matches_the_unchunked_reference(executor, folder_2d, tmp_
     assert max_difference(result["frames"], expected) <= tolerance
 
 
+def test_long_workflow_without_guidance_matches_the_unchunked_reference(executor, folder_2d, tmp_path,
+                                                                        unguided_reference):
+    """UNet calls of one clip each (no CFG): every chunk's frames still attend to frame 0, the anchor.
+
+    Tolerance 1e-6: the UNet runs on 4 frames per call where the reference runs 7, and on two threads the
+    convolutions round differently at those batch sizes (0 measured on one thread, 3.0e-7 on two).
+    """
+    inputs = zero_inputs(folder_2d, tmp_path, 7, 6, 1, 3, 12, 12, 0.5, 12, 1.0, output="long.gif")
+    inputs.update(chunk_size=4, decode_chunk=8)
+    result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs, output_dir=str(tmp_path))
+    expected = unguided_reference(7, 6, 1, 3, 12, 12, 0.5, 12, 1.0)
+    assert max_difference(result["frames"], expected) <= 1e-6
+
+
 THREE_D_CASES = [
     # frames, steps, eta, guidance, seed
     (3, 6, 0.0, 9.0, 0),
     (4, 5, 0.7, 9.0, 1),
     (2, 4, 0.0, 1.0, 2),  # guidance 1: no classifier-free guidance, as in the reference
+    (3, 4, 0.5, 0.5, 3),  # guidance < 1: off too
 ]
 
 
