@@ -195,7 +195,7 @@ def test_first_frame_mode_equals_diffusers_cross_frame_processor_bit_for_bit():
 
 
 @pytest.mark.parametrize("mode", ["first_frame", "sparse_causal", "full"])
-@pytest.mark.parametrize("chunks", [2, 3])
+@pytest.mark.parametrize("chunks", [1, 2, 3])
 def test_cross_frame_modes_match_a_naive_implementation(mode, chunks):
     attn = _attention_module()
     frames, tokens = 4, 6
@@ -220,12 +220,26 @@ def test_patch_leaves_temporal_attention_of_a_3d_unet_alone():
 
     unet = video_fixtures.build_components("3d")["unet"]
     current = unet.attn_processors
-    wanted = attention.CrossFrameAttention("first_frame", 2).processors(unet, current)
+    wanted = attention.CrossFrameAttention("first_frame").processors(unet, current, 2)
     patched = {n for n, p in wanted.items() if isinstance(p, attention.CrossFrameAttnProcessor)}
     assert patched and all(".attentions." in n for n in patched)
     assert all(isinstance(wanted[n], AttnProcessor2_0) for n in wanted if "temp_attentions" in n or
                n.startswith("transformer_in"))
     assert all(isinstance(p, AttnProcessor2_0) for p in unet.attn_processors.values()), "module must be untouched"
+
+
+@pytest.mark.parametrize("batch_chunks", [1, 2, 4])
+def test_patched_tells_the_patch_each_calls_batch_chunks_and_restores(batch_chunks):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from vdgraph_video.values import UNetHandle
+
+    unet = video_fixtures.build_components("2d")["unet"]
+    handle = UNetHandle(unet).with_patch(attention.CrossFrameAttention("first_frame"))
+    with handle.patched(batch_chunks=batch_chunks) as module:
+        installed = {p for p in module.attn_processors.values() if isinstance(p, attention.CrossFrameAttnProcessor)}
+        assert installed and {p.batch_chunks for p in installed} == {batch_chunks}
+    assert all(isinstance(p, AttnProcessor2_0) for p in unet.attn_processors.values())
 
 
 # -- smoothing -------------------------------------------------------------------------------------------------

@@ -23,8 +23,9 @@ class Denoise(Node):
     A 2-D UNet sees the frames folded into its batch (its 3x3 convolutions act as space-only 1x3x3 3-D
     convolutions; frames meet only through attention patches); a diffusers UNet3DConditionModel gets the
     (B, C, F, H, W) latents as they are. Attention patches on the UNet value are installed only while this node
-    runs and restored in `finally`. Indices count like Python slices (negative from the end; end empty means
-    to the last step). guidance <= 1 turns classifier-free guidance off.
+    runs and restored in `finally`; this node tells them how many clips each UNet call stacks along its batch
+    (2 x B with classifier-free guidance, B without). Indices count like Python slices (negative from the end;
+    end empty means to the last step). guidance <= 1 turns classifier-free guidance off.
 
     chunk_size > 0 bounds memory: each UNet call sees frame 0 (the attention anchor) plus chunk_size - 1 other
     frames, frame 0's duplicate predictions are dropped, and one scheduler step covers all frames, so random
@@ -37,7 +38,7 @@ class Denoise(Node):
     """
 
     id = "video.denoise"
-    version = 1
+    version = 2  # 2: attention patches learn each call's batch layout here (guidance <= 1 and batch > 1 were wrong)
     category = "sampling"
     inputs = [
         Input("unet", UNET, doc="the model, with any attention patches"),

@@ -274,7 +274,10 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
     `variant` picks weight files named like `diffusion_pytorch_model.<variant>.safetensors` ("" the plain ones).
     The UNet class comes from unet/config.json's `_class_name` (UNet2DConditionModel or UNet3DConditionModel).
     The folder is checked first (`check_model_folder`): no custom code, safetensors weights only.
-    Modules are put in eval mode with requires_grad off, on `device` in `dtype`; nothing mutates them later.
+    Modules are put in eval mode on `device` in `dtype`; nothing mutates them later. Their parameters keep the
+    requires_grad flag diffusers' own loading leaves them with (every op runs them under torch.no_grad): PyTorch
+    picks a matmul kernel by that flag (a Linear on a non-contiguous 3-D input is folded into one mm when the
+    weight requires grad, else a bmm), and the two round differently, so clearing it broke parity.
     """
     import diffusers
     from transformers import AutoTokenizer, CLIPTextModel
@@ -294,7 +297,7 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
     scheduler_config = configs["scheduler"]
     modules = []
     for module in (unet, vae, text_encoder):
-        module.to(device).eval().requires_grad_(False)
+        module.to(device).eval()
         modules.append(module)
     class_name = scheduler_config.get("_class_name", "DDIMScheduler")
     config = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}

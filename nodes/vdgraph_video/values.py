@@ -42,11 +42,12 @@ def tensor_nbytes(*tensors: torch.Tensor | None) -> int:
 class AttentionPatch(Protocol):
     """Something that swaps attention processors of a UNet for the duration of a call.
 
-    `processors(module, current)` gets the module and the {name: processor} mapping in force and returns the full
-    mapping to install; it must not touch the module itself.
+    `processors(module, current, batch_chunks)` gets the module, the {name: processor} mapping in force and the
+    number of clips each model call stacks along its batch (decided by the denoise loop, see `UNetHandle.patched`),
+    and returns the full mapping to install; it must not touch the module itself.
     """
 
-    def processors(self, module: torch.nn.Module, current: Mapping[str, Any]) -> dict[str, Any]: ...
+    def processors(self, module: torch.nn.Module, current: Mapping[str, Any], batch_chunks: int) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,12 +71,16 @@ class UNetHandle:
         return dataclasses.replace(self, patches=self.patches + (patch,))
 
     @contextlib.contextmanager
-    def patched(self) -> Iterator[torch.nn.Module]:
+    def patched(self, batch_chunks: int) -> Iterator[torch.nn.Module]:
         """Install the patches' attention processors; the saved ones are restored in `finally`, even on error.
 
-        Works on the attention layers directly (what diffusers' set_attn_processor does, without walking the
-        whole module tree on every call).
+        `batch_chunks` is how many clips every model call inside the context stacks along its batch: 2 with
+        classifier-free guidance ([uncond, cond], each with the clip's frames), 1 without. Only the caller's loop
+        knows it, so it says it here and the patches build their processors for it (a loop whose calls change
+        layout enters the context once per layout). Works on the attention layers directly (what diffusers'
+        set_attn_processor does, without walking the whole module tree on every call).
         """
+        assert batch_chunks >= 1, f"batch_chunks (clips per model call) must be >= 1, got {batch_chunks}"
         if not self.patches:
             yield self.module
             return
@@ -83,7 +88,7 @@ class UNetHandle:
         saved = {name: layer.processor for name, layer in layers.items()}
         wanted: dict[str, Any] = dict(saved)
         for patch in self.patches:
-            wanted = patch.processors(self.module, wanted)
+            wanted = patch.processors(self.module, wanted, batch_chunks)
         try:
             for name, layer in layers.items():
                 if wanted[name] is not saved[name]:

@@ -1,7 +1,10 @@
 """Cross-frame attention: self-attention whose keys and values come from other frames of the clip.
 
-The UNet sees frames folded into the batch: a call holds `cfg_chunks` guidance halves (2 for text CFG, 3 for
-InstructPix2Pix), each with the F frames of the clip in order. Modes, for frame i of a chunk:
+The UNet sees frames folded into the batch: a call holds `batch_chunks` clips stacked along the batch (per video,
+2 with text classifier-free guidance: [uncond, cond]; 1 without; 3 for InstructPix2Pix), each with the F frames of
+the clip in order. Only the denoise loop knows that number, per model call: it passes it to `UNetHandle.patched`,
+which hands it to the patch when it builds the processors (so no workflow has to state it, and guidance off just
+works). Modes, for frame i of a chunk:
 - first_frame: keys/values of frame 0 (Text2Video-Zero). Arithmetic identical to diffusers'
   `CrossFrameAttnProcessor2_0`, which is installed on every attention layer (cross-attention passes through).
 - sparse_causal: keys/values of frame 0 and frame i-1 concatenated along the tokens (Tune-A-Video; frame 0 uses
@@ -41,11 +44,11 @@ def _merge_frames(x: torch.Tensor) -> torch.Tensor:
 class CrossFrameAttnProcessor:
     """An attention processor (diffusers' processor protocol) implementing the modes above."""
 
-    def __init__(self, mode: CrossFrameMode = "first_frame", cfg_chunks: int = 2):
+    def __init__(self, mode: CrossFrameMode, batch_chunks: int):
         assert mode in ("first_frame", "sparse_causal", "full"), f"unknown cross-frame mode {mode!r}"
-        assert cfg_chunks >= 1, f"cfg_chunks must be >= 1, got {cfg_chunks}"
+        assert batch_chunks >= 1, f"batch_chunks (clips per model call) must be >= 1, got {batch_chunks}"
         self.mode = mode
-        self.cfg_chunks = cfg_chunks
+        self.batch_chunks = batch_chunks
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         batch_size, sequence_length, _ = (
@@ -71,10 +74,10 @@ class CrossFrameAttnProcessor:
             return self._full(attn, query, key, value, head_dim)
 
         if not is_cross_attention:
-            assert key.size(0) % self.cfg_chunks == 0, (
-                f"attention batch {key.size(0)} is not a multiple of cfg_chunks {self.cfg_chunks}"
+            assert key.size(0) % self.batch_chunks == 0, (
+                f"attention batch {key.size(0)} does not split into the {self.batch_chunks} clips of this model call"
             )
-            frames = max(1, key.size()[0] // self.cfg_chunks)
+            frames = max(1, key.size()[0] // self.batch_chunks)
             first = [0] * frames
             key = _split_frames(key, frames)
             value = _split_frames(value, frames)
@@ -102,8 +105,10 @@ class CrossFrameAttnProcessor:
 
     def _full(self, attn, query, key, value, head_dim):
         n, tokens, _ = query.shape
-        assert n % self.cfg_chunks == 0, f"attention batch {n} is not a multiple of cfg_chunks {self.cfg_chunks}"
-        chunks = self.cfg_chunks
+        assert n % self.batch_chunks == 0, (
+            f"attention batch {n} does not split into the {self.batch_chunks} clips of this model call"
+        )
+        chunks = self.batch_chunks
         frames = n // chunks
 
         def as_clip(x: torch.Tensor) -> torch.Tensor:  # (chunks*F, T, C) -> (chunks, heads, F*T, head_dim)
@@ -131,10 +136,9 @@ class CrossFrameAttention:
     """An attention patch (see `vdgraph_video.values.AttentionPatch`): one processor on every spatial attention."""
 
     mode: CrossFrameMode = "first_frame"
-    cfg_chunks: int = 2
 
-    def processors(self, module: torch.nn.Module, current: Mapping[str, Any]) -> dict[str, Any]:
-        processor = CrossFrameAttnProcessor(self.mode, self.cfg_chunks)
+    def processors(self, module: torch.nn.Module, current: Mapping[str, Any], batch_chunks: int) -> dict[str, Any]:
+        processor = CrossFrameAttnProcessor(self.mode, batch_chunks)
         temporal = _temporal_prefixes(module)
         out = dict(current)
         for name in current:

@@ -4,6 +4,10 @@ Arithmetic and call order follow diffusers' TextToVideoZeroPipeline.backward_loo
 TextToVideoSDPipeline (3-D UNet) exactly: CFG batch [uncond, cond]; scale_model_input on the doubled input;
 guidance uncond + g (cond - uncond); the scheduler step on the folded (B*F, C, H, W) latents, so the variance draws
 of eta > 0 have the reference's shapes and order.
+
+The loop decides the batch layout of every UNet call: halves x B clips of F frames stacked along the batch
+([uncond, cond] with guidance, cond alone without; B batch items in each) and tells the attention patches through
+`UNetHandle.patched`, so they never guess it.
 """
 
 from __future__ import annotations
@@ -106,12 +110,14 @@ def denoise(
 ) -> DenoiseResult:
     """Run scheduler steps [start, end) on latents (B, C, F, H, W); `scheduler` is advanced in place (pass a copy).
 
-    Attention patches of `unet` are installed for the duration of the call and restored in `finally`.
+    Attention patches of `unet` are installed for the duration of the call and restored in `finally`; every UNet
+    call stacks halves x B clips along its batch ([uncond, cond] with guidance, cond alone without, each with the
+    B items' frames), which the patches are told.
     """
     assert latents.ndim == 5, f"latents must be (B, C, F, H, W), got {tuple(latents.shape)}"
     b, c, f, h, w = latents.shape
     guided = guidance > 1.0  # as the reference: guidance 1 means no CFG
-    halves = 2 if guided else 1
+    halves = 2 if guided else 1  # [uncond, cond] or cond alone
     fold = not unet.is_3d
     chunks = anchor_chunks(f, chunk_size)
     if len(chunks) > 1:
@@ -124,7 +130,7 @@ def denoise(
     x = fold_frames(latents) if fold else latents  # (B*F, C, H, W) or (B, C, F, H, W)
     x0 = None
     total = end - start
-    with unet.patched() as module:
+    with unet.patched(batch_chunks=halves * b) as module:  # clips per UNet call, chunked (b == 1) or not
         for done, i in enumerate(range(start, end)):
             t = timesteps[i]
             model_input = torch.cat([x] * 2) if guided else x
