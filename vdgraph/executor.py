@@ -11,8 +11,10 @@ only the models the interrupted node needs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 import secrets
 import threading
 import time
@@ -225,11 +227,31 @@ class _Run:
         for listener in self.listeners:
             listener(event)
 
+    def check_targets(self, visit: list[str]) -> None:
+        """Refuse, before any node runs, a file a writer will not be allowed to write (outside the output folder,
+        not a file name): minutes of denoising must not end in a refused target. Targets are checked, not
+        reserved; the writer reserves its name when it runs."""
+        for node_id in visit:
+            if node_id not in self.to_run:
+                continue
+            node = self.plan.nodes[node_id]
+            for port in node.cls.inputs:
+                if not port.output_path:
+                    continue
+                if port.name in node.inputs:
+                    ref = node.inputs[port.name]
+                    value = self.plan.input_values.get(ref.name)
+                else:
+                    value = node.params.get(port.name)
+                if isinstance(value, str):  # a name linked from another node's output is checked when written
+                    self.outputs.for_node(node_id).claim(value, port=port.name)
+
     def execute(self) -> RunResult:
         start = time.perf_counter()
         needed = self.plan.needed(self.names)
         self.compute_keys(needed)
         visit = self.resolve(needed)
+        self.check_targets(visit)
         self.emit(RunStarted(nodes=tuple(visit)))
         remaining = self.count_consumers(visit)
         keep = {ref.node for name in self.names if isinstance(ref := self.plan.outputs[name], LinkRef)}
@@ -368,7 +390,8 @@ class _Run:
             _reset_peak_memory(self.ex.device)
         start = time.perf_counter()
         try:
-            outputs = cls.normalise_outputs(cls().run(ctx, **kwargs))
+            with _no_grad():
+                outputs = cls.normalise_outputs(cls().run(ctx, **kwargs))
         except Cancelled:
             raise
         except Exception as exc:
@@ -469,6 +492,14 @@ class _Run:
             remaining[up] -= 1
             if remaining[up] == 0 and up not in keep:
                 self.values.pop(up, None)
+
+
+def _no_grad() -> Any:
+    """torch.no_grad() once torch is imported (no tensor exists before), else nothing: a graph of inference nodes
+    never builds autograd graphs, even when a node calls a model whose parameters require grad. A node that trains
+    opts back in with `torch.enable_grad()`."""
+    torch = sys.modules.get("torch")
+    return torch.no_grad() if torch is not None else contextlib.nullcontext()
 
 
 def _reset_peak_memory(device: Any) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from vdgraph.errors import NodeDeclarationError
-from vdgraph.types import Enum, ListOf, PortType, Scalar, port_type
+from vdgraph.types import STR, Enum, ListOf, PortType, Scalar, port_type
 
 
 class _Required:
@@ -94,6 +94,9 @@ class Input:
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    output_path: bool = False
+    """The port names a file the node writes into the run's output folder (`ctx.outputs.claim(value)`): validation
+    checks the name, and the executor checks the target against the run's folder before any node runs."""
 
     def __post_init__(self) -> None:
         if self.type is None:
@@ -147,6 +150,8 @@ class Input:
             out["choices"] = list(self.type.choices)
         if self.optional:
             out["optional"] = True
+        if self.output_path:
+            out["output_path"] = True
         return out
 
 
@@ -309,6 +314,8 @@ def _check_declaration(cls: type[Node]) -> None:
         fail("declares no outputs")
 
     for port in cls.inputs:
+        if port.output_path and port.type != STR:
+            fail(f"input {port.name!r} is an output_path, so its type must be str, not {port.type.name}")
         if port.bounds and not _is_numeric(port.type):
             fail(f"input {port.name!r} has range bounds but type {port.type.name}; bounds need int or float")
         if port.has_default:

@@ -17,6 +17,7 @@ import networkx as nx
 from vdgraph.errors import Problem, describe_exception, short_repr
 from vdgraph.expressions import ExpressionError, evaluate, expression_names
 from vdgraph.node import REQUIRED, Input, Invalid, Known, Node
+from vdgraph.outputs import OutputFolder, OutputRefused
 from vdgraph.plan import InputRef, Link, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.types import BOOL, FLOAT, INT, STR, ListOf, PortType, connection, opaque_types
@@ -315,6 +316,7 @@ class _Checker:
             if plan is None:
                 continue
             known = self.known_inputs(plan, facts)
+            self.check_output_names(plan, known)
             if self.run_node_checks(plan, known):
                 continue
             try:
@@ -339,6 +341,26 @@ class _Checker:
                          for ref, out in zip(refs, found)]
                 values[port] = items if isinstance(link, tuple) else items[0]
         return Known(values, linked=(*plan.inputs, *plan.links))
+
+    def check_output_names(self, plan: NodePlan, known: Known) -> None:
+        """A name for a file the node writes must name a file and use only known `{fields}`; whether it stays
+        inside the output folder depends on the run's folder and options, and the executor checks that before any
+        node runs."""
+        for port in plan.cls.inputs:
+            value = known.get(port.name)
+            if not port.output_path or not isinstance(value, str):
+                continue
+            fields = {name: self.input_values.get(name, name) for name in self.workflow.inputs}
+            folder = OutputFolder("out", allow_outside=True, node=plan.id,
+                                  fields={"workflow": self.workflow.display_name, **fields})
+            try:
+                folder.claim(value, port=port.name)
+            except OutputRefused as exc:
+                source = plan.inputs.get(port.name)
+                path = ("inputs", source.name) if source else ("nodes", plan.id, "params", port.name)
+                message = str(exc).split(": ", 1)[-1]
+                self.add("output.target", message, "name a file inside the output folder, e.g. 'clip.mp4' or "
+                         "'{workflow}_{seed}.mp4'", plan.id, port.name, path)
 
     def run_node_checks(self, plan: NodePlan, known: Known) -> bool:
         """Report what the node's `check` finds; returns whether it found anything."""

@@ -36,7 +36,7 @@ class SaveJson(Node):
     side_effects = True
     inputs = [
         Input("value", ANY, doc="what to save: numbers, text, lists, dicts or tensors (as nested lists)"),
-        Input("filename", str, default="result.json", doc="file name (or relative path) inside the output folder"),
+        Input("filename", str, default="result.json", output_path=True, doc="file name (or relative path) inside the output folder"),
         Input("indent", int, default=2, ge=0, le=8, doc="spaces per indentation level"),
     ]
     outputs = [Output("path", FILE, doc="where the file was written")]

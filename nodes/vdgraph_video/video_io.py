@@ -52,7 +52,7 @@ class WriteVideo(Node):
     side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
-        Input("path", str, default="video.mp4", doc="target file or folder, inside the output folder"),
+        Input("path", str, default="video.mp4", output_path=True, doc="target file or folder, inside the output folder"),
         Input("format", VideoFormat, default="auto", doc="auto (from the extension), mp4, webm, gif or png"),
         Input("fps", float, default=8.0, gt=0.0, le=240.0, doc="frames per second"),
         Input("quality", int, default=18, ge=0, le=63, doc="constant rate factor for mp4/webm (lower is better)"),
@@ -80,7 +80,7 @@ class ContactSheet(Node):
     side_effects = True
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
-        Input("path", str, default="contact_sheet.png", doc="target PNG, inside the output folder"),
+        Input("path", str, default="contact_sheet.png", output_path=True, doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
