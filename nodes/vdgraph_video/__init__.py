@@ -4,6 +4,7 @@ parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are 
 from __future__ import annotations
 
 from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
@@ -21,4 +22,5 @@ NODES = [
     TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo,
+    CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
 ]
