@@ -13,6 +13,7 @@ from vdgraph_video.noise import Renoise, SampleNoise
 import vdgraph_video.persist  # noqa: F401  (registers the cache codecs of the pack's values)
 from vdgraph_video.schedulers import MakeScheduler, Text2VideoZeroSteps
 from vdgraph_video.smooth import InterleaveFrames, ReplaceX0, SmoothFrames, SmoothLatents
+from vdgraph_video.strength import NoiseToStep, StrengthSteps
 from vdgraph_video.text import EncodeText
 from vdgraph_video.vae import DecodeLatents, EncodeFrames
 from vdgraph_video.video_io import ContactSheet, ReadVideo, WriteVideo
@@ -23,4 +24,5 @@ NODES = [
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
+    StrengthSteps, NoiseToStep,
 ]
