@@ -4,6 +4,7 @@ parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are 
 from __future__ import annotations
 
 from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
@@ -12,6 +13,7 @@ from vdgraph_video.noise import Renoise, SampleNoise
 import vdgraph_video.persist  # noqa: F401  (registers the cache codecs of the pack's values)
 from vdgraph_video.schedulers import MakeScheduler, Text2VideoZeroSteps
 from vdgraph_video.smooth import InterleaveFrames, ReplaceX0, SmoothFrames, SmoothLatents
+from vdgraph_video.strength import NoiseToStep, StrengthSteps
 from vdgraph_video.text import EncodeText
 from vdgraph_video.vae import DecodeLatents, EncodeFrames
 from vdgraph_video.video_io import ContactSheet, ReadVideo, WriteVideo
@@ -21,4 +23,6 @@ NODES = [
     TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo,
+    CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
+    StrengthSteps, NoiseToStep,
 ]

@@ -10,7 +10,13 @@ from vdgraph.node import Input, Node, Output
 
 from vdgraph_video.ops.latents import resolve_index
 from vdgraph_video.ops.schedulers import ddim_alpha_prev
-from vdgraph_video.ops.smooth import SmoothMode, interleave_interpolate, replace_ddim_x0, smooth_over_time
+from vdgraph_video.ops.smooth import (
+    Interpolator,
+    SmoothMode,
+    interleave_interpolate,
+    replace_ddim_x0,
+    smooth_over_time,
+)
 from vdgraph_video.types import FRAMES, LATENTS, SCHEDULER
 
 _SMOOTH_INPUTS = [
@@ -49,8 +55,10 @@ class SmoothLatents(Node):
 
 class InterleaveFrames(Node):
     """ControlVideo's interleaved-frame smoothing with a weight-free interpolation: every odd (or even) frame is
-    replaced by the mean of its two neighbours (the paper interpolates with the learned RIFE network instead; this
-    node uses no weights). Frames with a single neighbour are kept. Apply "odd" at one step and "even" at the next.
+    replaced by an interpolation of its two neighbours: "mean" averages them (moving edges ghost), "flow" warps
+    both half-way along their OpenCV DIS optical flow and blends them (motion-compensated). The paper interpolates
+    with the learned RIFE network instead; this node uses no weights. Frames with a single neighbour are kept.
+    Apply "odd" at one step and "even" at the next.
     """
 
     id = "video.interleave_frames"
@@ -59,11 +67,13 @@ class InterleaveFrames(Node):
     inputs = [
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], e.g. the decoded x0 prediction"),
         Input("parity", Literal["odd", "even"], default="odd", doc="which frames are replaced"),
+        Input("interpolator", Interpolator, default="mean",
+              doc="mean of the two neighbours, or their optical-flow midpoint (flow)"),
     ]
     outputs = [Output("frames", FRAMES, doc="the smoothed frames")]
 
-    def run(self, ctx, frames, parity):
-        return interleave_interpolate(frames, 0, parity)
+    def run(self, ctx, frames: torch.Tensor, parity: str, interpolator: str) -> torch.Tensor:
+        return interleave_interpolate(frames, 0, parity, interpolator)
 
 
 class ReplaceX0(Node):

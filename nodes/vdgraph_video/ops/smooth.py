@@ -1,10 +1,12 @@
-"""Temporal smoothing of frames or latents, and ControlVideo's interleaved-frame smoothing (weight-free)."""
+"""Temporal smoothing of frames or latents, and ControlVideo's interleaved-frame smoothing (weight-free: a
+neighbour mean or an optical-flow midpoint)."""
 
 from __future__ import annotations
 
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 
 SmoothMode = Literal["window", "gaussian"]
@@ -41,19 +43,64 @@ def smooth_over_time(x: torch.Tensor, dim: int, mode: SmoothMode, radius: int = 
     return out.to(x.dtype).movedim(0, dim).contiguous()
 
 
-def interleave_interpolate(x: torch.Tensor, dim: int, parity: Literal["odd", "even"]) -> torch.Tensor:
-    """Replace every odd (or even) frame by the mean of its two neighbours; frames with one neighbour are kept.
+Interpolator = Literal["mean", "flow"]
 
-    This is ControlVideo's interleaved-frame smoother with a weight-free interpolation (the average of the two
-    neighbours) in place of the paper's learned RIFE interpolation network.
+
+def flow_midpoint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The frame half-way between two frames (H, W, 3) float in [0, 1], by optical flow (weight-free).
+
+    OpenCV's DIS flow is computed both ways on the grey images; each neighbour is warped half-way along its flow
+    (the midpoint frame at p is sampled from `before` at p - flow_ab(p) / 2 and from `after` at p - flow_ba(p) / 2,
+    taking the flow at p as the flow through p, which holds where motion is smooth) and the two are blended
+    equally. A static pair gives their mean, as the weight-free mean does.
+    """
+    import cv2
+
+    assert before.shape == after.shape and before.ndim == 3, (
+        f"frames {before.shape} and {after.shape} must both be (H, W, 3)"
+    )
+    height, width = before.shape[:2]
+    grey = [cv2.cvtColor(np.ascontiguousarray((f.clip(0, 1) * 255).round().astype(np.uint8)), cv2.COLOR_RGB2GRAY)
+            for f in (before, after)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    flow_ab = dis.calc(grey[0], grey[1], None)  # (H, W, 2): before(p) ~ after(p + flow_ab(p))
+    flow_ba = dis.calc(grey[1], grey[0], None)  # (H, W, 2)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)  # (H, W)
+
+    def half_way(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        map_x, map_y = xs - 0.5 * flow[..., 0], ys - 0.5 * flow[..., 1]  # (H, W) where each output pixel samples
+        return cv2.remap(image.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    return (0.5 * half_way(before, flow_ab) + 0.5 * half_way(after, flow_ba)).clip(0, 1)  # (H, W, 3)
+
+
+def interleave_interpolate(x: torch.Tensor, dim: int, parity: Literal["odd", "even"],
+                           interpolator: Interpolator = "mean") -> torch.Tensor:
+    """Replace every odd (or even) frame by an interpolation of its two neighbours; frames with one neighbour are
+    kept.
+
+    This is ControlVideo's interleaved-frame smoother with a weight-free interpolation in place of the paper's
+    learned RIFE network: "mean" averages the two neighbours (any tensor, along `dim`; moving edges ghost), "flow"
+    warps both half-way along their optical flow and blends them (`flow_midpoint`; frames (F, H, W, 3), dim 0).
     """
     start = 1 if parity == "odd" else 2
     moved = x.movedim(dim, 0)
     out = moved.clone()
     n = moved.shape[0]
     index = torch.arange(start, n - 1, 2, device=x.device)
-    if len(index):
+    if not len(index):
+        return out.movedim(0, dim).contiguous()
+    if interpolator == "mean":
         out[index] = (moved[index - 1] + moved[index + 1]) / 2
+    elif interpolator == "flow":
+        assert dim == 0 and x.ndim == 4 and x.shape[-1] == 3, (
+            f"the flow interpolator takes frames (F, H, W, 3) along dim 0, got shape {tuple(x.shape)}, dim {dim}"
+        )
+        frames = moved.detach().float().cpu().numpy()  # (F, H, W, 3)
+        for i in index.tolist():
+            out[i] = torch.from_numpy(flow_midpoint(frames[i - 1], frames[i + 1])).to(out.dtype)
+    else:
+        raise ValueError(f"unknown interpolator {interpolator!r}: use 'mean' or 'flow'")
     return out.movedim(0, dim).contiguous()
 
 
