@@ -10,7 +10,8 @@ import torch
 import video_fixtures
 
 from vdgraph_video.ops import attention, latents, motion, noise, renoise, smooth
-from vdgraph_video.ops.denoise import anchor_chunks, guidance_embeddings
+from vdgraph_video.families.sd import anchor_chunks, per_frame_embeddings
+from vdgraph_video.ops.guiders import ClassifierFreeGuidance, NoGuidance
 from vdgraph_video.values import Conditioning, generator_from_state, seeded_state
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
@@ -46,10 +47,10 @@ def test_anchor_chunks_start_with_frame_zero_and_cover_every_frame_once():
 
 def test_guidance_embeddings_order_uncond_then_cond_frames_contiguous():
     cond = Conditioning(cond=torch.full((1, 2, 3), 1.0), uncond=torch.full((1, 2, 3), -1.0))
-    e = guidance_embeddings(cond, batch=1, frames=4, guided=True, fold=True)
+    e = per_frame_embeddings(ClassifierFreeGuidance(7.5).embeddings(cond, batch=1), frames=4)
     assert e.shape == (8, 2, 3)
     assert (e[:4] == -1).all() and (e[4:] == 1).all()
-    assert guidance_embeddings(cond, 1, 4, guided=False, fold=False).shape == (1, 2, 3)
+    assert NoGuidance().embeddings(cond, 1).shape == (1, 2, 3)
 
 
 # -- noise -----------------------------------------------------------------------------------------------------

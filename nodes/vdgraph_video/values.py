@@ -50,12 +50,80 @@ class AttentionPatch(Protocol):
     def processors(self, module: torch.nn.Module, current: Mapping[str, Any], batch_chunks: int) -> dict[str, Any]: ...
 
 
+@contextlib.contextmanager
+def patched_module(module: torch.nn.Module, patches: tuple[AttentionPatch, ...],
+                   batch_chunks: int) -> Iterator[torch.nn.Module]:
+    """Install the patches' attention processors on `module`; the saved ones are restored in `finally`.
+
+    `batch_chunks` is how many clips every model call inside the context stacks along its batch (the guider's
+    chunks times the batch: 2 with classifier-free guidance, 1 without, 3 for InstructPix2Pix). Only the denoise
+    loop knows it, so it says it here and the patches build their processors for it. Works on the attention layers
+    directly (what diffusers' set_attn_processor does, without walking the module tree on every call).
+    """
+    assert batch_chunks >= 1, f"batch_chunks (clips per model call) must be >= 1, got {batch_chunks}"
+    if not patches:
+        yield module
+        return
+    layers = attention_layers(module)
+    saved = {name: layer.processor for name, layer in layers.items()}
+    wanted: dict[str, Any] = dict(saved)
+    for patch in patches:
+        wanted = patch.processors(module, wanted, batch_chunks)
+    try:
+        for name, layer in layers.items():
+            if wanted[name] is not saved[name]:
+                layer.set_processor(wanted[name])
+        yield module
+    finally:
+        for name, layer in layers.items():
+            if layer.processor is not saved[name]:
+                layer.set_processor(saved[name])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ControlNetHandle:
+    """A loaded diffusers ControlNetModel (never mutated after loading)."""
+
+    module: torch.nn.Module
+
+    def __vdgraph_nbytes__(self) -> int:
+        return module_nbytes(self.module)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ControlAttachment:
+    """One ControlNet attached to a UNet value: its condition frames and when and how strongly it applies.
+
+    `condition` is (F, 3, H, W) float in [0, 1] (one image per frame, the layout the ControlNet takes); it applies
+    at step i of n when not (i / n < start or (i + 1) / n > end), as diffusers' control_guidance_start/end;
+    `guess_mode` runs it on the prompt chunk only; `share_attention` installs the UNet's attention patches on the
+    ControlNet too (diffusers' Text2Video-Zero ControlNet recipe), else it attends per frame.
+    """
+
+    controlnet: ControlNetHandle
+    condition: torch.Tensor  # (F, 3, H, W)
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    guess_mode: bool = False
+    share_attention: bool = True
+
+    def keep(self, index: int, steps: int) -> float:
+        """1.0 when this ControlNet applies at step `index` of `steps`, else 0.0 (diffusers' controlnet_keep)."""
+        return 1.0 - float(index / steps < self.start or (index + 1) / steps > self.end)
+
+    def __vdgraph_nbytes__(self) -> int:
+        return tensor_nbytes(self.condition)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class UNetHandle:
-    """A loaded UNet (never mutated after loading) plus the attention patches to apply while it runs."""
+    """A loaded UNet (never mutated after loading) plus the attention patches and ControlNets to apply while it
+    runs."""
 
     module: torch.nn.Module
     patches: tuple[AttentionPatch, ...] = ()
+    controls: tuple[ControlAttachment, ...] = ()
 
     @property
     def is_3d(self) -> bool:
@@ -70,37 +138,16 @@ class UNetHandle:
         """A new handle with `patch` appended; this handle and the module are untouched."""
         return dataclasses.replace(self, patches=self.patches + (patch,))
 
-    @contextlib.contextmanager
-    def patched(self, batch_chunks: int) -> Iterator[torch.nn.Module]:
-        """Install the patches' attention processors; the saved ones are restored in `finally`, even on error.
+    def with_control(self, control: ControlAttachment) -> UNetHandle:
+        """A new handle with one more ControlNet; this handle and the modules are untouched."""
+        return dataclasses.replace(self, controls=self.controls + (control,))
 
-        `batch_chunks` is how many clips every model call inside the context stacks along its batch: 2 with
-        classifier-free guidance ([uncond, cond], each with the clip's frames), 1 without. Only the caller's loop
-        knows it, so it says it here and the patches build their processors for it (a loop whose calls change
-        layout enters the context once per layout). Works on the attention layers directly (what diffusers'
-        set_attn_processor does, without walking the whole module tree on every call).
-        """
-        assert batch_chunks >= 1, f"batch_chunks (clips per model call) must be >= 1, got {batch_chunks}"
-        if not self.patches:
-            yield self.module
-            return
-        layers = attention_layers(self.module)
-        saved = {name: layer.processor for name, layer in layers.items()}
-        wanted: dict[str, Any] = dict(saved)
-        for patch in self.patches:
-            wanted = patch.processors(self.module, wanted, batch_chunks)
-        try:
-            for name, layer in layers.items():
-                if wanted[name] is not saved[name]:
-                    layer.set_processor(wanted[name])
-            yield self.module
-        finally:
-            for name, layer in layers.items():
-                if layer.processor is not saved[name]:
-                    layer.set_processor(saved[name])
+    def patched(self, batch_chunks: int):
+        """The UNet module with this handle's attention patches installed (see `patched_module`)."""
+        return patched_module(self.module, self.patches, batch_chunks)
 
     def __vdgraph_nbytes__(self) -> int:
-        return module_nbytes(self.module)
+        return module_nbytes(self.module) + sum(c.__vdgraph_nbytes__() for c in self.controls)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -1,0 +1,61 @@
+"""Model-family adapters: how the denoise loop calls a family's model and which extra inputs it takes.
+
+The loop (`vdgraph_video.ops.denoise`) is the same for every family; an adapter owns the parts that differ:
+the latents' layout during the loop (`begin` / `end`), the text embeddings per model call (`embeddings`), the
+model call itself with its extra inputs (`predict`: ControlNet residuals for Stable Diffusion UNets; image latents
+and time ids for the families of later issues), the scheduler step in the layout the reference steps in (`step`),
+and the modules to patch for the duration of the loop (`models`). A new family arrives as a new file here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+import torch
+
+from vdgraph_video.ops.guiders import Guider
+from vdgraph_video.values import UNetHandle
+
+
+class ModelFamily(Protocol):
+    def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, H, W) -> the loop layout."""
+        ...
+
+    def end(self, x: torch.Tensor) -> torch.Tensor:
+        """The loop layout -> (B, C, F, H, W)."""
+        ...
+
+    def to_video(self, x: torch.Tensor) -> torch.Tensor:
+        """A folded (B*F, C, H, W) prediction (x0) -> (B, C, F, H, W)."""
+        ...
+
+    def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        """The guider's (chunks*B, L, D) embeddings -> those of one model call."""
+        ...
+
+    def models(self, guider: Guider) -> contextlib.AbstractContextManager[Any]:
+        """Patched modules for the loop's duration (restored on exit); passed back to `predict`."""
+        ...
+
+    def predict(self, models: Any, model_input: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor,
+                guider: Guider, index: int, steps: int) -> torch.Tensor:
+        """The noise prediction of every chunk for the guider-stacked, scaled `model_input` (loop layout)."""
+        ...
+
+    def step(self, scheduler, noise_pred: torch.Tensor, t: torch.Tensor, x: torch.Tensor,
+             kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One scheduler step: (x at the next step in the loop layout, folded x0 or None)."""
+        ...
+
+
+def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0) -> ModelFamily:
+    """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded."""
+    if unet.is_3d:
+        from vdgraph_video.families.video_unet import VideoUNet
+
+        return VideoUNet(unet, batch, frames, chunk_size)
+    from vdgraph_video.families.sd import FoldedFramesUNet
+
+    return FoldedFramesUNet(unet, batch, frames, chunk_size)

@@ -1,0 +1,123 @@
+"""2-D image UNets (Stable Diffusion's UNet2DConditionModel) on video: the frames are folded into the batch.
+
+The call order follows TextToVideoZeroPipeline.backward_loop and StableDiffusionControlNetPipeline: every chunk
+of the guider holds the B clips' F frames, (chunks*B*F, C, H, W); every frame gets its clip's text embedding; the
+scheduler steps on the folded latents. The UNet's 3x3 convolutions act as space-only 1x3x3 3-D convolutions, so
+frames meet only through attention patches.
+
+Extra inputs: the ControlNets attached to the UNet value (`UNetHandle.controls`). Each one's residuals are computed
+per frame every step, from the same folded input and the frame's condition image, summed over the ControlNets
+(as diffusers' MultiControlNetModel) and added inside the UNet.
+
+chunk_size > 0 calls the model on frame 0 (the attention anchor) plus chunk_size - 1 other frames at a time and
+keeps frame 0's prediction from the first call only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from vdgraph_video.families.common import folded_step
+from vdgraph_video.ops.controlnet import control_residuals
+from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.values import UNetHandle, patched_module
+
+
+def anchor_chunks(frames: int, chunk_size: int) -> list[list[int]]:
+    """Frame indices per UNet call when denoising `chunk_size` frames at a time with frame 0 as the anchor.
+
+    Every chunk starts with frame 0; the others are consecutive. chunk_size 0 (or >= frames) is one call with all.
+    """
+    if chunk_size <= 0 or chunk_size >= frames:
+        return [list(range(frames))]
+    assert chunk_size >= 2, f"chunk_size must be 0 or >= 2 (frame 0 plus at least one frame), got {chunk_size}"
+    step = chunk_size - 1
+    return [[0] + list(range(s, min(s + step, frames))) for s in range(1, frames, step)]
+
+
+def per_frame_embeddings(embeds: torch.Tensor, frames: int) -> torch.Tensor:
+    """(chunks*B, L, D) -> (chunks*B*F, L, D), frames contiguous inside each clip (TextToVideoZeroPipeline's
+    `prompt_embeds[:, None].repeat(1, F, 1, 1)`)."""
+    n, length, width = embeds.shape
+    return embeds[:, None].repeat(1, frames, 1, 1).reshape(n * frames, length, width)
+
+
+class FoldedFramesUNet:
+    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0):
+        self.unet, self.batch, self.frames = unet, batch, frames
+        self.chunks = anchor_chunks(frames, chunk_size)
+        if len(self.chunks) > 1:
+            assert batch == 1, f"chunked denoising supports batch 1, got {batch}"
+        for k, control in enumerate(unet.controls):
+            count = control.condition.shape[0]
+            if count != frames:
+                raise ValueError(f"ControlNet {k + 1} has {count} condition frames but the latents have {frames} "
+                                 "frames: give one condition image per frame")
+
+    def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        return fold_frames(latents)  # (B*F, C, H, W)
+
+    def end(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_frames(x, self.batch)
+
+    def to_video(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_frames(x, self.batch)
+
+    def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        return per_frame_embeddings(embeds, self.frames)
+
+    @contextlib.contextmanager
+    def models(self, guider):
+        """The patched UNet and, per ControlNet, its module (patched with the UNet's patches when it shares them)."""
+        clips = guider.chunks * self.batch
+        with contextlib.ExitStack() as stack:
+            unet = stack.enter_context(self.unet.patched(batch_chunks=clips))
+            controlnets = []
+            for control in self.unet.controls:
+                module = control.controlnet.module
+                if control.share_attention:
+                    guess = _guess_mode(control) and guider.chunks > 1
+                    chunks = len(guider.conditional_chunks()) if guess else guider.chunks
+                    module = stack.enter_context(patched_module(module, self.unet.patches, chunks * self.batch))
+                controlnets.append(module)
+            yield unet, controlnets
+
+    def predict(self, models, model_input, t, embeds, guider, index, steps):
+        unet, controlnets = models
+        if len(self.chunks) == 1:
+            return self._call(unet, controlnets, model_input, t, embeds, guider, index, steps,
+                              list(range(self.frames)))
+        _, c, h, w = model_input.shape
+        halves = guider.chunks
+        x = model_input.reshape(halves, self.frames, c, h, w)
+        e = embeds.reshape(halves, self.frames, *embeds.shape[1:])
+        pred = torch.empty_like(x)
+        for k, frames in enumerate(self.chunks):
+            n = len(frames)
+            out = self._call(unet, controlnets, x[:, frames].reshape(halves * n, c, h, w), t,
+                             e[:, frames].reshape(halves * n, *e.shape[2:]), guider, index, steps, frames)
+            out = out.reshape(halves, n, c, h, w)
+            if k == 0:
+                pred[:, 0] = out[:, 0]
+            pred[:, frames[1:]] = out[:, 1:]
+        return pred.reshape(halves * self.frames, c, h, w)
+
+    def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
+        """One UNet call on (chunks*B*n, C, H, W) holding frames `frames` of every clip, with ControlNet residuals."""
+        kwargs = {}
+        if self.unet.controls:
+            residuals = control_residuals(self.unet.controls, controlnets, model_input, t, embeds, guider,
+                                          self.batch, frames, index, steps)
+            if residuals is not None:
+                kwargs["down_block_additional_residuals"], kwargs["mid_block_additional_residual"] = residuals
+        return unet(model_input, t, encoder_hidden_states=embeds, **kwargs).sample
+
+    def step(self, scheduler, noise_pred, t, x, kwargs):
+        return folded_step(scheduler, noise_pred, t, x, kwargs)
+
+
+def _guess_mode(control) -> bool:
+    """Guess mode as diffusers decides it: asked for, or implied by a ControlNet with global pooled conditions."""
+    return control.guess_mode or bool(getattr(control.controlnet.module.config, "global_pool_conditions", False))

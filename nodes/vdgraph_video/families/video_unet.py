@@ -1,0 +1,49 @@
+"""3-D video UNets (diffusers UNet3DConditionModel, ModelScope layout): the model takes (B, C, F, H, W).
+
+The call order follows TextToVideoSDPipeline: the guider-stacked (chunks*B, C, F, H, W) input goes to the UNet as it
+is; the scheduler steps on the folded (B*F, C, H, W) latents and prediction, unfolded afterwards exactly as the
+reference does, so eta > 0 draws have the reference's shapes and order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from vdgraph_video.families.common import folded_step
+from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.values import UNetHandle
+
+
+class VideoUNet:
+    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0):
+        if 0 < chunk_size < frames:
+            raise ValueError("chunked denoising needs a 2-D UNet: a 3-D UNet's temporal layers see the whole clip")
+        if unet.controls:
+            raise ValueError("ControlNets are attached to this UNet, but a 3-D video UNet takes no ControlNet "
+                             "residuals: use a 2-D UNet (its frames are folded into the batch)")
+        self.unet, self.batch, self.frames = unet, batch, frames
+
+    def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents  # (B, C, F, H, W)
+
+    def end(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def to_video(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_frames(x, self.batch)
+
+    def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        return embeds  # (chunks*B, L, D): one per clip
+
+    def models(self, guider):
+        return self.unet.patched(batch_chunks=guider.chunks * self.batch)
+
+    def predict(self, module, model_input, t, embeds, guider, index, steps):
+        return module(model_input, t, encoder_hidden_states=embeds).sample  # (chunks*B, C, F, H, W)
+
+    def step(self, scheduler, noise_pred, t, x, kwargs):
+        b, c, f, h, w = x.shape
+        prev, x0 = folded_step(scheduler, fold_frames(noise_pred), t, fold_frames(x), kwargs)
+        return prev[None, :].reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4), x0

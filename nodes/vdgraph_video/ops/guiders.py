@@ -1,0 +1,110 @@
+"""Guiders: how many batch chunks a model call carries, how they are stacked, and how predictions combine.
+
+A guider is the one place that knows the guidance layout of a model call (as diffusers' Modular Diffusers'
+guiders do): the denoise loop asks it for the text embeddings of every chunk, stacks the latents with it, tells the
+attention patches how many chunks it has, and lets it combine the chunks' predictions into one noise prediction.
+
+- `NoGuidance`: one chunk (the prompt); the prediction is used as it is.
+- `ClassifierFreeGuidance(scale)`: two chunks [uncond, cond]; uncond + scale (cond - uncond).
+- `InstructPix2PixGuidance(scale, image_scale)`: three chunks [text+image, image, none] as diffusers'
+  StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond). The
+  image latents that ride along on the channel axis are a model-family input, not the guider's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import torch
+
+from vdgraph_video.values import Conditioning
+
+
+def per_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(1 or B, L, D) embeddings -> (B, L, D)."""
+    assert x.shape[0] in (1, batch), f"conditioning batch {x.shape[0]} does not match latents batch {batch}"
+    return x if x.shape[0] == batch else x.expand(batch, -1, -1)
+
+
+class Guider(Protocol):
+    chunks: int
+    """How many copies of the latents a model call stacks along its batch (each with B items)."""
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        """(chunks*B, L, D): the text embeddings of every chunk, chunk-major."""
+        ...
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        """The model input: `x` repeated for every chunk along dim 0."""
+        ...
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        """One noise prediction from the chunks' predictions (stacked along dim 0)."""
+        ...
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        """The chunks that see the prompt (a ControlNet in guess mode runs on these only)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class NoGuidance:
+    chunks: int = dataclasses.field(default=1, init=False)
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return per_batch(conditioning.cond, batch)
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        return prediction
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (0,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierFreeGuidance:
+    scale: float
+    chunks: int = dataclasses.field(default=2, init=False)
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(conditioning.uncond, batch), per_batch(conditioning.cond, batch)])
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 2)
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        uncond, text = prediction.chunk(2)
+        return uncond + self.scale * (text - uncond)
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (1,)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstructPix2PixGuidance:
+    scale: float
+    image_scale: float
+    chunks: int = dataclasses.field(default=3, init=False)
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        cond, uncond = per_batch(conditioning.cond, batch), per_batch(conditioning.uncond, batch)
+        return torch.cat([cond, uncond, uncond])
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 3)
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        text, image, uncond = prediction.chunk(3)
+        return uncond + self.scale * (text - image) + self.image_scale * (image - uncond)
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (0,)
+
+
+def text_guider(scale: float) -> NoGuidance | ClassifierFreeGuidance:
+    """Classifier-free guidance for scale > 1, none otherwise (as the references: scale 1 means no CFG)."""
+    return ClassifierFreeGuidance(scale) if scale > 1.0 else NoGuidance()
