@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vdgraph.errors import VdgraphError
-from vdgraph.io import temporary_name
+from vdgraph.io import filesystem, temporary_name
 
 MARKER = ".vdgraph-output"
 """The file inside every folder vdgraph writes; it lists the files written there."""
@@ -72,7 +72,11 @@ class OutputFolder:
         if not isinstance(root, str):
             raise TypeError(f"output_dir must be a folder path or URL (str or os.PathLike), got {root!r}")
         if not root.strip():
-            raise ValueError("output_dir is empty: name the folder the run writes into (the default is 'out')")
+            raise OutputRefused("output_dir is empty (--output-dir ''): name the folder the run writes into (the "
+                                "default is 'out')")
+        if "://" not in root:
+            root = os.path.expanduser(root)  # '~/out' is in the home folder, as for --cache (never a folder '~')
+        _check_root(root)
         self.root = root
         self.overwrite = bool(overwrite)
         self.allow_outside = bool(allow_outside)
@@ -409,6 +413,20 @@ class _RemoteFiles(_Files):
 
     def remove_stale_temporaries(self, url: str) -> None:
         return None  # modification times are not uniform across fsspec filesystems
+
+
+def _check_root(root: str) -> None:
+    """Refuse, before anything runs, an output folder no write could use: a URL whose protocol is unknown or not
+    installed, or a local path where a file is (or is above it). Nothing is created here."""
+    if "://" in _local(root):
+        filesystem(root)  # raises LocationUnavailable; connects to nothing
+        return
+    path = os.path.abspath(_local(root))
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = "is a file" if path == os.path.abspath(_local(root)) else f"is inside the file {path!r}"
+        raise OutputRefused(f"the output folder {root!r} {where}; name a folder (--output-dir DIR, output_dir=)")
 
 
 def _is_plain_file(path: str) -> bool:
