@@ -186,3 +186,58 @@ def test_a_damaged_explain_history_is_forgotten_not_a_crash(tmp_path):
     result = Executor(core_registry(), device="cpu", cache_dir=str(cache)).run(document, {"a": 4}, explain=True)
     assert result.outputs["y"] == 10
     assert [r.reason for r in result.report] == ["first run", "first run"]
+
+
+# -- validation sees what the run would reject ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def packs() -> Registry:
+    return Registry.discover(folders=(), env={})
+
+
+def node_checks(registry: Registry, document: dict, inputs: dict | None = None) -> list[tuple[str, str, str]]:
+    return [(p.code, p.node, p.port) for p in vdgraph.validate(document, registry=registry, inputs=inputs)
+            if p.severity == "error"]
+
+
+def test_a_video_name_whose_format_is_unknown_is_a_validation_problem(packs):
+    # `--set output=clip.avi` passed validate, then failed in write_video after the whole denoising
+    t2vz = str(WORKFLOWS / "text2video_zero.json")
+    assert node_checks(packs, json.loads(Path(t2vz).read_text()), {"output": "clip.avi"}) == [
+        ("node.check", "write", "path")]
+    for fine in ("clip.webm", "clip.GIF", "frames", "{workflow}_{seed}.mp4", "{workflow}_{counter}"):
+        assert node_checks(packs, json.loads(Path(t2vz).read_text()), {"output": fine}) == [], fine
+
+
+@pytest.mark.parametrize("node, port, params", [
+    ("video.translation_flow", "first_frame", {"frames": 4, "first_frame": 4}),
+    ("video.translation_flow", "first_frame", {"frames": 2, "first_frame": 7}),
+    ("video.read_video", "path", {"path": " "}),
+])
+def test_literals_the_run_would_reject_are_validation_problems(packs, node, port, params):
+    document = {"vdgraph": 1, "nodes": {"n": {"type": node, "params": params}},
+                "outputs": {"o": "n.flow" if node == "video.translation_flow" else "n.frames"}}
+    assert node_checks(packs, document) == [("node.check", "n", port)]
+
+
+def test_encoding_with_sample_and_no_rng_is_a_validation_problem(packs):
+    document = {"vdgraph": 1, "inputs": {"sample": {"type": "bool", "default": True}},
+                "nodes": {"model": {"type": "video.load_model", "params": {"model": "shapes-64"}},
+                          "read": {"type": "video.read_video", "params": {"path": "clip.mp4"}},
+                          "encode": {"type": "video.encode", "in": {"vae": "model.vae", "frames": "read.frames",
+                                                                    "sample": "inputs.sample"}}},
+                "outputs": {"latents": "encode.latents"}}
+    assert node_checks(packs, document) == [("node.check", "encode", "rng")]
+    assert node_checks(packs, document, {"sample": False}) == []
+
+
+@pytest.mark.parametrize("start, end, empty", [(3, 3, True), (5, 2, True), (-1, -2, True), (-2, -1, False),
+                                               (2, -1, False), (0, None, False)])
+def test_a_frame_selection_that_is_always_empty_is_a_validation_problem(packs, start, end, empty):
+    document = {"vdgraph": 1, "nodes": {
+        "model": {"type": "video.load_model", "params": {"model": "shapes-64"}},
+        "read": {"type": "video.read_video", "params": {"path": "clip.mp4"}},
+        "encode": {"type": "video.encode", "in": {"vae": "model.vae", "frames": "read.frames"}},
+        "pick": {"type": "video.select_latent_frames", "in": {"latents": "encode.latents"},
+                 "params": {"start": start, "end": end}}}, "outputs": {"latents": "pick.latents"}}
+    assert node_checks(packs, document) == ([("node.check", "pick", "end")] if empty else [])
