@@ -241,3 +241,14 @@ def test_a_frame_selection_that_is_always_empty_is_a_validation_problem(packs, s
         "pick": {"type": "video.select_latent_frames", "in": {"latents": "encode.latents"},
                  "params": {"start": start, "end": end}}}, "outputs": {"latents": "pick.latents"}}
     assert node_checks(packs, document) == ([("node.check", "pick", "end")] if empty else [])
+
+
+def test_a_model_path_the_run_cannot_load_is_a_validation_problem(packs, tmp_path):
+    # an absolute path that does not exist, or a folder that is not a diffusers model, passed validate
+    t2vz = json.loads((WORKFLOWS / "text2video_zero.json").read_text())
+    missing = str(tmp_path / "no-such-model")
+    assert node_checks(packs, t2vz, {"model": missing}) == [("node.check", "model", "model")]
+    assert node_checks(packs, t2vz, {"model": str(WORKFLOWS)}) == [("node.check", "model", "model")]
+    shipped = str(REPO / "nodes" / "vdgraph_shapes" / "model")
+    for fine in (shipped, "shapes-64", "owner/some-model", "memory://models/x"):
+        assert node_checks(packs, t2vz, {"model": fine}) == [], fine
