@@ -252,3 +252,30 @@ def test_a_model_path_the_run_cannot_load_is_a_validation_problem(packs, tmp_pat
     shipped = str(REPO / "nodes" / "vdgraph_shapes" / "model")
     for fine in (shipped, "shapes-64", "owner/some-model", "memory://models/x"):
         assert node_checks(packs, t2vz, {"model": fine}) == [], fine
+
+
+def test_a_killed_png_folder_write_does_not_block_overwrite_of_its_name(tmp_path):
+    # SIGKILL mid-write left the reserved, empty `frames/` (and a stale staging folder); afterwards
+    # --overwrite refused that name forever ("not written by vdgraph"), though replacing it loses nothing
+    import torch
+
+    from vdgraph.outputs import STALE_SECONDS, OutputFolder
+    from vdgraph_video.ops.video_io import to_uint8, write_png_frames
+
+    out = tmp_path / "out"
+    (out / "frames").mkdir(parents=True)
+    staging = out / "frames.tmp-0123456789ab"
+    staging.mkdir()
+    (staging / "frame_00000.png").write_bytes(b"half")
+    old = os.stat(staging).st_mtime - STALE_SECONDS - 60
+    os.utime(staging, (old, old))
+    with OutputFolder(out, overwrite=True, node="write").claim("frames", folder=True) as target:
+        write_png_frames(to_uint8(torch.zeros(2, 4, 4, 3)), target)
+    assert sorted(os.listdir(out)) == ["frames"]
+    assert sorted(os.listdir(out / "frames")) == [".vdgraph-output", "frame_00000.png", "frame_00001.png"]
+    (out / "mine").mkdir()
+    (out / "mine" / "notes.txt").write_text("the user's")  # a folder with anything in it is still refused
+    with pytest.raises(VdgraphError, match="did not write"):
+        with OutputFolder(out, overwrite=True, node="write").claim("mine", folder=True):
+            pass
+    assert (out / "mine" / "notes.txt").read_text() == "the user's"

@@ -13,7 +13,8 @@ Rules (docs/engine.md, "Output files"), the same for every writer:
   concurrent runs never pick the same one.
 - Nothing is deleted that vdgraph did not write. A folder vdgraph writes (PNG frames) gets a marker file,
   `.vdgraph-output`, listing the files it wrote; with overwrite, an existing folder is replaced only when it holds
-  that marker and nothing but the files it lists. A target that is a symbolic link is never replaced.
+  that marker and nothing but the files it lists (or nothing at all: the reservation of a write that was killed).
+  A target that is a symbolic link is never replaced.
 - Stale temporaries (`<name>.tmp-<12 hex digits>` files or folders of an earlier write that was killed, untouched
   for `STALE_SECONDS`) beside a target are removed before the next write into that folder.
 
@@ -324,8 +325,11 @@ class _LocalFiles(_Files):
             json.dump({"written_by": "vdgraph", "files": names}, handle, indent=1)
 
     def foreign_entries(self, folder: str) -> list[str] | None:
-        """None when vdgraph wrote `folder` and it holds nothing else; else what it holds that vdgraph did not
-        write (an empty list: the marker is missing or unreadable)."""
+        """None when vdgraph wrote `folder` and it holds nothing else, or when it is empty (replacing it deletes
+        nothing: it is typically the reservation of a write that was killed); else what it holds that vdgraph did
+        not write (an empty list: the marker is missing or unreadable)."""
+        if not os.listdir(folder):
+            return None
         try:
             with open(os.path.join(folder, MARKER), encoding="utf-8") as handle:
                 listed = set(json.load(handle)["files"])
@@ -404,6 +408,8 @@ class _RemoteFiles(_Files):
         self.fs.pipe(self._path(url).rstrip("/") + "/" + MARKER, text.encode())
 
     def foreign_entries(self, url: str) -> list[str] | None:
+        if not self.listdir(url):
+            return None  # empty: replacing it deletes nothing
         try:
             listed = set(json.loads(self.fs.cat(self._path(url).rstrip("/") + "/" + MARKER))["files"])
         except (OSError, ValueError, KeyError, TypeError):
