@@ -6,6 +6,16 @@
     result = executor.run(vdgraph.load_workflow("workflows/hello.json"), outputs=["greeting"])
 """
 
+import os as _os
+import sys as _sys
+
+# `python -m vdgraph` puts the working directory first on sys.path (the console script `vdgraph` does not), so a
+# folder of someone else's workflows holding `fsspec.py` or `torch/` would have its code imported in place of the
+# libraries: validating workflows must never run code that came with them. While `-m` locates this package,
+# sys.argv[0] is "-m"; the directory is dropped before anything else is imported (`python -P` does the same).
+if _sys.argv[:1] == ["-m"] and _sys.path and _sys.path[0] in ("", _os.getcwd()):
+    del _sys.path[0]
+
 from vdgraph import types
 from vdgraph.api import run, validate
 from vdgraph.context import CancelToken, RunContext

@@ -116,6 +116,11 @@ class CacheUnavailable(VdgraphError):
         super().__init__(f"cannot use {shown!r} as the persistent cache: {why} (hint: {hint})")
 
 
+class LocationUnavailable(VdgraphError, ValueError):
+    """A path or URL to write names a filesystem this process cannot use: an unknown protocol (`bogus://x`), or
+    one whose package is not installed (`s3://` without s3fs)."""
+
+
 # -- values in messages -------------------------------------------------------------------------------------------
 
 SHORT = 60

@@ -46,8 +46,17 @@ def _store_name(workflow: str) -> str:
 
 
 def _well_formed(record: Any) -> bool:
-    return isinstance(record, dict) and all(isinstance(record.get(part, {}), dict)
-                                            for part in ("runtime", "params", "inputs", "links", "names"))
+    """Whether a stored record has every shape `reason` reads: a file another process (or a person) wrote may
+    hold anything, and a record that does not fit is forgotten (the node is explained as a first run), never a
+    crash of every later run with --explain."""
+    if not isinstance(record, dict):
+        return False
+    if not all(isinstance(record.get(part, {}), dict) for part in ("runtime", "params", "inputs", "links", "names")):
+        return False
+    names = record.get("names", {})
+    if not all(isinstance(names.get(part, {}), dict) for part in ("inputs", "links")):
+        return False
+    return all(isinstance(link, list) for link in record.get("links", {}).values())
 
 
 def reason(before: dict | None, now: dict, volatile_upstream: set[str], unusable: str | None = None,

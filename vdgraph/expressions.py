@@ -3,9 +3,10 @@
     "checks": [{"require": "t0 < t1 and t1 < steps", "message": "t0 < t1 < steps"}]
 
 Workflows are data, never code: an expression is parsed with `ast` and evaluated by walking the tree, allowing
-only names of workflow inputs, literal numbers/strings/booleans, `+ - * / // %`, unary `- + not`, comparisons
-(`< <= > >= == != in not in`), `and`/`or`, tuples/lists of those (for `in`), and the functions `abs`, `min`,
-`max`, `len`. Nothing is looked up in Python's namespaces and nothing is called but those four.
+only names of workflow inputs, literal numbers/strings/booleans, `+ - * / // %` on numbers
+(not on strings: `"x" * n` would let a file build gigabytes), unary `- + not`, comparisons (`< <= > >= == != in
+not in`), `and`/`or`, tuples/lists of those (for `in`), and the functions `abs`, `min`, `max`, `len`. Nothing
+is looked up in Python's namespaces and nothing is called but those four.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 import operator
 from collections.abc import Mapping
 from typing import Any
+
+from vdgraph.errors import short_repr
 
 MAX_LENGTH = 1000
 """Longest expression accepted (a check is a line, not a program)."""
@@ -106,7 +109,11 @@ def _eval(node: ast.expr, values: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_eval(node.operand, values))
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, values), _eval(node.right, values))
+        left, right = _eval(node.left, values), _eval(node.right, values)
+        for operand in (left, right):  # "x" * 10**12 or "%999999999d" % 1 would build gigabytes in validation
+            if not isinstance(operand, (int, float)):
+                raise ExpressionError(f"arithmetic takes numbers, got {type(operand).__name__} {short_repr(operand)}")
+        return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):
             return all(_eval(item, values) for item in node.values)

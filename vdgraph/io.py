@@ -12,6 +12,8 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from vdgraph.errors import LocationUnavailable
+
 
 def temporary_name(path: str) -> str:
     """Where a write goes before it is renamed onto `path`: `<path>.tmp-<12 hex digits>`. The output folder
@@ -36,10 +38,14 @@ def atomic_write(url_or_path: str | os.PathLike, mode: str = "wb", *, fs: fsspec
         raise ValueError(f"atomic_write writes; mode must contain 'w', got {mode!r}")
     shown = os.fspath(url_or_path)
     if fs is None:
-        fs, path = fsspec.core.url_to_fs(shown)
+        fs, path = filesystem(shown)
     else:
         path = shown
     with naming_the_path(shown):
+        if isinstance(fs, LocalFileSystem):
+            with _local_atomic_write(path, mode, open_kwargs) as handle:
+                yield handle
+            return
         parent = posixpath.dirname(path)
         if parent:
             fs.makedirs(parent, exist_ok=True)
@@ -47,14 +53,44 @@ def atomic_write(url_or_path: str | os.PathLike, mode: str = "wb", *, fs: fsspec
         try:
             with fs.open(temporary, mode, **open_kwargs) as handle:
                 yield handle
-            if isinstance(fs, LocalFileSystem):
-                os.replace(temporary, path)
-            else:
-                fs.mv(temporary, path)
+            fs.mv(temporary, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError, OSError):
                 fs.rm(temporary)
             raise
+
+
+def filesystem(url_or_path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and the path on it that `url_or_path` names. Text without `://` is a local path, taken
+    exactly as written, as `os` and `vdgraph.outputs` take it: fsspec alone would read `a::b` as a chain of
+    filesystems (writing `a`) and expand a leading `~`, so a writer would write elsewhere than its output folder
+    checked and reserved (and replace a file there that it was never given)."""
+    text = os.fspath(url_or_path)
+    if "://" not in text:
+        return LocalFileSystem(), text
+    try:
+        return fsspec.core.url_to_fs(text)
+    except (ValueError, ImportError) as exc:  # an unknown protocol, or one whose package is not installed
+        shown = text if len(text) <= 200 else text[:197] + "..."
+        raise LocationUnavailable(f"cannot write to {shown!r}: {exc} (use a local path, or an fsspec URL whose "
+                                  "protocol is installed, such as memory:// or s3:// with s3fs)") from exc
+
+
+@contextlib.contextmanager
+def _local_atomic_write(path: str, mode: str, open_kwargs: dict[str, Any]) -> Iterator[IO]:
+    """atomic_write on the local disk, with os calls only (no glob, no `~` expansion: the path is the path)."""
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    temporary = temporary_name(path)
+    try:
+        with open(temporary, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 @contextlib.contextmanager

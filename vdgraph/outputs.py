@@ -13,7 +13,8 @@ Rules (docs/engine.md, "Output files"), the same for every writer:
   concurrent runs never pick the same one.
 - Nothing is deleted that vdgraph did not write. A folder vdgraph writes (PNG frames) gets a marker file,
   `.vdgraph-output`, listing the files it wrote; with overwrite, an existing folder is replaced only when it holds
-  that marker and nothing but the files it lists. A target that is a symbolic link is never replaced.
+  that marker and nothing but the files it lists (or nothing at all: the reservation of a write that was killed).
+  A target that is a symbolic link is never replaced.
 - Stale temporaries (`<name>.tmp-<12 hex digits>` files or folders of an earlier write that was killed, untouched
   for `STALE_SECONDS`) beside a target are removed before the next write into that folder.
 
@@ -35,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vdgraph.errors import VdgraphError
-from vdgraph.io import temporary_name
+from vdgraph.io import filesystem, temporary_name
 
 MARKER = ".vdgraph-output"
 """The file inside every folder vdgraph writes; it lists the files written there."""
@@ -72,7 +73,11 @@ class OutputFolder:
         if not isinstance(root, str):
             raise TypeError(f"output_dir must be a folder path or URL (str or os.PathLike), got {root!r}")
         if not root.strip():
-            raise ValueError("output_dir is empty: name the folder the run writes into (the default is 'out')")
+            raise OutputRefused("output_dir is empty (--output-dir ''): name the folder the run writes into (the "
+                                "default is 'out')")
+        if "://" not in root:
+            root = os.path.expanduser(root)  # '~/out' is in the home folder, as for --cache (never a folder '~')
+        _check_root(root)
         self.root = root
         self.overwrite = bool(overwrite)
         self.allow_outside = bool(allow_outside)
@@ -320,8 +325,11 @@ class _LocalFiles(_Files):
             json.dump({"written_by": "vdgraph", "files": names}, handle, indent=1)
 
     def foreign_entries(self, folder: str) -> list[str] | None:
-        """None when vdgraph wrote `folder` and it holds nothing else; else what it holds that vdgraph did not
-        write (an empty list: the marker is missing or unreadable)."""
+        """None when vdgraph wrote `folder` and it holds nothing else, or when it is empty (replacing it deletes
+        nothing: it is typically the reservation of a write that was killed); else what it holds that vdgraph did
+        not write (an empty list: the marker is missing or unreadable)."""
+        if not os.listdir(folder):
+            return None
         try:
             with open(os.path.join(folder, MARKER), encoding="utf-8") as handle:
                 listed = set(json.load(handle)["files"])
@@ -400,6 +408,8 @@ class _RemoteFiles(_Files):
         self.fs.pipe(self._path(url).rstrip("/") + "/" + MARKER, text.encode())
 
     def foreign_entries(self, url: str) -> list[str] | None:
+        if not self.listdir(url):
+            return None  # empty: replacing it deletes nothing
         try:
             listed = set(json.loads(self.fs.cat(self._path(url).rstrip("/") + "/" + MARKER))["files"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -409,6 +419,20 @@ class _RemoteFiles(_Files):
 
     def remove_stale_temporaries(self, url: str) -> None:
         return None  # modification times are not uniform across fsspec filesystems
+
+
+def _check_root(root: str) -> None:
+    """Refuse, before anything runs, an output folder no write could use: a URL whose protocol is unknown or not
+    installed, or a local path where a file is (or is above it). Nothing is created here."""
+    if "://" in _local(root):
+        filesystem(root)  # raises LocationUnavailable; connects to nothing
+        return
+    path = os.path.abspath(_local(root))
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = "is a file" if path == os.path.abspath(_local(root)) else f"is inside the file {path!r}"
+        raise OutputRefused(f"the output folder {root!r} {where}; name a folder (--output-dir DIR, output_dir=)")
 
 
 def _is_plain_file(path: str) -> bool:

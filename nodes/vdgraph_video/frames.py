@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.ops.latents import concat_frames
 from vdgraph_video.types import LATENTS
@@ -38,6 +38,13 @@ class SelectLatentFrames(Node):
         Input("step", int, default=1, ge=1, doc="take every step-th frame"),
     ]
     outputs = [Output("latents", LATENTS, doc="the selected frames")]
+
+    @classmethod
+    def check(cls, known):
+        start, end = known.take("start", "end")
+        if start is not None and end is not None and (start < 0) == (end < 0) and start >= end:
+            yield Invalid("end", f"frames [{start}:{end}] select nothing, whatever the clip's length",
+                          "end must come after start (both count from the start, or both from the end)")
 
     def run(self, ctx, latents, start, end, step):
         out = latents[:, :, start:end:step]

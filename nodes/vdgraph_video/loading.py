@@ -151,7 +151,8 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
     )
 
 
-def _check_folder(folder: str) -> None:
+def check_folder(folder: str) -> None:
+    """Refuse a folder that lacks a diffusers component subfolder (cheap: looks at names only)."""
     missing = [sub for sub in SUBFOLDERS if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
         raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
@@ -185,7 +186,7 @@ def check_model_folder(folder: str) -> dict[str, dict]:
     the UNet and VAE `_class_name` are classes we support; the tokenizer's `tokenizer_class` is a transformers
     class; the UNet, VAE and text encoder have safetensors weights (a folder with only pickles is refused).
     """
-    _check_folder(folder)
+    check_folder(folder)
     configs: dict[str, dict] = {}
     for sub in SUBFOLDERS:
         component = os.path.join(folder, sub)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
-from vdgraph_video.loading import load_components, resolve_model
+from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
 from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
 
@@ -43,6 +46,17 @@ class LoadModel(Node):
         if model is not None and not model.strip():
             yield Invalid("model", "the model name is empty",
                           "give a model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id")
+            return
+        if model is None or "://" in model:
+            return  # a URL is looked at when the run fetches it
+        hint = "give a diffusers-format model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id"
+        if os.path.isabs(model) and not os.path.isdir(model):  # no search folder, built-in or hub id can match it
+            yield Invalid("model", f"there is no model folder at {short_repr(model)}", hint)
+        elif os.path.isdir(model):  # the run takes a folder of the working directory first, as this check does
+            try:
+                check_folder(model)
+            except ModelNotFound as exc:
+                yield Invalid("model", str(exc), hint)
 
     @classmethod
     def infer(cls, known):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.ops.motion import MotionMode, warp_translation
@@ -33,6 +33,13 @@ class TranslationFlowNode(Node):
         Input("mode", MotionMode, default="reference", doc="reference-compatible or resolution-aware"),
     ]
     outputs = [Output("flow", FLOW, doc="the per-frame translations")]
+
+    @classmethod
+    def check(cls, known):
+        frames, first_frame = known.take("frames", "first_frame")
+        if frames is not None and first_frame >= frames:
+            yield Invalid("first_frame", f"first_frame {first_frame} leaves no frame of {frames} to warp",
+                          f"use a first_frame below frames ({frames}), or more frames")
 
     def run(self, ctx, frames, first_frame, motion_x, motion_y, mode):
         if first_frame >= frames:

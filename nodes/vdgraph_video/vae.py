@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.ops.vae import decode, encode
 from vdgraph_video.types import FRAMES, LATENTS, RNG, VAE
@@ -47,6 +47,12 @@ class EncodeFrames(Node):
         Output("latents", LATENTS, doc="(1, C, F, h, w) latents"),
         Output("rng", RNG, doc="the random state after sampling (the input state when not sampling)"),
     ]
+
+    @classmethod
+    def check(cls, known):
+        if known.get("sample") and "rng" in known and known["rng"] is None:  # rng optional and left unlinked
+            yield Invalid("rng", "sample is true but no rng is linked", "link an rng (e.g. noise.rng from "
+                                                                       "video.noise), or set sample to false")
 
     def run(self, ctx, vae, frames, sample, rng, chunk_size):
         factor = vae.scale_factor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
 from vdgraph.types import FILE, FLOAT
 
 from vdgraph_video.ops.video_io import (
@@ -58,6 +58,17 @@ class WriteVideo(Node):
         Input("quality", int, default=18, ge=0, le=63, doc="constant rate factor for mp4/webm (lower is better)"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
+
+    @classmethod
+    def check(cls, known):
+        path, fmt = known.take("path", "format")
+        if path is None or "{" in posixpath.splitext(path.rstrip("/"))[1]:
+            return  # a field in the extension is filled in at run time
+        try:
+            format_for(path, fmt)
+        except ValueError as exc:
+            yield Invalid("path", str(exc), "end the name in .mp4, .webm or .gif, give no extension for a folder of "
+                                            "PNG frames, or set format")
 
     def run(self, ctx, frames, path, format, fps, quality):
         fmt = format_for(path, format)
@@ -120,6 +131,12 @@ class ReadVideo(Node):
         Output("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Output("fps", FLOAT, doc="frame rate of the selected frames"),
     ]
+
+    @classmethod
+    def check(cls, known):
+        (path,) = known.take("path")
+        if path is not None and not path.strip():
+            yield Invalid("path", "the video path is empty", "name a video file or a PNG-frame folder")
 
     def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
         frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,

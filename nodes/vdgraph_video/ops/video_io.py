@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from fsspec.implementations.local import LocalFileSystem
 
-from vdgraph.io import atomic_write, naming_the_path, temporary_name
+from vdgraph.io import atomic_write, filesystem, naming_the_path, temporary_name
 
 VideoFormat = Literal["auto", "mp4", "webm", "gif", "png"]
 EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm", ".gif": "gif"}
@@ -105,7 +105,7 @@ def atomic_folder(url_or_path: str) -> Iterator[str]:
     The target must be absent or an empty folder (the reservation `OutputFolder.claim` makes); a folder with
     anything in it is never replaced here, so nothing is deleted to make room.
     """
-    fs, path = fsspec.core.url_to_fs(url_or_path)
+    fs, path = filesystem(url_or_path)  # a local path as written, as the output folder reserved it
     path = path.rstrip("/")
     local = isinstance(fs, LocalFileSystem)
     with naming_the_path(url_or_path):
