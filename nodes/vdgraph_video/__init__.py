@@ -4,6 +4,7 @@ parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are 
 from __future__ import annotations
 
 from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
@@ -20,5 +21,5 @@ NODES = [
     LoadModel, EncodeText, MakeScheduler, Text2VideoZeroSteps, SampleNoise, Renoise, Denoise,
     TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
-    WriteVideo, ContactSheet, ReadVideo,
+    WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
 ]
