@@ -25,7 +25,8 @@ def executor():
 
 def test_every_shipped_workflow_is_covered():
     tested = {"hello", "text2video_zero", "text2video_zero_long", "text2video_3d_unet", "judge_shapes_video",
-              "video2video"}  # video2video: tests/test_video2video.py
+              "video2video",  # video2video: tests/test_video2video.py
+              "text2video_zero_controlnet"}
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 
 
@@ -42,6 +43,19 @@ def test_text2video_zero_long_on_shapes_64(executor, tmp_path):
     result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs, output_dir=str(tmp_path))
     assert result["frames"].shape == (7, 64, 64, 3)
     assert Path(result["video"]).name == "long.gif" and Path(result["video"]).is_file()
+
+
+def test_text2video_zero_controlnet_on_shapes_64(executor, tmp_path):
+    """No built-in ControlNet ships yet: one made from shapes-64's UNet (ControlNetModel.from_unet) stands in."""
+    import video_fixtures
+
+    model = str(ROOT / "nodes" / "vdgraph_shapes" / "model")
+    controlnet = video_fixtures.save_controlnet_for(model, str(tmp_path / "controlnet"))
+    control_video = video_fixtures.write_png_frames(str(tmp_path / "control"), 4, 64)
+    inputs = {"controlnet": controlnet, "control_video": control_video, "frames": 4, "steps": 4, "output": "cn.gif"}
+    result = executor.run(WORKFLOWS / "text2video_zero_controlnet.json", inputs, output_dir=str(tmp_path))
+    assert result["frames"].shape == (4, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
+    assert Path(result["video"]).name == "cn.gif" and Path(result["video"]).is_file()
 
 
 def test_judge_reads_back_what_text2video_zero_wrote(executor, tmp_path):

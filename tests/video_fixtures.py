@@ -212,3 +212,36 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def save_controlnet_for(model_folder: str, folder: str, seed: int = 0, residual_std: float = 0.05) -> str:
+    """A ControlNetModel.from_unet of a model folder's UNet (its condition embedding downsamples by the VAE's
+    factor), with the zero-initialised convolutions given seeded weights so its residuals are not zero; saved
+    with safetensors weights to `folder`, which is returned."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(model_folder, subfolder="unet", use_safetensors=True)
+    with open(os.path.join(model_folder, "vae", "config.json")) as f:
+        levels = len(json.load(f)["block_out_channels"])
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=tuple(8 * 2 ** k
+                                                                                           for k in range(levels)))
+    with torch.no_grad():
+        for name, p in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
+                p.normal_(0, residual_std)
+    controlnet.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_png_frames(folder: str, frames: int, size: int, seed: int = 0) -> str:
+    """A PNG-frame folder of `frames` seeded random size x size images; returns it."""
+    import numpy as np
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for k in range(frames):
+        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(
+            os.path.join(folder, f"{k:05d}.png"))
+    return folder

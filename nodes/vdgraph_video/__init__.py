@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from vdgraph_video.attention import CrossFrameAttentionNode
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
+from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
@@ -22,7 +23,7 @@ NODES = [
     LoadModel, EncodeText, MakeScheduler, Text2VideoZeroSteps, SampleNoise, Renoise, Denoise,
     TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
-    WriteVideo, ContactSheet, ReadVideo,
+    WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
     StrengthSteps, NoiseToStep,
 ]

@@ -24,7 +24,8 @@ class Denoise(Node):
     convolutions; frames meet only through attention patches); a diffusers UNet3DConditionModel gets the
     (B, C, F, H, W) latents as they are. Attention patches on the UNet value are installed only while this node
     runs and restored in `finally`; this node tells them how many clips each UNet call stacks along its batch
-    (2 x B with classifier-free guidance, B without). Indices count like Python slices (negative from the end;
+    (2 x B with classifier-free guidance, B without). ControlNets attached to the UNet value
+    (video.apply_controlnet) add their residuals, computed per frame every step (2-D UNets only). Indices count like Python slices (negative from the end;
     end empty means to the last step). guidance <= 1 turns classifier-free guidance off.
 
     chunk_size > 0 bounds memory: each UNet call sees frame 0 (the attention anchor) plus chunk_size - 1 other

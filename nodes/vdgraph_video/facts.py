@@ -73,6 +73,9 @@ def model_facts(model: str) -> dict[str, Any]:
     scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     if scheduler and isinstance(scheduler.get("_class_name"), str):
         facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
+    layout = unet_layout_facts(folder)
+    if layout is not None:
+        facts["unet"] = layout
     return facts
 
 
@@ -102,3 +105,38 @@ def _read_json(path: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# The config keys that fix where a UNet takes residuals and of what shape: a ControlNet must agree on all of them.
+RESIDUAL_LAYOUT_KEYS = ("in_channels", "block_out_channels", "layers_per_block", "down_block_types",
+                        "cross_attention_dim")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualLayoutFacts:
+    """The residual layout of a UNet or a ControlNet, from its config: ((key, value), ...) for RESIDUAL_LAYOUT_KEYS."""
+
+    layout: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> ResidualLayoutFacts | None:
+        if not config or any(key not in config for key in RESIDUAL_LAYOUT_KEYS):
+            return None
+        return cls(tuple((key, _frozen(config[key])) for key in RESIDUAL_LAYOUT_KEYS))
+
+    def differences(self, other: ResidualLayoutFacts) -> list[str]:
+        mine, theirs = dict(self.layout), dict(other.layout)
+        return [f"{key} {theirs[key]} vs {mine[key]}" for key in mine if mine[key] != theirs[key]]
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+def unet_layout_facts(model: str) -> ResidualLayoutFacts | None:
+    """The residual layout of a model folder's 2-D UNet (None for a 3-D UNet or when validation cannot read it)."""
+    folder = _local_folder(model)
+    config = _read_json(os.path.join(folder, "unet", "config.json")) if folder else None
+    if config and config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
+        return None
+    return ResidualLayoutFacts.from_config(config)

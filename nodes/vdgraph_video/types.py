@@ -25,3 +25,4 @@ TEXT_ENCODER = Opaque("TextEncoder", "a CLIP-style text encoder with its tokeniz
 SCHEDULER_CONFIG = Opaque("SchedulerConfig", "a model's scheduler configuration (what its noise schedule was trained with)")
 SCHEDULER = Opaque("Scheduler", "a diffusers scheduler with its timesteps set (consumers work on their own copy)")
 FLOW = Opaque("Flow", "a per-frame motion field that warps latents or frames")
+CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a UNet with video.apply_controlnet)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from vdgraph.node import Input, Invalid, Node, Output
 
+from typing import Literal
+
 from vdgraph_video.ops.vae import decode, encode
 from vdgraph_video.types import FRAMES, LATENTS, RNG, VAE
 from vdgraph_video.values import generator_from_state
@@ -11,7 +13,10 @@ from vdgraph_video.values import generator_from_state
 
 class DecodeLatents(Node):
     """Decodes latents (1, C, F, h, w) to frames (F, H, W, 3) float in [0, 1] on the CPU, chunk_size frames per
-    VAE call to bound memory (0: all at once). Arithmetic of diffusers' decode_latents."""
+    VAE call to bound memory (0: all at once). Arithmetic of diffusers' decode_latents; `unscale` says how the
+    latents are divided by the VAE's scaling factor: "reciprocal" multiplies by 1 / factor (decode_latents,
+    TextToVideoZeroPipeline, TextToVideoSDPipeline), "divide" divides (StableDiffusionPipeline and its ControlNet
+    pipeline); the two differ in the last bit."""
 
     id = "video.decode"
     version = 1
@@ -20,13 +25,15 @@ class DecodeLatents(Node):
         Input("vae", VAE, doc="from video.load_model"),
         Input("latents", LATENTS, doc="(1, C, F, h, w) latents"),
         Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
+        Input("unscale", Literal["reciprocal", "divide"], default="reciprocal",
+              doc="multiply by 1 / scaling factor (decode_latents) or divide by it (StableDiffusionPipeline)"),
     ]
     outputs = [Output("frames", FRAMES, doc="(F, H, W, 3) float32 in [0, 1]")]
 
-    def run(self, ctx, vae, latents, chunk_size):
+    def run(self, ctx, vae, latents, chunk_size, unscale):
         if latents.shape[0] != 1:
             raise ValueError(f"decode takes one video (batch 1), got batch {latents.shape[0]}")
-        return decode(vae.module, latents, chunk_size)
+        return decode(vae.module, latents, chunk_size, unscale)
 
 
 class EncodeFrames(Node):

@@ -57,6 +57,14 @@ class FoldedFramesUNet:
                                  "frames: give one condition image per frame")
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        h, w = latents.shape[-2:]
+        for k, control in enumerate(self.unet.controls):
+            factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
+            size = tuple(control.condition.shape[-2:])
+            if size != (h * factor, w * factor):
+                raise ValueError(f"ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} pixels but the "
+                                 f"video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the ControlNet's "
+                                 "condition embedding): give condition frames of the video's size")
         return fold_frames(latents)  # (B*F, C, H, W)
 
     def end(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,15 +13,22 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 @torch.no_grad()
-def decode(vae: torch.nn.Module, latents: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
+def decode(vae: torch.nn.Module, latents: torch.Tensor, chunk_size: int = 0,
+           unscale: str = "reciprocal") -> torch.Tensor:
     """Latents (B, C, F, h, w) -> frames (B*F, H, W, 3) float32 in [0, 1] on the CPU.
 
-    Arithmetic of diffusers' decode_latents: (1 / scaling_factor) * latents, decode, (x / 2 + 0.5).clamp(0, 1).
-    The output is cast to float32 before the [-1, 1] -> [0, 1] mapping (identical in fp32, more precise in fp16).
-    chunk_size 0 decodes all frames in one call.
+    Arithmetic of diffusers' decode_latents: (1 / scaling_factor) * latents ("reciprocal", TextToVideoZeroPipeline,
+    TextToVideoSDPipeline) or latents / scaling_factor ("divide", StableDiffusionPipeline and its ControlNet
+    pipeline; the two round differently), decode, (x / 2 + 0.5).clamp(0, 1). The output is cast to float32 before
+    the [-1, 1] -> [0, 1] mapping (identical in fp32, more precise in fp16). chunk_size 0 decodes all frames in
+    one call.
     """
+    assert unscale in ("reciprocal", "divide"), f"unscale must be 'reciprocal' or 'divide', got {unscale!r}"
     folded = fold_frames(latents)  # (B*F, C, h, w)
-    folded = 1 / vae.config.scaling_factor * folded
+    if unscale == "divide":
+        folded = folded / vae.config.scaling_factor
+    else:
+        folded = 1 / vae.config.scaling_factor * folded
     frames = []
     for part in _chunks(folded.shape[0], chunk_size):
         image = vae.decode(folded[part]).sample.float()  # (n, 3, H, W) in about [-1, 1]

@@ -1,0 +1,172 @@
+"""ControlNet: loading a diffusers ControlNetModel folder and attaching ControlNets to a UNet value.
+
+A ControlNet is a new part of the denoise loop, not a branch in it: `video.apply_controlnet` returns a UNet value
+that carries the ControlNet with its condition frames (`UNetHandle.controls`); the 2-D model-family adapter
+(`vdgraph_video.families.sd`) computes its residuals per frame every step.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from vdgraph.context import RunContext
+from vdgraph.node import Input, Invalid, Node, Output
+
+from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
+from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
+                                   _short, read_config, resolve_model)
+from vdgraph_video.types import CONTROLNET, FRAMES, UNET
+from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
+
+CONTROLNET_CLASS = "ControlNetModel"
+
+
+def controlnet_folder(folder: str) -> str:
+    """The folder holding the ControlNet's config.json: `folder` itself or its `controlnet/` subfolder."""
+    for candidate in (folder, os.path.join(folder, "controlnet")):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise ModelNotFound(f"{folder!r} is not a diffusers ControlNetModel folder: no config.json in it or in its "
+                        "controlnet/ subfolder")
+
+
+def check_controlnet_folder(folder: str) -> dict:
+    """Refuse a folder that would run code (auto_map, another class) or has only pickle weights; its config."""
+    path = os.path.join(folder, "config.json")
+    config = read_config(path)
+    _refuse_custom_code(path, config)
+    class_name = config.get("_class_name", CONTROLNET_CLASS)
+    if class_name != CONTROLNET_CLASS:
+        raise ModelFolderError(f"{path}: _class_name {_short(class_name)} is not supported: expected "
+                               f"{CONTROLNET_CLASS}")
+    _check_weights(folder)
+    return config
+
+
+def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, variant: str = "") -> ControlNetHandle:
+    """A ControlNetModel from safetensors weights, in eval mode on `device` in `dtype`."""
+    import diffusers
+
+    folder = controlnet_folder(folder)
+    check_controlnet_folder(folder)
+    with _loading(folder):
+        module = diffusers.ControlNetModel.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
+                                                           variant=variant or None)
+    return ControlNetHandle(module.to(device).eval())
+
+
+def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:
+    folder = _local_folder(model)
+    if folder is None:
+        return None
+    for candidate in (folder, os.path.join(folder, "controlnet")):
+        config = _read_json(os.path.join(candidate, "config.json"))
+        if config is not None:
+            return ResidualLayoutFacts.from_config(config)
+    return None
+
+
+class LoadControlNet(Node):
+    """Loads a diffusers ControlNetModel folder (its config.json and safetensors weights, or a pipeline folder's
+    controlnet/ subfolder): a local folder, an fsspec URL, a built-in name or a cached hub id, found as
+    video.load_model finds models. Data, never code: a config naming custom code (`auto_map`, a `_class_name`
+    other than ControlNetModel) or pickle-only weights is refused."""
+
+    id = "video.load_controlnet"
+    version = 1
+    category = "model"
+    inputs = [
+        Input("model", str, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
+        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+    ]
+    outputs = [Output("controlnet", CONTROLNET, doc="the ControlNet, to attach with video.apply_controlnet")]
+
+    @classmethod
+    def check(cls, known):
+        (model,) = known.take("model")
+        if model is not None and not model.strip():
+            yield Invalid("model", "the ControlNet name is empty", "give a ControlNetModel folder (a diffusers "
+                                                                   "folder with config.json and safetensors weights)")
+
+    @classmethod
+    def infer(cls, known):
+        (model,) = known.take("model")
+        layout = controlnet_layout_facts(model) if model else None
+        return {"controlnet": layout} if layout is not None else {}
+
+    def run(self, ctx: RunContext, model: str, variant: str) -> ControlNetHandle:
+        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        with resolve_model(model, search, variant) as folder:
+            return load_controlnet(folder, ctx.device, ctx.dtype, variant)
+
+
+class ApplyControlNet(Node):
+    """Attaches a ControlNet to a UNet value and returns a new one (the input value is never changed); chain the
+    node to attach several (their residuals are summed, as diffusers' MultiControlNetModel).
+
+    `condition` holds one condition image per frame, (F, H, W, 3) in [0, 1] at the video's size (canny edges, a
+    pose skeleton, depth, or frames as they are). Every step, video.denoise runs the ControlNet per frame on the
+    same folded input as the UNet and adds scale x its residuals, while the step lies in [start, end) as
+    fractions of the steps (diffusers' control_guidance_start/end: step i of n applies unless i/n < start or
+    (i+1)/n > end). guess_mode runs it on the prompt's chunk only, with diffusers' guess-mode scales.
+    cross_frame: the UNet's attention patches (video.cross_frame_attention, linked before or after this node)
+    are installed on the ControlNet too, as diffusers' Text2Video-Zero ControlNet recipe does; off, the
+    ControlNet attends per frame (ControlVideo). 2-D UNets only.
+    """
+
+    id = "video.apply_controlnet"
+    version = 1
+    category = "conditioning"
+    inputs = [
+        Input("unet", UNET, doc="the model to attach the ControlNet to (not modified)"),
+        Input("controlnet", CONTROLNET, doc="from video.load_controlnet"),
+        Input("condition", FRAMES, doc="(F, H, W, 3) condition images in [0, 1], one per frame"),
+        Input("scale", float, default=1.0, ge=0.0, doc="multiplier of the ControlNet's residuals"),
+        Input("start", float, default=0.0, ge=0.0, le=1.0, doc="fraction of the steps where the ControlNet starts"),
+        Input("end", float, default=1.0, ge=0.0, le=1.0, doc="fraction of the steps where the ControlNet stops"),
+        Input("guess_mode", bool, default=False, doc="run on the prompt's guidance chunk only (diffusers' guess mode)"),
+        Input("cross_frame", bool, default=True, doc="apply the UNet's attention patches to the ControlNet too"),
+    ]
+    outputs = [Output("unet", UNET, doc="the model with the ControlNet attached")]
+
+    @classmethod
+    def check(cls, known):
+        start, end = known.take("start", "end")
+        if start is not None and start >= end:
+            yield Invalid("end", f"end ({end}) must be after start ({start})",
+                          "the ControlNet applies while start <= step fraction < end: raise end or lower start")
+        unet, controlnet = known.get("unet"), known.get("controlnet")
+        if isinstance(unet, ResidualLayoutFacts) and isinstance(controlnet, ResidualLayoutFacts):
+            differences = unet.differences(controlnet)
+            if differences:
+                yield Invalid("controlnet", "the ControlNet's block layout does not match the UNet's ("
+                              + "; ".join(differences) + ", ControlNet vs UNet)",
+                              "use a ControlNet trained for this base model (ControlNetModel.from_unet of it)")
+
+    @classmethod
+    def infer(cls, known):
+        unet = known.get("unet")
+        return {"unet": unet} if unet is not None else {}
+
+    def run(self, ctx: RunContext, unet: UNetHandle, controlnet: ControlNetHandle, condition: torch.Tensor,
+            scale: float, start: float, end: float, guess_mode: bool, cross_frame: bool) -> UNetHandle:
+        if start >= end:
+            raise ValueError(f"end ({end}) must be after start ({start})")
+        if unet.is_3d:
+            raise ValueError("a 3-D video UNet takes no ControlNet residuals: use a 2-D UNet")
+        _check_layout(unet.module.config, controlnet.module.config)
+        assert condition.ndim == 4 and condition.shape[-1] == 3, (
+            f"condition must be (F, H, W, 3) frames, got {tuple(condition.shape)}")
+        images = condition.permute(0, 3, 1, 2).contiguous()  # (F, 3, H, W), the ControlNet's layout
+        return unet.with_control(ControlAttachment(controlnet, images, scale, start, end, guess_mode, cross_frame))
+
+
+def _check_layout(unet_config, controlnet_config) -> None:
+    mine = ResidualLayoutFacts.from_config(dict(unet_config))
+    theirs = ResidualLayoutFacts.from_config(dict(controlnet_config))
+    if mine is not None and theirs is not None and mine.differences(theirs):
+        raise ValueError("the ControlNet's block layout does not match the UNet's ("
+                         + "; ".join(mine.differences(theirs)) + ", ControlNet vs UNet): use a ControlNet trained "
+                         "for this base model")
