@@ -54,7 +54,8 @@ class FoldedFramesUNet:
             count = control.condition.shape[0]
             if count != frames:
                 raise ValueError(f"ControlNet {k + 1} has {count} condition frames but the latents have {frames} "
-                                 "frames: give one condition image per frame")
+                                 "frames: give one condition image per frame (a control video with at least as many "
+                                 "frames, or ask for fewer frames)")
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
