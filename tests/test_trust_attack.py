@@ -299,3 +299,13 @@ def test_writing_outside_the_output_folder_removes_nothing_there(tmp_path):
     after = listing(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
     assert set(after) - set(before) == {"home/result.json"}
+
+
+@pytest.mark.parametrize("option", ["--cache", "--events"])
+def test_an_empty_cache_or_events_option_is_a_usage_error_not_ignored(capsys, tmp_path, monkeypatch, option):
+    # `--cache "$CACHE"` with the variable unset ran without a cache and said nothing
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", str(WORKFLOWS / "hello.json"), option, "", "-q"])
+    assert stopped.value.code == 2
+    assert f"{option} is empty" in capsys.readouterr().err
