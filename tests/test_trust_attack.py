@@ -279,3 +279,33 @@ def test_a_killed_png_folder_write_does_not_block_overwrite_of_its_name(tmp_path
         with OutputFolder(out, overwrite=True, node="write").claim("mine", folder=True):
             pass
     assert (out / "mine" / "notes.txt").read_text() == "the user's"
+
+
+def test_writing_outside_the_output_folder_removes_nothing_there(tmp_path):
+    # with --allow-outside-output-dir, the stale-temporary sweep ran in the user's own folder (rmtree included)
+    from vdgraph.outputs import STALE_SECONDS, OutputFolder
+
+    home = tmp_path / "home"
+    (home / "backup.tmp-0123456789ab").mkdir(parents=True)
+    (home / "backup.tmp-0123456789ab" / "thesis.tex").write_text("the user's")
+    (home / "notes.tmp-abcdefabcdef").write_text("the user's too")
+    old = os.stat(home).st_mtime - STALE_SECONDS - 60
+    for path in (home / "backup.tmp-0123456789ab", home / "notes.tmp-abcdefabcdef"):
+        os.utime(path, (old, old))
+    before = listing(tmp_path)
+    outputs = OutputFolder(tmp_path / "out", allow_outside=True, node="save")
+    with outputs.claim(str(home / "result.json")) as target:
+        Path(target).write_text("{}")
+    after = listing(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert set(after) - set(before) == {"home/result.json"}
+
+
+@pytest.mark.parametrize("option", ["--cache", "--events"])
+def test_an_empty_cache_or_events_option_is_a_usage_error_not_ignored(capsys, tmp_path, monkeypatch, option):
+    # `--cache "$CACHE"` with the variable unset ran without a cache and said nothing
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", str(WORKFLOWS / "hello.json"), option, "", "-q"])
+    assert stopped.value.code == 2
+    assert f"{option} is empty" in capsys.readouterr().err

@@ -200,6 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vdgraph.executor import Executor
     from vdgraph.validate import check
 
+    for option, value in (("--cache", args.cache), ("--events", args.events)):
+        if value is not None and not value.strip():  # `--cache "$UNSET"` must not quietly run without a cache
+            raise UsageError(f"{option} is empty: name a folder or file (or leave the option out)")
     registry = _registry(args)
     workflow = _load(args.workflow)
     inputs, problems = _overrides(workflow, args.assignments)

@@ -16,7 +16,8 @@ Rules (docs/engine.md, "Output files"), the same for every writer:
   that marker and nothing but the files it lists (or nothing at all: the reservation of a write that was killed).
   A target that is a symbolic link is never replaced.
 - Stale temporaries (`<name>.tmp-<12 hex digits>` files or folders of an earlier write that was killed, untouched
-  for `STALE_SECONDS`) beside a target are removed before the next write into that folder.
+  for `STALE_SECONDS`) beside a target are removed before the next write into that folder, inside the output
+  folder only (a target outside it, allowed with `allow_outside`, lies in a folder that is not vdgraph's).
 
 Local folders get all of this; on remote filesystems (fsspec URLs) the existence check and the reservation are
 separate calls (no atomic reservation exists there) and stale temporaries are not looked for.
@@ -187,7 +188,8 @@ class Claim:
         files = self._files
         parent = files.parent(self.requested)
         files.makedirs(parent)
-        files.remove_stale_temporaries(parent)
+        if _inside(parent, self.outputs.root):  # outside (--allow-outside-output-dir) nothing is vdgraph's to clean
+            files.remove_stale_temporaries(parent)
         name = files.basename(self.requested)
         if "{counter}" in name:
             prefix, _, suffix = name.partition("{counter}")
@@ -440,6 +442,14 @@ def _is_plain_file(path: str) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether the local `path` is the folder `root` or lies in it (symbolic links resolved)."""
+    if "://" in path or "://" in _local(root):
+        return False
+    real, real_root = os.path.realpath(path), os.path.realpath(_local(root))
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _same_place(a: str, b: str) -> bool:
