@@ -7,6 +7,7 @@ the executor's report, never through global counters.
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import subprocess
 import sys
@@ -247,3 +248,17 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "vdgraph", *args], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def torch_threads():
+    """torch on VDGRAPH_TEST_THREADS threads (default 1, whatever the user's OMP_NUM_THREADS) for the test, restored
+    afterwards: exactness tests run on 1 thread by default and on N with `VDGRAPH_TEST_THREADS=N pytest ...`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("VDGRAPH_TEST_THREADS") or 1))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

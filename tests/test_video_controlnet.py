@@ -27,14 +27,7 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 PROMPT = "a red cat on the mat"
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("VDGRAPH_TEST_THREADS") or 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")  # VDGRAPH_TEST_THREADS threads (default 1)
 
 
 @functools.cache

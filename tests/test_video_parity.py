@@ -9,7 +9,6 @@ user's OMP_NUM_THREADS), and on N threads with `VDGRAPH_TEST_THREADS=N pytest te
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -25,15 +24,7 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 PROMPT = "a red cat on the mat"
 
 
-@pytest.fixture(autouse=True)
-def threads():
-    """torch on VDGRAPH_TEST_THREADS threads (default 1) for the test; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("VDGRAPH_TEST_THREADS") or 1))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")  # VDGRAPH_TEST_THREADS threads (default 1)
 
 
 def max_difference(ours: torch.Tensor, expected: torch.Tensor) -> float:
