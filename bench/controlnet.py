@@ -36,7 +36,7 @@ PROMPT = "a red circle on a blue background"
 def run_ours(args, model: str, controlnet: str, video: str):
     import vdgraph
 
-    inputs = {"model": model, "controlnet": controlnet, "control_video": video, "prompt": PROMPT,
+    inputs = {"model": model, "controlnet": controlnet, "control_video": video, "condition": "video", "prompt": PROMPT,
               "frames": args.frames, "height": 64, "width": 64, "steps": args.steps, "guidance": 7.5, "seed": 0}
     start, cpu = time.perf_counter(), time.thread_time()
     frames = vdgraph.Executor(device="cpu").run(WORKFLOW, inputs, outputs=["frames"])["frames"]

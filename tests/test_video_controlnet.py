@@ -101,7 +101,8 @@ def executor() -> vdgraph.Executor:
 def run_workflow(executor, tmp_path, frames, steps, seed, guidance, scale):
     workflow = vdgraph.load_workflow(WORKFLOWS / "text2video_zero_controlnet.json")
     inputs = {"model": video_fixtures.tiny_model_folder("2d"), "controlnet": tiny_controlnet_folder(),
-              "control_video": control_video_folder(frames), "prompt": PROMPT, "seed": seed, "frames": frames,
+              "control_video": control_video_folder(frames), "condition": "video", "prompt": PROMPT, "seed": seed,
+              "frames": frames,
               "height": 32, "width": 32, "steps": steps, "guidance": guidance, "controlnet_scale": scale,
               "output": str(tmp_path / "out.mp4")}
     return executor.run(workflow, inputs=inputs, outputs=["frames"])["frames"]
