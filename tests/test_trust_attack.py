@@ -309,3 +309,21 @@ def test_an_empty_cache_or_events_option_is_a_usage_error_not_ignored(capsys, tm
         main(["run", str(WORKFLOWS / "hello.json"), option, "", "-q"])
     assert stopped.value.code == 2
     assert f"{option} is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timesteps", [10**10, 0, "1000", 1.5])
+def test_a_scheduler_config_with_an_absurd_training_schedule_is_refused(tmp_path, timesteps):
+    # num_train_timesteps = 10**10 made diffusers build the schedule in a Python loop: the run hung
+    import shutil
+
+    from vdgraph_video.loading import ModelFolderError, check_model_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "nodes" / "vdgraph_shapes" / "model", folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    check_model_folder(str(folder))  # the shipped config passes
+    config["num_train_timesteps"] = timesteps
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="num_train_timesteps"):
+        check_model_folder(str(folder))
