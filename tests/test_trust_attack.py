@@ -327,3 +327,17 @@ def test_a_scheduler_config_with_an_absurd_training_schedule_is_refused(tmp_path
     config_path.write_text(json.dumps(config))
     with pytest.raises(ModelFolderError, match="num_train_timesteps"):
         check_model_folder(str(folder))
+
+
+def test_sampler_model_with_a_scheduler_config_naming_a_non_scheduler_is_a_validation_problem(packs, tmp_path):
+    # the run refused it at video.scheduler (after loading the model); validation read the same config and said ok
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "nodes" / "vdgraph_shapes" / "model", folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "_class_name": "UNet2DConditionModel"}))
+    t2vz = json.loads((WORKFLOWS / "text2video_zero.json").read_text())
+    assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "model"}) == [("node.check", "scheduler", "kind")]
+    assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "ddim"}) == []
+    assert node_checks(packs, t2vz, {"sampler": "model"}) == []
