@@ -341,3 +341,14 @@ def test_sampler_model_with_a_scheduler_config_naming_a_non_scheduler_is_a_valid
     assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "model"}) == [("node.check", "scheduler", "kind")]
     assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "ddim"}) == []
     assert node_checks(packs, t2vz, {"sampler": "model"}) == []
+
+
+def test_the_judge_workflow_reads_what_a_default_text2video_zero_run_wrote(tmp_path, monkeypatch):
+    # since outputs go to ./out, the judge's default video ('text2video_zero.mp4') named a file no run writes
+    monkeypatch.chdir(tmp_path)
+    executor = Executor(device="cpu")
+    short = {"frames": 4, "steps": 8, "t0": 4, "t1": 6}
+    made = executor.run(WORKFLOWS / "text2video_zero.json", short, outputs=["video"])  # default output folder
+    judged = executor.run(WORKFLOWS / "judge_shapes_video.json")  # every input at its default
+    assert Path(made.outputs["video"]).resolve() == (tmp_path / "out" / "text2video_zero.mp4").resolve()
+    assert 0.0 <= judged.outputs["identity"] <= 1.0
