@@ -113,6 +113,7 @@ def test_output_dir_with_a_tilde_is_the_home_folder_and_nothing_there_is_replace
     ("a_file/sub", "inside the file"),
     ("bogus://out", "Protocol not known: bogus"),
     ("", "output_dir is empty"),
+    ("out\udcff", "not Unicode text"),  # `--output-dir $'out\xff'`: the file was written, then the run failed
 ])
 def test_an_unusable_output_folder_is_refused_before_any_node_runs(tmp_path, output_dir, message):
     # these failed only when the first writer ran, after the whole computation (and '' with a traceback)
@@ -123,7 +124,7 @@ def test_an_unusable_output_folder_is_refused_before_any_node_runs(tmp_path, out
         Executor(core_registry(), device="cpu").run(save_json_workflow("r.json"), output_dir=root,
                                                     on_event=events.append)
     assert not any(type(e).__name__ == "NodeStarted" for e in events)
-    assert (tmp_path / "a_file").read_text() == "x"
+    assert os.listdir(tmp_path) == ["a_file"] and (tmp_path / "a_file").read_text() == "x"
 
 
 def test_cli_empty_output_dir_and_unknown_schema_protocol_are_messages_not_tracebacks(capsys, tmp_path):
