@@ -353,3 +353,13 @@ def test_the_judge_workflow_reads_what_a_default_text2video_zero_run_wrote(tmp_p
     judged = executor.run(WORKFLOWS / "judge_shapes_video.json")  # every input at its default
     assert Path(made.outputs["video"]).resolve() == (tmp_path / "out" / "text2video_zero.mp4").resolve()
     assert 0.0 <= judged.outputs["identity"] <= 1.0
+
+
+def test_schema_says_which_packs_failed_and_are_missing_from_it(tmp_path, capsys):
+    # a broken pack's node types were silently left out of the schema an editor then checks workflows against
+    folder = tmp_path / "packs"
+    folder.mkdir()
+    (folder / "broken.py").write_text("raise RuntimeError('boom')\n")
+    code, text = cli(capsys, "schema", "--nodes", str(folder))
+    assert code == 0
+    assert "not in the schema" in text and "pack 'broken'" in text and "RuntimeError: boom" in text
