@@ -113,6 +113,7 @@ def test_output_dir_with_a_tilde_is_the_home_folder_and_nothing_there_is_replace
     ("a_file/sub", "inside the file"),
     ("bogus://out", "Protocol not known: bogus"),
     ("", "output_dir is empty"),
+    ("out\udcff", "not Unicode text"),  # `--output-dir $'out\xff'`: the file was written, then the run failed
 ])
 def test_an_unusable_output_folder_is_refused_before_any_node_runs(tmp_path, output_dir, message):
     # these failed only when the first writer ran, after the whole computation (and '' with a traceback)
@@ -123,7 +124,7 @@ def test_an_unusable_output_folder_is_refused_before_any_node_runs(tmp_path, out
         Executor(core_registry(), device="cpu").run(save_json_workflow("r.json"), output_dir=root,
                                                     on_event=events.append)
     assert not any(type(e).__name__ == "NodeStarted" for e in events)
-    assert (tmp_path / "a_file").read_text() == "x"
+    assert os.listdir(tmp_path) == ["a_file"] and (tmp_path / "a_file").read_text() == "x"
 
 
 def test_cli_empty_output_dir_and_unknown_schema_protocol_are_messages_not_tracebacks(capsys, tmp_path):
@@ -309,3 +310,56 @@ def test_an_empty_cache_or_events_option_is_a_usage_error_not_ignored(capsys, tm
         main(["run", str(WORKFLOWS / "hello.json"), option, "", "-q"])
     assert stopped.value.code == 2
     assert f"{option} is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timesteps", [10**10, 0, "1000", 1.5])
+def test_a_scheduler_config_with_an_absurd_training_schedule_is_refused(tmp_path, timesteps):
+    # num_train_timesteps = 10**10 made diffusers build the schedule in a Python loop: the run hung
+    import shutil
+
+    from vdgraph_video.loading import ModelFolderError, check_model_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "nodes" / "vdgraph_shapes" / "model", folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    check_model_folder(str(folder))  # the shipped config passes
+    config["num_train_timesteps"] = timesteps
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="num_train_timesteps"):
+        check_model_folder(str(folder))
+
+
+def test_sampler_model_with_a_scheduler_config_naming_a_non_scheduler_is_a_validation_problem(packs, tmp_path):
+    # the run refused it at video.scheduler (after loading the model); validation read the same config and said ok
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "nodes" / "vdgraph_shapes" / "model", folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "_class_name": "UNet2DConditionModel"}))
+    t2vz = json.loads((WORKFLOWS / "text2video_zero.json").read_text())
+    assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "model"}) == [("node.check", "scheduler", "kind")]
+    assert node_checks(packs, t2vz, {"model": str(folder), "sampler": "ddim"}) == []
+    assert node_checks(packs, t2vz, {"sampler": "model"}) == []
+
+
+def test_the_judge_workflow_reads_what_a_default_text2video_zero_run_wrote(tmp_path, monkeypatch):
+    # since outputs go to ./out, the judge's default video ('text2video_zero.mp4') named a file no run writes
+    monkeypatch.chdir(tmp_path)
+    executor = Executor(device="cpu")
+    short = {"frames": 4, "steps": 8, "t0": 4, "t1": 6}
+    made = executor.run(WORKFLOWS / "text2video_zero.json", short, outputs=["video"])  # default output folder
+    judged = executor.run(WORKFLOWS / "judge_shapes_video.json")  # every input at its default
+    assert Path(made.outputs["video"]).resolve() == (tmp_path / "out" / "text2video_zero.mp4").resolve()
+    assert 0.0 <= judged.outputs["identity"] <= 1.0
+
+
+def test_schema_says_which_packs_failed_and_are_missing_from_it(tmp_path, capsys):
+    # a broken pack's node types were silently left out of the schema an editor then checks workflows against
+    folder = tmp_path / "packs"
+    folder.mkdir()
+    (folder / "broken.py").write_text("raise RuntimeError('boom')\n")
+    code, text = cli(capsys, "schema", "--nodes", str(folder))
+    assert code == 0
+    assert "not in the schema" in text and "pack 'broken'" in text and "RuntimeError: boom" in text

@@ -303,7 +303,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from vdgraph.io import atomic_write
     from vdgraph.schema import workflow_schema
 
-    text = json.dumps(workflow_schema(_registry(args)), indent=2) + "\n"
+    from vdgraph.display import format_load_problems
+
+    registry = _registry(args)
+    text = json.dumps(workflow_schema(registry), indent=2) + "\n"
+    problems = registry.problems(load_all=True)
+    if problems:  # a pack that failed to import is missing from the schema: say so, as `vdgraph nodes` does
+        print("pack problems (their node types are not in the schema):\n" + format_load_problems(problems),
+              file=sys.stderr)
     if args.output:
         with atomic_write(args.output, "w", encoding="utf-8") as handle:
             handle.write(text)

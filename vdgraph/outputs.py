@@ -425,7 +425,14 @@ class _RemoteFiles(_Files):
 
 def _check_root(root: str) -> None:
     """Refuse, before anything runs, an output folder no write could use: a URL whose protocol is unknown or not
-    installed, or a local path where a file is (or is above it). Nothing is created here."""
+    installed, or a local path where a file is (or is above it), or a path that is not Unicode text (a non-UTF-8
+    byte of the command line arrives as a lone surrogate: the file would be written, then every path naming it
+    refused as an output). Nothing is created here."""
+    try:
+        root.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OutputRefused(f"the output folder {root!r} is not Unicode text (it holds a byte that is not UTF-8); "
+                            "name a folder whose name is UTF-8") from None
     if "://" in _local(root):
         filesystem(root)  # raises LocationUnavailable; connects to nothing
         return

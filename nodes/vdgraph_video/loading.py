@@ -41,6 +41,8 @@ COMPONENT_CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder"
                      "tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
 WEIGHTED = ("unet", "vae", "text_encoder")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+MAX_TRAIN_TIMESTEPS = 100_000
+"""The largest training schedule a scheduler config may declare (diffusers builds it in a Python loop)."""
 
 
 class ModelNotFound(LookupError):
@@ -184,7 +186,8 @@ def check_model_folder(folder: str) -> dict[str, dict]:
     Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
     `*_config.json`) is a JSON object without `auto_map` (which points transformers at Python files in the folder);
     the UNet and VAE `_class_name` are classes we support; the tokenizer's `tokenizer_class` is a transformers
-    class; the UNet, VAE and text encoder have safetensors weights (a folder with only pickles is refused).
+    class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoder
+    have safetensors weights (a folder with only pickles is refused).
     """
     check_folder(folder)
     configs: dict[str, dict] = {}
@@ -206,6 +209,12 @@ def check_model_folder(folder: str) -> dict[str, dict]:
         if class_name not in allowed:
             raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
                                    f"{_short(class_name)} is not supported: expected " + " or ".join(allowed))
+    timesteps = configs["scheduler"].get("num_train_timesteps", 1000)
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TRAIN_TIMESTEPS:
+        raise ModelFolderError(f"{os.path.join(folder, 'scheduler', 'scheduler_config.json')}: num_train_timesteps "
+                               f"{_short(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} (models "
+                               "are trained with about 1,000; a schedule is built step by step, so a huge one would "
+                               "hang the run)")
     tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
     if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
         raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "

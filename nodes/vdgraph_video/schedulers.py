@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from vdgraph.node import Input, Invalid, Known, Node, Output
 
-from vdgraph_video.facts import SchedulerFacts, stochastic_class
+from vdgraph_video.facts import SchedulerConfigFacts, SchedulerFacts, stochastic_class
 
-from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler
+from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler, scheduler_class
 from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
 
 
@@ -28,6 +28,16 @@ class MakeScheduler(Node):
         Input("steps", int, default=50, ge=1, le=1000, doc="number of denoising steps"),
     ]
     outputs = [Output("scheduler", SCHEDULER, doc="the scheduler with its timesteps set")]
+
+    @classmethod
+    def check(cls, known):
+        config = known.get("scheduler_config")
+        if known.get("kind") == "model" and isinstance(config, SchedulerConfigFacts):
+            try:
+                scheduler_class(config.class_name)
+            except ValueError as exc:
+                yield Invalid("kind", f"kind 'model' builds the class the model's scheduler config names, and {exc}",
+                              "choose a sampler (ddim, ddpm, euler, euler_ancestral, dpmsolver++) instead of 'model'")
 
     @classmethod
     def infer(cls, known):
