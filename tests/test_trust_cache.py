@@ -30,7 +30,7 @@ import vdgraph_video
 from vdgraph import CancelToken, Executor, Input, Node, Output, Registry
 from vdgraph.cli import main
 from vdgraph.diskcache import DiskCache, _meta_digest
-from vdgraph.errors import CacheUnavailable, Cancelled, NodeRunError
+from vdgraph.errors import CacheUnavailable, Cancelled, NodeRunError, WorkflowInvalid
 from vdgraph.events import CacheWarning, Progress
 from vdgraph.persist import NotPersistable, decode, encode, register_codec, register_dataclass
 from vdgraph.types import TENSOR
@@ -109,7 +109,7 @@ def test_only_scheduler_classes_are_built_from_a_name():
         restore_scheduler({"class": "UNet2DConditionModel", "config": {}, "state": {}})
 
 
-def test_a_model_whose_scheduler_config_names_a_unet_fails_in_the_scheduler_node(tmp_path):
+def test_a_model_whose_scheduler_config_names_a_unet_is_refused_before_anything_is_built(tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(video_fixtures.tiny_model_folder("2d"), folder)
     config_file = folder / "scheduler" / "scheduler_config.json"
@@ -119,9 +119,13 @@ def test_a_model_whose_scheduler_config_names_a_unet_fails_in_the_scheduler_node
                     "scheduler": {"type": "video.scheduler", "in": {"scheduler_config": "model.scheduler_config"},
                                   "params": {"kind": "model", "steps": 4}}},
                    {"scheduler": "scheduler.scheduler"})
-    with pytest.raises(NodeRunError, match=r"node 'scheduler' .* _class_name: 'UNet2DConditionModel' is not a "
-                                           r"diffusers scheduler class"):
-        Executor(device="cpu").run(doc)
+    with pytest.raises(WorkflowInvalid, match=r"scheduler.kind: error \[node.check\] .*'UNet2DConditionModel' is "
+                                              r"not a diffusers scheduler class"):
+        Executor(device="cpu").run(doc)  # validation reads the config file: no UNet is built for 15 s first
+    from vdgraph_video.ops.schedulers import build_scheduler
+
+    with pytest.raises(ValueError, match="'UNet2DConditionModel' is not a diffusers scheduler class"):
+        build_scheduler("UNet2DConditionModel", config, "model", 4, torch.device("cpu"))  # and at run time
 
 
 def test_small_video_values_round_trip():
