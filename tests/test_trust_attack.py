@@ -363,3 +363,30 @@ def test_schema_says_which_packs_failed_and_are_missing_from_it(tmp_path, capsys
     code, text = cli(capsys, "schema", "--nodes", str(folder))
     assert code == 0
     assert "not in the schema" in text and "pack 'broken'" in text and "RuntimeError: boom" in text
+
+
+@pytest.mark.parametrize("component, index", [("text_encoder", "model.safetensors.index.json"),
+                                              ("unet", "diffusion_pytorch_model.safetensors.index.json")])
+def test_a_safetensors_index_naming_a_pickle_shard_is_refused(tmp_path, component, index):
+    # transformers followed model.safetensors.index.json to pytorch_model-00001.bin and unpickled it (torch's
+    # weights-only unpickler happened to stop the payload): weights must come only from safetensors files
+    import shutil
+
+    from safetensors import safe_open
+
+    from vdgraph_video.loading import ModelFolderError, check_model_folder
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "nodes" / "vdgraph_shapes" / "model", folder)
+    weights = next((folder / component).glob("*.safetensors"))
+    with safe_open(str(weights), "pt") as handle:
+        names = list(handle.keys())
+    weights.rename(weights.with_name("unrelated.safetensors"))  # a safetensors file is still there
+    (folder / component / index).write_text(json.dumps({"metadata": {}, "weight_map": dict.fromkeys(
+        names, "pytorch_model-00001.bin")}))
+    (folder / component / "pytorch_model-00001.bin").write_bytes(b"\x80\x04N.")  # a pickle
+    with pytest.raises(ModelFolderError, match="pytorch_model-00001.bin.*not a .safetensors file"):
+        check_model_folder(str(folder))
+    (folder / component / index).write_text(json.dumps({"weight_map": dict.fromkeys(names, "../x.safetensors")}))
+    with pytest.raises(ModelFolderError, match="not a .safetensors file beside it"):
+        check_model_folder(str(folder))

@@ -187,7 +187,8 @@ def check_model_folder(folder: str) -> dict[str, dict]:
     `*_config.json`) is a JSON object without `auto_map` (which points transformers at Python files in the folder);
     the UNet and VAE `_class_name` are classes we support; the tokenizer's `tokenizer_class` is a transformers
     class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoder
-    have safetensors weights (a folder with only pickles is refused).
+    have safetensors weights (a folder with only pickles is refused, and so is a shard index naming a shard that
+    is not a .safetensors file).
     """
     check_folder(folder)
     configs: dict[str, dict] = {}
@@ -249,6 +250,9 @@ def _is_transformers_tokenizer(name: object) -> bool:
 
 def _check_weights(component: str) -> None:
     names = os.listdir(component)
+    for name in sorted(names):
+        if name.endswith(".safetensors.index.json"):
+            _check_shard_index(os.path.join(component, name))
     if any(name.endswith(".safetensors") for name in names):
         return
     pickles = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
@@ -257,6 +261,19 @@ def _check_weights(component: str) -> None:
             f"{component} has only pickle weights ({', '.join(pickles)}); vdgraph loads weights only from "
             ".safetensors files, because loading a pickle can run code: convert them to safetensors first")
     raise ModelFolderError(f"{component} has no weights: expected a .safetensors file")
+
+
+def _check_shard_index(path: str) -> None:
+    """A sharded checkpoint's index names the files its weights are in; the libraries load whatever it names, and
+    a shard that is not a .safetensors file (`pytorch_model-00001.bin`) is unpickled: refuse such an index."""
+    weight_map = read_config(path).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise ModelFolderError(f"{path}: 'weight_map' must map weight names to .safetensors shard files")
+    for shard in sorted({str(v) for v in weight_map.values()}):
+        if not shard.endswith(".safetensors") or "/" in shard or "\\" in shard:
+            raise ModelFolderError(
+                f"{path} names the shard {_short(shard)}, which is not a .safetensors file beside it; vdgraph loads "
+                "weights only from .safetensors files, because loading a pickle can run code")
 
 
 def _short(value: object, limit: int = 120) -> str:
