@@ -30,7 +30,7 @@ import vdgraph_video
 from vdgraph import CancelToken, Executor, Input, Node, Output, Registry
 from vdgraph.cli import main
 from vdgraph.diskcache import DiskCache, _meta_digest
-from vdgraph.errors import CacheUnavailable, Cancelled, NodeRunError
+from vdgraph.errors import CacheUnavailable, Cancelled, NodeRunError, WorkflowInvalid
 from vdgraph.events import CacheWarning, Progress
 from vdgraph.persist import NotPersistable, decode, encode, register_codec, register_dataclass
 from vdgraph.types import TENSOR
@@ -119,6 +119,12 @@ def test_a_model_whose_scheduler_config_names_a_unet_fails_in_the_scheduler_node
                     "scheduler": {"type": "video.scheduler", "in": {"scheduler_config": "model.scheduler_config"},
                                   "params": {"kind": "model", "steps": 4}}},
                    {"scheduler": "scheduler.scheduler"})
+    # validation reads the same config and refuses first (tests/test_trust_attack.py) ...
+    with pytest.raises(WorkflowInvalid, match=r"scheduler.kind: .*'UNet2DConditionModel' is not a diffusers "):
+        Executor(device="cpu").run(doc)
+    # ... and when it cannot know the folder before running (a name made by a node), the node refuses it
+    doc["nodes"]["name"] = {"type": "core.format", "params": {"template": str(folder)}}
+    doc["nodes"]["model"] = {"type": "video.load_model", "in": {"model": "name.text"}}
     with pytest.raises(NodeRunError, match=r"node 'scheduler' .* _class_name: 'UNet2DConditionModel' is not a "
                                            r"diffusers scheduler class"):
         Executor(device="cpu").run(doc)
