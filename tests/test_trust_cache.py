@@ -119,13 +119,15 @@ def test_a_model_whose_scheduler_config_names_a_unet_is_refused_before_anything_
                     "scheduler": {"type": "video.scheduler", "in": {"scheduler_config": "model.scheduler_config"},
                                   "params": {"kind": "model", "steps": 4}}},
                    {"scheduler": "scheduler.scheduler"})
-    with pytest.raises(WorkflowInvalid, match=r"scheduler.kind: error \[node.check\] .*'UNet2DConditionModel' is "
-                                              r"not a diffusers scheduler class"):
-        Executor(device="cpu").run(doc)  # validation reads the config file: no UNet is built for 15 s first
-    from vdgraph_video.ops.schedulers import build_scheduler
-
-    with pytest.raises(ValueError, match="'UNet2DConditionModel' is not a diffusers scheduler class"):
-        build_scheduler("UNet2DConditionModel", config, "model", 4, torch.device("cpu"))  # and at run time
+    # validation reads the same config and refuses first (tests/test_trust_attack.py) ...
+    with pytest.raises(WorkflowInvalid, match=r"scheduler.kind: .*'UNet2DConditionModel' is not a diffusers "):
+        Executor(device="cpu").run(doc)
+    # ... and when it cannot know the folder before running (a name made by a node), the node refuses it
+    doc["nodes"]["name"] = {"type": "core.format", "params": {"template": str(folder)}}
+    doc["nodes"]["model"] = {"type": "video.load_model", "in": {"model": "name.text"}}
+    with pytest.raises(NodeRunError, match=r"node 'scheduler' .* _class_name: 'UNet2DConditionModel' is not a "
+                                           r"diffusers scheduler class"):
+        Executor(device="cpu").run(doc)
 
 
 def test_small_video_values_round_trip():
