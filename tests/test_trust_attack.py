@@ -390,3 +390,11 @@ def test_a_safetensors_index_naming_a_pickle_shard_is_refused(tmp_path, componen
     (folder / component / index).write_text(json.dumps({"weight_map": dict.fromkeys(names, "../x.safetensors")}))
     with pytest.raises(ModelFolderError, match="not a .safetensors file beside it"):
         check_model_folder(str(folder))
+
+
+def test_an_absurd_thread_count_is_a_usage_error_not_a_crash(capsys):
+    # `--threads 100000` made torch's first matmul die of SIGSEGV, with no message
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", str(WORKFLOWS / "hello.json"), "--threads", "100000", "-q"])
+    assert stopped.value.code == 2
+    assert "--threads must be from 1 to" in capsys.readouterr().err
