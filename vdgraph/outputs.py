@@ -26,6 +26,7 @@ separate calls (no atomic reservation exists there) and stale temporaries are no
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import posixpath
@@ -86,8 +87,9 @@ class OutputFolder:
         self.node = node
 
     def for_node(self, node_id: str) -> OutputFolder:
-        return OutputFolder(self.root, overwrite=self.overwrite, allow_outside=self.allow_outside,
-                            fields=self.fields, node=node_id)
+        view = copy.copy(self)  # the root was checked once, when the run made its folder
+        view.fields, view.node = dict(self.fields), node_id
+        return view
 
     def __repr__(self) -> str:
         return (f"OutputFolder({self.root!r}, overwrite={self.overwrite}, allow_outside={self.allow_outside}"
