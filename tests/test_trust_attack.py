@@ -390,3 +390,26 @@ def test_a_safetensors_index_naming_a_pickle_shard_is_refused(tmp_path, componen
     (folder / component / index).write_text(json.dumps({"weight_map": dict.fromkeys(names, "../x.safetensors")}))
     with pytest.raises(ModelFolderError, match="not a .safetensors file beside it"):
         check_model_folder(str(folder))
+
+
+def test_an_absurd_thread_count_is_a_usage_error_not_a_crash(capsys):
+    # `--threads 100000` made torch's first matmul die of SIGSEGV, with no message
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", str(WORKFLOWS / "hello.json"), "--threads", "100000", "-q"])
+    assert stopped.value.code == 2
+    assert "--threads must be from 1 to" in capsys.readouterr().err
+
+
+def test_overwrite_never_replaces_a_pipe_or_device_with_a_file(tmp_path):
+    # `--output-dir /dev --overwrite` with the name 'null' replaced /dev/null with a regular file; a FIFO a user
+    # keeps in the output folder was replaced the same way
+    from vdgraph.outputs import OutputFolder, OutputRefused
+
+    os.mkfifo(tmp_path / "result.json")
+    with pytest.raises(OutputRefused, match="not a regular file"):
+        with OutputFolder(tmp_path, overwrite=True, node="save").claim("result.json"):
+            pass
+    assert (tmp_path / "result.json").is_fifo()
+    (tmp_path / "plain.json").write_text("old")  # a plain file is still replaced with --overwrite
+    with OutputFolder(tmp_path, overwrite=True, node="save").claim("plain.json") as target:
+        assert target == str(tmp_path / "plain.json")

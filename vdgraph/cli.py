@@ -207,8 +207,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow = _load(args.workflow)
     inputs, problems = _overrides(workflow, args.assignments)
     if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        most = max(64, 4 * (os.cpu_count() or 1))  # 100,000 threads crashed the process (SIGSEGV) at its first op
+        if not 1 <= args.threads <= most:
+            raise UsageError(f"--threads must be from 1 to {most} (this machine has {os.cpu_count()} CPUs), got "
+                             f"{args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool

@@ -14,7 +14,7 @@ Rules (docs/engine.md, "Output files"), the same for every writer:
 - Nothing is deleted that vdgraph did not write. A folder vdgraph writes (PNG frames) gets a marker file,
   `.vdgraph-output`, listing the files it wrote; with overwrite, an existing folder is replaced only when it holds
   that marker and nothing but the files it lists (or nothing at all: the reservation of a write that was killed).
-  A target that is a symbolic link is never replaced.
+  A target that is a symbolic link, a device, a pipe or a socket is never replaced.
 - Stale temporaries (`<name>.tmp-<12 hex digits>` files or folders of an earlier write that was killed, untouched
   for `STALE_SECONDS`) beside a target are removed before the next write into that folder, inside the output
   folder only (a target outside it, allowed with `allow_outside`, lies in a folder that is not vdgraph's).
@@ -26,6 +26,7 @@ separate calls (no atomic reservation exists there) and stale temporaries are no
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import posixpath
@@ -86,8 +87,9 @@ class OutputFolder:
         self.node = node
 
     def for_node(self, node_id: str) -> OutputFolder:
-        return OutputFolder(self.root, overwrite=self.overwrite, allow_outside=self.allow_outside,
-                            fields=self.fields, node=node_id)
+        view = copy.copy(self)  # the root was checked once, when the run made its folder
+        view.fields, view.node = dict(self.fields), node_id
+        return view
 
     def __repr__(self) -> str:
         return (f"OutputFolder({self.root!r}, overwrite={self.overwrite}, allow_outside={self.allow_outside}"
@@ -242,6 +244,9 @@ class Claim:
             if is_dir:
                 raise OutputRefused(f"{self.where}: {path!r} is a folder and this node writes a file; choose "
                                     f"another name (vdgraph never deletes a folder to write a file)")
+            if not files.isfile(path):
+                raise OutputRefused(f"{self.where}: {path!r} is not a regular file (a device, a pipe or a socket); "
+                                    f"vdgraph replaces only files, even with --overwrite: choose another name")
             return  # the writer replaces the file atomically
         if not is_dir:
             raise OutputRefused(f"{self.where}: {path!r} is a file and this node writes a folder; choose another "
@@ -308,6 +313,9 @@ class _LocalFiles(_Files):
 
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
+
+    def isfile(self, path: str) -> bool:
+        return _is_plain_file(path)
 
     def move(self, source: str, target: str) -> None:
         os.rename(source, target)
@@ -392,6 +400,9 @@ class _RemoteFiles(_Files):
 
     def isdir(self, url: str) -> bool:
         return self.fs.isdir(self._path(url))
+
+    def isfile(self, url: str) -> bool:
+        return True  # fsspec filesystems hold no devices or pipes
 
     def move(self, source: str, target: str) -> None:
         self.fs.mv(self._path(source), self._path(target), recursive=True)
