@@ -86,3 +86,22 @@ def test_an_output_path_port_must_be_a_string():
 
             def run(self, ctx: Any, path: int) -> int:
                 return path
+
+
+def test_the_workflow_being_run_is_never_replaced_even_with_overwrite(tmp_path):
+    import json
+    import shutil
+
+    from conftest import REPO
+
+    flow = tmp_path / "hello.json"
+    shutil.copy(REPO / "workflows" / "hello.json", flow)
+    before = flow.read_bytes()
+    with pytest.raises(Exception, match="the workflow this run reads"):
+        Executor(device="cpu").run(str(flow), output_dir=str(tmp_path), overwrite=True)
+    assert flow.read_bytes() == before and json.loads(before)["name"] == "hello"
+
+
+def test_an_empty_cache_dir_is_an_error_not_a_run_without_cache():
+    with pytest.raises(ValueError, match="cache_dir is empty"):
+        Executor(device="cpu", cache_dir="")

@@ -122,7 +122,9 @@ class Executor:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.cache = MemoryCache(cache_bytes)
-        self.disk = DiskCache(cache_dir) if cache_dir else None
+        if cache_dir is not None and not str(cache_dir).strip():
+            raise ValueError("cache_dir is empty: give a folder or fsspec URL, or None for no persistent cache")
+        self.disk = DiskCache(cache_dir) if cache_dir is not None else None
         self.recipes = RecipeMemory(self.disk)
         self.listeners: list[Listener] = [on_event] if on_event is not None else []
         self.runtime = {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")}
@@ -174,6 +176,9 @@ class Executor:
         names = _requested(plan, outputs)
         listeners = self.listeners + ([on_event] if on_event is not None else [])
         folder.fields = {"workflow": plan.workflow.display_name, **plan.input_values}  # for names like {seed}
+        source = plan.workflow.source
+        if source and "://" not in source:  # the file being run is never an output, even with overwrite
+            folder.protected = frozenset({os.path.realpath(source)})
         with self._lock:
             self._running_in = threading.get_ident()
             try:

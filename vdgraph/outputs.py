@@ -85,6 +85,8 @@ class OutputFolder:
         self.allow_outside = bool(allow_outside)
         self.fields = dict(fields or {})
         self.node = node
+        self.protected: frozenset[str] = frozenset()
+        """Real paths no writer may replace, even with overwrite: the workflow file the run reads."""
 
     def for_node(self, node_id: str) -> OutputFolder:
         view = copy.copy(self)  # the root was checked once, when the run made its folder
@@ -247,6 +249,9 @@ class Claim:
             if not files.isfile(path):
                 raise OutputRefused(f"{self.where}: {path!r} is not a regular file (a device, a pipe or a socket); "
                                     f"vdgraph replaces only files, even with --overwrite: choose another name")
+            if "://" not in path and os.path.realpath(path) in self.outputs.protected:
+                raise OutputRefused(f"{self.where}: {path!r} is the workflow this run reads; vdgraph never replaces "
+                                    f"it, even with --overwrite: choose another name or output folder")
             return  # the writer replaces the file atomically
         if not is_dir:
             raise OutputRefused(f"{self.where}: {path!r} is a file and this node writes a folder; choose another "
