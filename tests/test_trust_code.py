@@ -230,15 +230,17 @@ def test_interrupting_a_pack_that_hangs_at_import_says_which_pack(tmp_path, home
     hang.write_text(f"import pathlib\nimport time\n\npathlib.Path({str(started)!r}).touch()\nwhile True:\n"
                     "    time.sleep(0.05)\n")
     flow = write_flow(tmp_path / "flow.json", shout_flow("hang"))
+    # a shell's background job inherits SIGINT ignored, and Python then keeps ignoring it: restore the default
     process = subprocess.Popen([sys.executable, "-m", "vdgraph", "validate", str(flow), "--nodes", str(folder)],
-                               env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not started.exists() and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
         assert started.exists(), "the pack was never imported"
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)  # generous: a loaded CI machine is slow to start Python
+        _, err = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 130
