@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vdgraph.errors import VdgraphError
+from vdgraph.errors import VdgraphError, short_repr
 from vdgraph.io import filesystem, temporary_name
 
 MARKER = ".vdgraph-output"
@@ -123,15 +123,17 @@ class OutputFolder:
                 return match.group(0)  # filled in when the name is reserved
             if key not in fields:
                 known = ", ".join(["counter", *sorted(fields)])
-                raise OutputRefused(f"{where}: {_short(name)} uses the unknown field {{{key}}} (known: {known})")
+                raise OutputRefused(f"{where}: {short_repr(name)} uses the unknown field {{{key}}} "
+                                    f"(known: {known})")
             return safe_field(fields[key])
 
         expanded = _FIELD.sub(field, name)
         head, _, tail = expanded.replace("\\", "/").rstrip("/").rpartition("/")
         if "{counter}" in head:
-            raise OutputRefused(f"{where}: {_short(name)} has {{counter}} in a folder name; put it in the file name")
+            raise OutputRefused(f"{where}: {short_repr(name)} has {{counter}} in a folder name; put it in the "
+                                "file name")
         if tail.count("{counter}") > 1:
-            raise OutputRefused(f"{where}: {_short(name)} has {{counter}} more than once")
+            raise OutputRefused(f"{where}: {short_repr(name)} has {{counter}} more than once")
         return expanded
 
     def _resolve(self, text: str, given: str, where: str) -> str:
@@ -141,7 +143,7 @@ class OutputFolder:
         text = _local(text)
         last = text.replace("\\", "/").rstrip("/").rpartition("/")[2]
         if not text.strip() or last in ("", ".", ".."):
-            raise OutputRefused(f"{where}: {_short(given)} names no file; give a file or folder name such as "
+            raise OutputRefused(f"{where}: {short_repr(given)} names no file; give a file or folder name such as "
                                 f"'clip.mp4' (it goes into the output folder {self.root!r})")
         root = _local(self.root)
         is_url, root_is_url = "://" in text, "://" in root
@@ -154,22 +156,22 @@ class OutputFolder:
         else:
             target = os.path.normpath(os.path.join(root, text))
         if not is_url and not root_is_url and _same_place(target, root):
-            raise OutputRefused(f"{where}: {_short(given)} is the output folder itself; give a file name")
+            raise OutputRefused(f"{where}: {short_repr(given)} is the output folder itself; give a file name")
         if self.allow_outside:
             return target
         if ".." in re.split(r"[\\/]", text):
-            raise OutputRefused(f"{where}: {_short(given)} leaves the output folder {self.root!r} ('..'); "
+            raise OutputRefused(f"{where}: {short_repr(given)} leaves the output folder {self.root!r} ('..'); "
                                 f"{outside_hint}")
         if root_is_url or is_url:
             if not (root_is_url and target.startswith(root.rstrip("/") + "/")):
-                raise OutputRefused(f"{where}: {_short(given)} is outside the output folder {self.root!r}; "
+                raise OutputRefused(f"{where}: {short_repr(given)} is outside the output folder {self.root!r}; "
                                     f"{outside_hint}")
             return target
         root_real = os.path.realpath(root)
         real = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
         if not real.startswith(root_real.rstrip(os.sep) + os.sep):
             how = "is" if os.path.isabs(text) else f"resolves through a symbolic link to {real!r},"
-            raise OutputRefused(f"{where}: {_short(given)} {how} outside the output folder {self.root!r}; "
+            raise OutputRefused(f"{where}: {short_repr(given)} {how} outside the output folder {self.root!r}; "
                                 f"{outside_hint}")
         return target
 
@@ -483,7 +485,3 @@ def _local(text: str) -> str:
     """A `file://` URL as the local path it names (everything local goes through os, atomically)."""
     return text[len("file://"):] if text.startswith("file://") else text
 
-
-def _short(value: str, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 5] + "...'" + f" ({len(value)} characters)"

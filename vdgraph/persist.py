@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from vdgraph.errors import short_repr
+
 MAX_DEPTH = 64
 """Deepest nesting of containers stored or read (deeper outputs are not stored; deeper files are refused)."""
 
@@ -124,38 +126,38 @@ def decode(tree: Any, tensors: dict[str, Any], depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if not isinstance(tree, dict) or not isinstance(tree.get("t"), str):
-        raise ValueError(f"expected an entry {{'t': kind, ...}}, got {_short(tree)}")
+        raise ValueError(f"expected an entry {{'t': kind, ...}}, got {short_repr(tree)}")
     kind = tree["t"]
     if kind == "json":
         value = tree.get("v")
         if value is not None and not isinstance(value, (bool, int, float, str)):
-            raise ValueError(f"a JSON value must be a number, a string, a bool or null, got {_short(value)}")
+            raise ValueError(f"a JSON value must be a number, a string, a bool or null, got {short_repr(value)}")
         return value
     if kind == "tensor":
         name, device = tree.get("k"), tree.get("device", "cpu")
         if not isinstance(name, str) or name not in tensors:
-            raise ValueError(f"refers to a tensor {_short(name)} the tensor file does not hold")
+            raise ValueError(f"refers to a tensor {short_repr(name)} the tensor file does not hold")
         if not isinstance(device, str):
-            raise ValueError(f"a tensor device must be a string, got {_short(device)}")
+            raise ValueError(f"a tensor device must be a string, got {short_repr(device)}")
         return _on_device(tensors[name], device)
     if kind in ("list", "tuple"):
         items = tree.get("v")
         if not isinstance(items, list):
-            raise ValueError(f"a {kind} entry needs a list, got {_short(items)}")
+            raise ValueError(f"a {kind} entry needs a list, got {short_repr(items)}")
         values = [decode(item, tensors, depth + 1) for item in items]
         return values if kind == "list" else tuple(values)
     if kind == "dict":
         items = tree.get("v")
         if not isinstance(items, dict):
-            raise ValueError(f"a dict entry needs an object, got {_short(items)}")
+            raise ValueError(f"a dict entry needs an object, got {short_repr(items)}")
         return {k: decode(v, tensors, depth + 1) for k, v in items.items()}
     if kind == "value":
         codec = _BY_TAG.get(tree.get("tag"))  # type: ignore[arg-type]
         if codec is None:
-            raise ValueError(f"value type {_short(tree.get('tag'))} has no codec in this process (is its pack "
+            raise ValueError(f"value type {short_repr(tree.get('tag'))} has no codec in this process (is its pack "
                              "loaded?)")
         return codec.decode(decode(tree.get("v"), tensors, depth + 1))
-    raise ValueError(f"unknown entry kind {_short(kind)}")
+    raise ValueError(f"unknown entry kind {short_repr(kind)}")
 
 
 def describe(value: Any) -> str:
@@ -180,14 +182,10 @@ def _on_device(tensor: Any, device: str) -> Any:
     try:
         where = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {_short(device)}") from None
+        raise ValueError(f"unknown device {short_repr(device)}") from None
     return tensor.to(where)
 
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -12,11 +12,12 @@ import os
 import torch
 
 from vdgraph.context import RunContext
+from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
 from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
-                                   _short, read_config, resolve_model)
+                                   read_config, resolve_model)
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
 from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
 
@@ -39,7 +40,7 @@ def check_controlnet_folder(folder: str) -> dict:
     _refuse_custom_code(path, config)
     class_name = config.get("_class_name", CONTROLNET_CLASS)
     if class_name != CONTROLNET_CLASS:
-        raise ModelFolderError(f"{path}: _class_name {_short(class_name)} is not supported: expected "
+        raise ModelFolderError(f"{path}: _class_name {short_repr(class_name)} is not supported: expected "
                                f"{CONTROLNET_CLASS}")
     _check_weights(folder)
     return config

@@ -25,6 +25,8 @@ import fsspec
 import torch
 from fsspec.implementations.local import LocalFileSystem
 
+from vdgraph.errors import short_repr
+
 from vdgraph_video.values import SchedulerConfig, TextEncoderHandle, UNetHandle, VAEHandle
 
 MODEL_GROUP = "vdgraph.models"
@@ -209,17 +211,18 @@ def check_model_folder(folder: str) -> dict[str, dict]:
         class_name = configs[sub].get("_class_name", allowed[0])
         if class_name not in allowed:
             raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
-                                   f"{_short(class_name)} is not supported: expected " + " or ".join(allowed))
+                                   f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
     timesteps = configs["scheduler"].get("num_train_timesteps", 1000)
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TRAIN_TIMESTEPS:
         raise ModelFolderError(f"{os.path.join(folder, 'scheduler', 'scheduler_config.json')}: num_train_timesteps "
-                               f"{_short(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} (models "
+                               f"{short_repr(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} "
+                               "(models "
                                "are trained with about 1,000; a schedule is built step by step, so a huge one would "
                                "hang the run)")
     tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
     if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
         raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
-                               f"{_short(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
+                               f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
                                "no tokenizer code from a model folder")
     for sub in WEIGHTED:
         _check_weights(os.path.join(folder, sub))
@@ -229,7 +232,7 @@ def check_model_folder(folder: str) -> dict[str, dict]:
 def _refuse_custom_code(path: str, config: dict) -> None:
     if config.get("auto_map"):
         raise ModelFolderError(
-            f"{path}: 'auto_map' names custom code ({_short(config['auto_map'])}); vdgraph never runs code from a "
+            f"{path}: 'auto_map' names custom code ({short_repr(config['auto_map'])}); vdgraph never runs code from a "
             "model folder: use a model whose components are standard diffusers and transformers classes")
 
 
@@ -272,13 +275,9 @@ def _check_shard_index(path: str) -> None:
     for shard in sorted({str(v) for v in weight_map.values()}):
         if not shard.endswith(".safetensors") or "/" in shard or "\\" in shard:
             raise ModelFolderError(
-                f"{path} names the shard {_short(shard)}, which is not a .safetensors file beside it; vdgraph loads "
-                "weights only from .safetensors files, because loading a pickle can run code")
+                f"{path} names the shard {short_repr(shard)}, which is not a .safetensors file beside it; vdgraph "
+                "loads weights only from .safetensors files, because loading a pickle can run code")
 
-
-def _short(value: object, limit: int = 120) -> str:
-    """repr(value), cut to `limit` characters: a config value is echoed, never in full."""
-    return _cut(repr(value), limit)
 
 
 def _cut(text: str, limit: int) -> str:
