@@ -356,11 +356,22 @@ class _Checker:
             try:
                 folder.claim(value, port=port.name)
             except OutputRefused as exc:
-                source = plan.inputs.get(port.name)
-                path = ("inputs", source.name) if source else ("nodes", plan.id, "params", port.name)
-                message = str(exc).split(": ", 1)[-1]
-                self.add("output.target", message, "name a file inside the output folder, e.g. 'clip.mp4' or "
-                         "'{workflow}_{seed}.mp4'", plan.id, port.name, path)
+                hint, path = self.where_set(plan, port.name, "name a file inside the output folder, e.g. "
+                                                             "'clip.mp4' or '{workflow}_{seed}.mp4'")
+                self.add("output.target", str(exc).split(": ", 1)[-1], hint, plan.id, port.name, path)
+
+    def where_set(self, plan: NodePlan, port: str, hint: str) -> tuple[str, tuple[str, ...]]:
+        """The hint, plus which workflow input sets the port when one does, and the path of the place the user
+        wrote the port's value (the input's declaration, the literal, the link, else the node)."""
+        source = plan.inputs.get(port)
+        if source is not None:
+            return (hint + "; " if hint else "") + f"{port} is set by workflow input {source.name!r}", (
+                "inputs", source.name)
+        if port in self.workflow.nodes[plan.id].params:
+            return hint, ("nodes", plan.id, "params", port)
+        if port in plan.links:
+            return hint, ("nodes", plan.id, "in", port)
+        return hint, ("nodes", plan.id)
 
     def run_node_checks(self, plan: NodePlan, known: Known) -> bool:
         """Report what the node's `check` finds; returns whether it found anything."""
@@ -375,17 +386,7 @@ class _Checker:
                 self.add("node.check-crashed", f"{plan.cls.id}.check yielded {type(invalid).__name__}, not Invalid",
                          "a bug in the node type; report it to its pack's author", plan.id, None, ("nodes", plan.id))
                 continue
-            hint = invalid.hint
-            source = plan.inputs.get(invalid.port)
-            if source is not None:  # say where the user sets it
-                hint = (hint + "; " if hint else "") + f"{invalid.port} is set by workflow input {source.name!r}"
-                path: tuple[str, ...] = ("inputs", source.name)
-            elif invalid.port in self.workflow.nodes[plan.id].params:
-                path = ("nodes", plan.id, "params", invalid.port)
-            elif invalid.port in plan.links:
-                path = ("nodes", plan.id, "in", invalid.port)
-            else:
-                path = ("nodes", plan.id)
+            hint, path = self.where_set(plan, invalid.port, invalid.hint)
             self.add(invalid.code, invalid.message, hint, plan.id, invalid.port or None, path)
         return bool(found)
 
