@@ -137,6 +137,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path, pack_dir, tensor_flow):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "cancelled inside node 'apply'" in stderr and "Traceback" not in stderr
+    assert "completed nodes are not kept" in stderr  # this run had no --cache
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert lines[0]["kind"] == "run_started" and lines[-1]["kind"] == "run_finished" and lines[-1]["cancelled"]
 
@@ -179,6 +180,9 @@ def test_failed_node_exit_code_and_message(tmp_path, capsys, pack_dir, core_only
     assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "node 'b' (tens.boom) failed: ZeroDivisionError: nope" in err and "Traceback" not in err
+    assert "completed nodes are not kept (pass --cache DIR" in err  # no claim of a cache that does not exist
+    assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu", "--cache", str(tmp_path / "c")]) == 1
+    assert "completed nodes stay in the --cache folder" in capsys.readouterr().err
     assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu", "--traceback"]) == 1
     assert "Traceback" in capsys.readouterr().err
 

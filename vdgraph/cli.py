@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_problems(exc.problems, getattr(args, "json", False))
         return EXIT_FAILED
     except Cancelled as exc:
-        print(f"vdgraph: {exc}; completed nodes stay cached", file=sys.stderr)
+        print(f"vdgraph: {exc}; {_kept(args)}", file=sys.stderr)
         return EXIT_CANCELLED
     except KeyboardInterrupt as exc:  # PackImportInterrupted says which pack was being imported
         print(f"vdgraph: {exc or 'interrupted'}", file=sys.stderr)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "traceback", False) and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         else:
-            print("  (completed nodes stay cached; --traceback shows where the node failed)", file=sys.stderr)
+            print(f"  ({_kept(args)}; --traceback shows where the node failed)", file=sys.stderr)
         return EXIT_FAILED
     except VdgraphError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _kept(args: argparse.Namespace) -> str:
+    """What survives a failed or cancelled run: with --cache the completed nodes are on disk and the next run
+    resumes after them; without it they lived in this process's memory only."""
+    if getattr(args, "cache", None):
+        return "completed nodes stay in the --cache folder, so the next run with it resumes there"
+    return "completed nodes are not kept (pass --cache DIR to resume the next run where this one stopped)"
+
+
 def _command(commands: Any, name: str, parents: list, help: str, epilog: str) -> argparse.ArgumentParser:
     return commands.add_parser(name, parents=parents, help=help, description=help, epilog=epilog,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,7 +126,7 @@ examples:
   vdgraph run workflows/hello.json --set name=Ada --set width=640 --output greeting
   vdgraph run clip.json --device cuda:1 --dtype bfloat16 --cache s3://bucket/vdgraph-cache --explain
 
-Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to stop at once.""")
+Ctrl-C cancels at the next step (with --cache the next run resumes there); press it twice to stop at once.""")
     p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
     _add_set(p)
     p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
