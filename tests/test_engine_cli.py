@@ -267,3 +267,35 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_quiet_silences_per_node_lines_and_library_progress_bars(tmp_path):
+    """-q: the outputs and a one-line summary; a library's tqdm bar inside a node (as diffusers' and transformers'
+    loading bars) prints nothing."""
+    pack = tmp_path / "packs" / "bars.py"
+    pack.parent.mkdir()
+    pack.write_text(textwrap.dedent("""
+        from tqdm.auto import tqdm
+        from vdgraph import Node, Output
+
+        class Loading(Node):
+            '''Counts with a progress bar, as a library's loader does.'''
+
+            id = "bars.loading"
+            outputs = [Output("n", int)]
+
+            def run(self, ctx):
+                return sum(1 for _ in tqdm(range(5), desc="Loading weights"))
+
+        NODES = [Loading]
+    """))
+    flow = tmp_path / "bars.json"
+    flow.write_text(json.dumps({"vdgraph": 1, "nodes": {"load": {"type": "bars.loading"}}, "outputs": {"n": "load.n"}}))
+    args = ("run", str(flow), "--nodes", str(pack.parent), "--device", "cpu", "--output-dir", str(tmp_path / "out"))
+    loud = run_cli(*args)
+    assert loud.returncode == 0, loud.stderr
+    assert "Loading weights" in loud.stderr and "bars.loading" in loud.stdout  # the control: both do print
+    quiet = run_cli(*args, "-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and "bars.loading" not in quiet.stdout
+    assert "n  5" in quiet.stdout and "report: 1 ran, 0 cached" in quiet.stdout

@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.command(args)
+        with _library_progress_silenced(getattr(args, "quiet", False)):
+            return args.command(args)
     except UsageError as exc:
         parser.exit(EXIT_USAGE, f"vdgraph: error: {exc}\n")
     except WorkflowInvalid as exc:
@@ -152,7 +153,9 @@ Ctrl-C cancels at the next step (with --cache the next run resumes there); press
                                                     "is replaced only with --overwrite)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
     p.add_argument("--json", action="store_true", help="print outputs and the report as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-node lines")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars (ours or the libraries') and no per-node report lines: the outputs and "
+                        "a one-line summary (with --explain the per-node reasons are still printed)")
     p.add_argument("--traceback", action="store_true", help="when a node fails, show its Python traceback")
     p.set_defaults(command=cmd_run)
 
@@ -239,8 +242,29 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "report": [r.to_json() for r in result.report]}, indent=2))
     else:
         print("outputs:\n" + format_outputs(result.outputs))
-        print("report: " + format_report(result, args.explain))
+        print("report: " + format_report(result, args.explain, per_node=not args.quiet or args.explain))
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _library_progress_silenced(quiet: bool) -> Iterator[None]:
+    """--quiet: no progress bars from the libraries nodes use (diffusers' and transformers' loading bars, the hub
+    client's): every tqdm bar reads TQDM_DISABLE as its default, and the hub client has its own switch. Set for the
+    command's duration and restored after, so a Python caller of `main` keeps its environment."""
+    if not quiet:
+        yield
+        return
+    names = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -73,7 +73,8 @@ class LoadControlNet(Node):
     """Loads a diffusers ControlNetModel folder (its config.json and safetensors weights, or a pipeline folder's
     controlnet/ subfolder): a local folder, an fsspec URL, a built-in name or a cached hub id, found as
     video.load_model finds models. Data, never code: a config naming custom code (`auto_map`, a `_class_name`
-    other than ControlNetModel) or pickle-only weights is refused."""
+    other than ControlNetModel) or pickle-only weights is refused. Validation reads the config (never the weights)
+    so video.apply_controlnet can check the block layout against the UNet's before anything runs."""
 
     id = "video.load_controlnet"
     version = 1
