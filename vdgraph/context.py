@@ -53,6 +53,27 @@ class RunContext:
         else:
             self.output_dir = self.outputs.root
 
+    def search_dirs(self) -> tuple[str, ...]:
+        """Local folders a relative input path is also looked up in, after the working directory: the workflow's
+        folder (when the workflow came from a local file)."""
+        return tuple(d for d in (self.workflow_dir,) if d and "://" not in d)
+
+    def input_path(self, path: str) -> str:
+        """The one rule for a relative path a node reads (a video, an image, a model folder, a mask): absolute
+        paths and URLs as given; a relative path that exists in the working directory is taken from there, else it
+        is relative to the workflow's folder (so a workflow can name files beside it). Output paths follow the
+        output folder's rules instead (vdgraph.outputs)."""
+        import os
+        import posixpath
+
+        if "://" in path or posixpath.isabs(path) or os.path.isabs(path) or os.path.exists(path):
+            return path
+        for folder in self.search_dirs():
+            candidate = os.path.join(folder, path)
+            if os.path.exists(candidate):
+                return candidate
+        return path
+
     def check_cancelled(self) -> None:
         if self.cancel_token.cancelled:
             raise Cancelled(f"cancelled inside node {self.node_id!r}")

@@ -99,7 +99,7 @@ class LoadControlNet(Node):
         return {"controlnet": layout} if layout is not None else {}
 
     def run(self, ctx: RunContext, model: str, variant: str) -> ControlNetHandle:
-        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        search = ctx.search_dirs()
         with resolve_model(model, search, variant) as folder:
             return load_controlnet(folder, ctx.device, ctx.dtype, variant)
 

@@ -64,7 +64,7 @@ class LoadModel(Node):
         return model_facts(model) if model else {}
 
     def run(self, ctx, model, variant):
-        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        search = ctx.search_dirs()
         with resolve_model(model, search, variant) as folder:
             unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype, variant)
         return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}

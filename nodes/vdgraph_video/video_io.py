@@ -24,15 +24,10 @@ from vdgraph_video.types import FRAMES
 
 
 def input_path(ctx, path: str) -> str:
-    """`path` as given when absolute or a URL, else relative to the workflow's folder (or the working dir)."""
+    """`path` by the engine's one rule for relative input paths (RunContext.input_path); empty is an error."""
     if not path.strip():
         raise ValueError("port 'path': the video path is empty; name a video file or a PNG-frame folder")
-    if "://" in path or posixpath.isabs(path) or not ctx.workflow_dir:
-        return path
-    import os
-
-    candidate = posixpath.join(ctx.workflow_dir, path)
-    return path if os.path.exists(path) else candidate
+    return ctx.input_path(path)
 
 
 class WriteVideo(Node):
