@@ -7,6 +7,7 @@ from vdgraph_video.attention import CrossFrameAttentionNode
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
+from vdgraph_video.frame_nodes import NODES as FRAME_NODES
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
 from vdgraph_video.motion import TranslationFlowNode, WarpLatents
@@ -25,5 +26,5 @@ NODES = [
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
-    StrengthSteps, NoiseToStep,
+    StrengthSteps, NoiseToStep, *FRAME_NODES,
 ]
