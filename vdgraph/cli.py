@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fnmatch
 import io
 import json
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _EXAMPLES = """\
 examples:
   vdgraph run workflows/hello.json --set name=Ada --output-dir out
+  vdgraph run workflows/text2video_zero.json --sweep seed=0..3 --sweep prompt=@prompts.txt
   vdgraph run workflow.json --cache ~/.cache/vdgraph --explain --events events.jsonl
   vdgraph validate workflows/*.json
   vdgraph nodes 'core.*'
@@ -131,6 +133,11 @@ Ctrl-C cancels at the next step (with --cache the next run resumes there); press
     p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
     _add_set(p)
     p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
+    p.add_argument("--sweep", action="append", default=[], metavar="NAME=VALUES", dest="sweeps",
+                   help="run once per value of a workflow input (repeatable: the grid of all of them), through one "
+                        "executor: A..B (integers, A..B..STEP), @FILE (a value a line) or comma-separated values; "
+                        "each job writes into its own folder under OUTPUT_DIR/<workflow>_sweep, with a grid "
+                        "contact sheet of all results")
     p.add_argument("--output-dir", default="out", metavar="DIR",
                    help="the folder nodes write files into (default: ./out, created on the first write); a name "
                         "that is taken gets a counter (clip_00001.mp4) instead of replacing the file")
@@ -226,6 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool
     executor = Executor(registry, device=args.device, dtype=args.dtype, cache_dir=args.cache)
+    if args.sweeps:
+        return _run_sweep(args, executor, workflow, inputs, problems)
     found, plan = check(workflow, registry, inputs, require_inputs=True)
     problems += found
     if plan is None or any(p.severity == "error" for p in problems):
@@ -243,6 +252,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print("outputs:\n" + format_outputs(result.outputs))
         print("report: " + format_report(result, args.explain, per_node=not args.quiet or args.explain))
+    return EXIT_OK
+
+
+def _run_sweep(args: argparse.Namespace, executor: Any, workflow: Any, inputs: dict, problems: list) -> int:
+    """`run --sweep`: every job of the grid through one executor, a progress line per job, the grid sheet."""
+    import fsspec
+
+    from vdgraph.display import format_outputs, value_json
+    from vdgraph.sweep import parse_sweep
+    from vdgraph.workflow import parse_override
+
+    def read(path: str) -> str:
+        try:
+            with fsspec.open(os.path.expanduser(path), "r", encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--sweep: cannot read {path!r}: {exc}") from None
+
+    sweeps: dict[str, list] = {}
+    for text in args.sweeps:
+        try:
+            name, raws = parse_sweep(text, read)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if name in sweeps:
+            raise UsageError(f"--sweep {name} is given twice; put all its values in one --sweep")
+        values = []
+        for raw in raws:
+            value, problem = parse_override(workflow, name, raw)
+            if problem is not None:
+                problems.append(dataclasses.replace(problem, message=f"--sweep {problem.message}"))
+            values.append(value)
+        sweeps[name] = values
+    if problems:
+        raise WorkflowInvalid(problems)
+
+    def progress(job: Any, total: int) -> None:
+        result = job.result
+        if not args.json:
+            print(f"[{job.index + 1}/{total}] {job.label}: {len(result.ran)} ran, "
+                  f"{len(result.report) - len(result.ran)} cached, {job.seconds:.2f} s -> {job.output_dir}",
+                  flush=True)
+
+    token = CancelToken()
+    with _listeners(args) as listeners, _cancel_on_interrupt(token):
+        sweep = executor.sweep(workflow, sweeps, inputs, args.output, output_dir=args.output_dir,
+                               overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
+                               on_job=progress, cancel=token, explain=args.explain, on_event=_fan_out(listeners))
+    if args.json:
+        print(json.dumps({"folder": sweep.folder, "sheet": sweep.sheet, "jobs": [
+            {"values": value_json(job.values), "output_dir": job.output_dir, "seconds": job.seconds,
+             "outputs": value_json(job.result.outputs)} for job in sweep.jobs]}, indent=2))
+    else:
+        seconds = sum(job.seconds for job in sweep.jobs)
+        print(f"sweep: {len(sweep.jobs)} jobs in {seconds:.2f} s, files in {sweep.folder}")
+        if sweep.sheet:
+            print(f"grid contact sheet: {sweep.sheet}")
+        if not args.quiet and sweep.jobs:
+            print("outputs of the last job:\n" + format_outputs(sweep.jobs[-1].result.outputs))
     return EXIT_OK
 
 

@@ -187,6 +187,22 @@ class Executor:
                 self._running_in = None
 
 
+    def sweep(self, workflow: Workflow | str | Mapping, sweeps: Mapping[str, Iterable[Any]],
+              inputs: Mapping[str, Any] | None = None, outputs: Iterable[str] | None = None, **kwargs: Any):
+        """Run `workflow` once per combination of the swept inputs' values (`{"seed": range(4), "prompt": [...]}`;
+        the last input varies fastest), all through this executor, so what the swept inputs do not reach runs
+        once. Every job is validated before the first runs. Returns a `vdgraph.sweep.SweepResult`: per job its
+        values, output folder and RunResult, the sweep's folder and its grid contact sheet.
+
+        Keyword arguments: `output_dir`, `overwrite`, `allow_outside_output_dir` as for `run` (each job writes into
+        its own subfolder of `<output_dir>/<workflow>_sweep`), `on_job(job, total)` called after each job,
+        `sheet=False` to skip the grid contact sheet, and `run`'s `cancel`, `explain`, `on_event`.
+        """
+        from vdgraph.sweep import run_sweep
+
+        return run_sweep(self, workflow, sweeps, inputs, outputs, **kwargs)
+
+
 def _requested(plan: Plan, outputs: list[str] | None) -> list[str]:
     if outputs == []:
         declared = ", ".join(plan.outputs)
