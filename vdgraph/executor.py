@@ -387,7 +387,9 @@ class _Run:
         why = reason(self.previous(node.id), self.recipes[node.id], self.volatile, unusable,
                      self.ex.disk is not None) if self.explain else None
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
-                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id))
+                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id),
+                         workflow_document=self.plan.workflow.document, workflow_inputs=self.plan.input_values,
+                         workflow_source=self.plan.workflow.source)
         versions = input_versions(kwargs)
         self.outcomes[node.id] = "running"
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))
