@@ -318,7 +318,7 @@ class _Run:
             cls = node.cls
             fresh = not cls.deterministic or cls.side_effects
             node_nonce = f"{nonce}:{node_id}" if fresh else None
-            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce)
+            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce, self.workflow_dir)
             self.keys[node_id] = cache_key(node_recipe)
             if fresh:
                 node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
