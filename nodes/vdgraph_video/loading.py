@@ -191,7 +191,13 @@ def read_config(path: str) -> dict:
     return config
 
 
-def check_model_folder(folder: str) -> dict[str, dict]:
+def check_config_folder(folder: str) -> dict[str, dict]:
+    """`check_model_folder` for a configuration folder (a single-file checkpoint's): the same checks of every
+    config, no weights needed."""
+    return check_model_folder(folder, weights=False)
+
+
+def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
     Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
@@ -233,7 +239,7 @@ def check_model_folder(folder: str) -> dict[str, dict]:
         raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
                                f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
                                "no tokenizer code from a model folder")
-    for sub in WEIGHTED:
+    for sub in WEIGHTED if weights else ():
         _check_weights(os.path.join(folder, sub))
     return configs
 
