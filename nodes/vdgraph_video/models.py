@@ -37,7 +37,8 @@ class LoadModel(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
+        Input("model", str, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
+                                     "models-folder name, or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
         Input("config", str, default="",
               doc="for a single-file checkpoint: a diffusers-format folder describing its model ('': the config "
