@@ -117,7 +117,7 @@ def test_seeds_are_recorded_from_literals_and_inputs(tmp_path, registry):
     assert json.loads((tmp_path / "result.json").read_text()) == 13  # the JSON itself is unchanged
 
 
-def test_inspect_prints_and_run_from_reruns_the_recipe(tmp_path, capsys, registry):
+def test_inspect_prints_and_run_from_reruns_the_recipe(tmp_path, capsys, registry, monkeypatch):
     source = frames_file(tmp_path)
     path = str(tmp_path / "wf.json")
     with open(path, "w") as handle:
@@ -206,3 +206,18 @@ def test_audio_from_problems(tmp_path, registry):
     with pytest.raises(NodeRunError, match="has no audio stream"):
         Executor(registry, device="cpu").run(workflow, {"source": frames_file(tmp_path)},
                                              output_dir=str(tmp_path / "out"))
+
+
+def test_a_workflow_built_in_python_records_a_document_that_runs_again(tmp_path, registry):
+    from vdgraph.workflow import Workflow, parse_workflow
+
+    built = Workflow(inputs={"x": {"type": "int", "default": 2}},
+                     nodes={"a": {"type": "core.int_math", "in": {"a": "inputs.x"}, "params": {"b": 1}},
+                            "save": {"type": "core.save_json", "in": {"value": "a.result"}}},
+                     outputs={"file": "save.path", "n": "a.result"})
+    result = Executor(registry, device="cpu").run(built, {"x": 4}, output_dir=str(tmp_path))
+    recipe = read_recipe(result["file"])
+    assert recipe["workflow_source"] is None and recipe["inputs"] == {"x": 4}
+    again = Executor(registry, device="cpu").run(parse_workflow(recipe["workflow"]), recipe["inputs"],
+                                                 output_dir=str(tmp_path))
+    assert again["n"] == result["n"] == 5

@@ -158,7 +158,7 @@ class Workflow(BaseModel):
         its fields as JSON. Output files record it as their recipe (`vdgraph.recipe`)."""
         if self._document is not None:
             return self._document
-        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        return {"vdgraph": self.vdgraph, **self.model_dump(mode="json", exclude_defaults=True, by_alias=True)}
 
     @property
     def load_problems(self) -> list[Problem]:
