@@ -118,3 +118,32 @@ def check_round_trip(checkpoint: dict[str, torch.Tensor], unet, vae) -> None:
         assert converted.keys() == state.keys(), sorted(set(converted) ^ set(state))[:5]
         for key, tensor in state.items():
             assert torch.equal(converted[key].reshape(tensor.shape), tensor), key
+
+
+OPEN_CLIP_LAYER = (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                   ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"))
+
+
+def open_clip_to_original(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """SD 2.x: the text encoder in OpenCLIP's layout under cond_stage_model.model (q, k and v stacked into one
+    in_proj; a text_projection as SD 2 checkpoints carry, which the CLIPTextModel does not use)."""
+    state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    prefix = "cond_stage_model.model."
+    out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
+           prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
+           prefix + "ln_final.weight": state["final_layer_norm.weight"],
+           prefix + "ln_final.bias": state["final_layer_norm.bias"]}
+    width = state["final_layer_norm.weight"].shape[0]
+    out[prefix + "text_projection"] = torch.eye(width)
+    for layer in range(text_encoder.config.num_hidden_layers):
+        source, target = f"encoder.layers.{layer}.", f"{prefix}transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{source}self_attn.{p}_proj.{kind}"] for p in ("q", "k", "v")])
+            for new, old in OPEN_CLIP_LAYER:
+                out[f"{target}{old}.{kind}"] = state[f"{source}{new}.{kind}"]
+    return out
+
+
+def sd2_checkpoint(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
+    return {**unet_to_original(unet), **vae_to_original(vae), **open_clip_to_original(text_encoder)}
