@@ -23,8 +23,10 @@ merges.txt` once, while online). Without any, loading stops and says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
@@ -166,6 +168,24 @@ def _tokenizer_settings(config: str, name: str) -> dict[str, Any]:
                                                        "model_max_length", "do_lower_case", "errors")}
 
 
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """diffusers' single-file loading draws a "Loading pipeline components" bar and warns about casting each
+    module; vdgraph reports progress itself, so both are off for the load and restored afterwards (errors still
+    raise)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    bars, level = diffusers_logging.is_progress_bar_enabled(), diffusers_logging.get_verbosity()
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+        if bars:
+            diffusers_logging.enable_progress_bar()
+
+
 def load_single_file(path: str, device: torch.device, dtype: torch.dtype, config: str = "",
                      tokenizer: str = "") -> dict[str, Any]:
     """The diffusers modules of a single-file checkpoint: {"unet", "vae", "text_encoder", "tokenizer",
@@ -183,7 +203,7 @@ def load_single_file(path: str, device: torch.device, dtype: torch.dtype, config
     configs = check_config_folder(config)
     tokenizers = load_tokenizers(architecture, config, tokenizer)
     pipeline_class = getattr(diffusers, arch.pipeline)
-    with _loading(path), _no_transformers_progress_bar():
+    with _loading(path), _no_transformers_progress_bar(), _quiet_diffusers():
         extra = {"requires_safety_checker": False} if arch.pipeline == "StableDiffusionPipeline" else {}
         pipeline = pipeline_class.from_single_file(path, config=config, local_files_only=True, torch_dtype=dtype,
                                                    **tokenizers, **extra)
