@@ -1,4 +1,4 @@
-"""The `vdgraph` command line: run, validate, nodes, schema, graph.
+"""The `vdgraph` command line: run, validate, nodes, schema, graph, inspect, models.
 
 Exit codes: 0 success; 1 invalid workflow or failed run; 2 usage error (bad option, bad --set syntax, unknown
 device); 130 cancelled (Ctrl-C). A problem in the user's files or options is printed as a message, never as a
@@ -83,6 +83,9 @@ examples:
   vdgraph nodes 'core.*'
   vdgraph schema -o vdgraph.schema.json
   vdgraph graph workflow.json --format mermaid
+  vdgraph inspect out/clip.mp4
+  vdgraph run --from out/clip.mp4
+  vdgraph models
 """
 
 
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nodes(commands, packs)
     _add_schema(commands, packs)
     _add_graph(commands)
+    _add_inspect(commands)
+    _add_models(commands)
     return parser
 
 
@@ -130,7 +135,10 @@ examples:
   vdgraph run clip.json --device cuda:1 --dtype bfloat16 --cache s3://bucket/vdgraph-cache --explain
 
 Ctrl-C cancels at the next step (with --cache the next run resumes there); press it twice to stop at once.""")
-    p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
+    p.add_argument("workflow", nargs="?", help="workflow file: a path or any fsspec URL (or --from FILE)")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="run the recipe an output file carries (its workflow and input values; --set changes "
+                        "inputs): a PNG, MP4 or WebM vdgraph wrote, a PNG-frame folder, or a .recipe.json sidecar")
     _add_set(p)
     p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=VALUES", dest="sweeps",
@@ -206,6 +214,35 @@ examples:
     p.set_defaults(command=cmd_graph)
 
 
+def _add_inspect(commands: Any) -> None:
+    p = _command(commands, "inspect", [], "Print the recipe an output file carries (workflow, inputs, seeds, "
+                                          "versions).", """\
+examples:
+  vdgraph inspect out/clip.mp4
+  vdgraph inspect out/contact_sheet.png --json
+  vdgraph run --from out/clip.mp4 --set seed=8      # the same recipe with another seed""")
+    p.add_argument("file", help="a PNG, MP4 or WebM vdgraph wrote, a PNG-frame folder, or a file with a "
+                                ".recipe.json sidecar")
+    p.add_argument("--json", action="store_true", help="print the recipe as JSON")
+    p.set_defaults(command=cmd_inspect)
+
+
+def _add_models(commands: Any) -> None:
+    from vdgraph.models_folder import KINDS, MODELS_ENV
+
+    p = _command(commands, "models", [], "List the models a model input accepts by name: built-ins, the models "
+                                         "folder, the local Hugging Face cache.", f"""\
+The models folder is ${MODELS_ENV} (a path list) or ~/.local/share/vdgraph/models, with one folder per kind:
+{', '.join(k + '/' for k in KINDS)}.
+
+examples:
+  vdgraph models
+  vdgraph models --kind lora --json""")
+    p.add_argument("--kind", choices=KINDS, help="only models of this kind")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(command=cmd_models)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
                    help="set a workflow input, typed by its declaration (repeatable; lists as JSON)")
@@ -222,8 +259,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None and not value.strip():  # `--cache "$UNSET"` must not quietly run without a cache
             raise UsageError(f"{option} is empty: name a folder or file (or leave the option out)")
     registry = _registry(args)
-    workflow = _load(args.workflow)
+    workflow, recorded = _workflow_to_run(args)
     inputs, problems = _overrides(workflow, args.assignments)
+    inputs = {**{k: v for k, v in recorded.items() if k in workflow.inputs}, **inputs}
     if args.threads is not None:
         most = max(64, 4 * (os.cpu_count() or 1))  # 100,000 threads crashed the process (SIGSEGV) at its first op
         if not 1 <= args.threads <= most:
@@ -287,6 +325,11 @@ def _run_sweep(args: argparse.Namespace, executor: Any, workflow: Any, inputs: d
         sweeps[name] = values
     if problems:
         raise WorkflowInvalid(problems)
+    explicit = {text.partition("=")[0].strip() for text in args.assignments}
+    clash = sorted(explicit & set(sweeps))
+    if clash:
+        raise UsageError(f"--set {clash[0]} and --sweep {clash[0]}: an input is either set or swept")
+    inputs = {k: v for k, v in inputs.items() if k not in sweeps}  # a swept value replaces one a --from recipe held
 
     def progress(job: Any, total: int) -> None:
         result = job.result
@@ -333,6 +376,77 @@ def _library_progress_silenced(quiet: bool) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _workflow_to_run(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The workflow of `run` and the input values recorded with it: from the file named, or from the recipe an
+    output carries (`--from`), read back with the folder it was run from (relative paths resolve as then)."""
+    if (args.workflow is None) == (args.from_file is None):
+        raise UsageError("give a workflow file or --from FILE (an output that carries its recipe), not both"
+                         if args.workflow else "give a workflow file, or --from FILE to re-run an output's recipe")
+    if args.from_file is None:
+        return _load(args.workflow), {}
+    from vdgraph.recipe import RecipeNotFound, read_recipe
+    from vdgraph.workflow import parse_workflow
+
+    try:
+        recipe = read_recipe(args.from_file)
+    except (RecipeNotFound, OSError) as exc:
+        raise UsageError(f"--from: {exc}") from None
+    source = recipe.get("workflow_source")
+    if not isinstance(source, str) or not (("://" in source) or os.path.isdir(os.path.dirname(source) or ".")):
+        source = None  # the folder it ran from is gone: relative paths resolve against the working directory
+    inputs = recipe.get("inputs") if isinstance(recipe.get("inputs"), dict) else {}
+    return parse_workflow(recipe["workflow"], source), inputs
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from vdgraph.recipe import RecipeNotFound, read_recipe
+
+    try:
+        recipe = read_recipe(args.file)
+    except (RecipeNotFound, OSError) as exc:
+        print(f"vdgraph: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(recipe, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    workflow = recipe["workflow"]
+    versions = ", ".join(f"{k} {v}" for k, v in (recipe.get("versions") or {}).items())
+    lines = [f"workflow: {workflow.get('name') or '(unnamed)'}"
+             + (f"  (from {recipe['workflow_source']})" if recipe.get("workflow_source") else ""),
+             f"written by node: {recipe.get('node')}", f"versions: {versions}", "inputs:"]
+    lines += [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (recipe.get("inputs") or {}).items()]
+    lines.append("seeds:")
+    lines += [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (recipe.get("seeds") or {}).items()]
+    lines += ["workflow document:", json.dumps(workflow, indent=2, ensure_ascii=False),
+              f"re-run with: vdgraph run --from {args.file}"]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vdgraph.models_folder import KINDS, builtin_model_names, hub_cache_models, list_models, model_roots
+
+    local = list_models(args.kind)
+    builtins = builtin_model_names() if args.kind in (None, "checkpoints") else []
+    hub = hub_cache_models() if args.kind in (None, "checkpoints") else []
+    roots = model_roots()
+    if args.json:
+        print(json.dumps({"roots": roots, "builtin": builtins, "models": [e.to_json() for e in local],
+                          "hub_cache": hub}, indent=2))
+        return EXIT_OK
+    lines = ["built-in:"] + [f"  {name}" for name in builtins] if builtins else []
+    lines.append("models folder (" + os.pathsep.join(roots) + "):")
+    for kind in KINDS if args.kind is None else (args.kind,):
+        entries = [e for e in local if e.kind == kind]
+        lines.append(f"  {kind}/" + ("" if entries else "  (none)"))
+        lines += [f"    {e.name}{'  (single file)' if e.is_file else ''}  {e.path}" for e in entries]
+    if args.kind in (None, "checkpoints"):
+        lines.append("Hugging Face cache:" + ("" if hub else "  (none)"))
+        lines += [f"  {m['name']}  {m['size_bytes'] / 1e6:.1f} MB" for m in hub]
+    print("\n".join(lines))
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from vdgraph.errors import Cancelled
 from vdgraph.events import Event, Progress
@@ -35,6 +35,9 @@ class RunContext:
 
     `outputs` is where a node that writes files gets its targets (`ctx.outputs.claim(name, port=...)`, see
     vdgraph.outputs); without one, a context writes into an `OutputFolder(output_dir)` of its own.
+    `workflow_document` (the workflow as JSON data), `workflow_inputs` (every workflow input's value in this run)
+    and `workflow_source` (the file it was read from) are what a writer records as the file's recipe
+    (`vdgraph.recipe.recipe_of(ctx)`).
     """
 
     node_id: str
@@ -46,6 +49,9 @@ class RunContext:
     emit: Callable[[Event], None] = lambda event: None
     cancel_token: CancelToken = dataclasses.field(default_factory=CancelToken)
     outputs: OutputFolder | None = None
+    workflow_document: Mapping[str, Any] | None = None
+    workflow_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    workflow_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.outputs is None:

@@ -334,7 +334,7 @@ class _Run:
             cls = node.cls
             fresh = not cls.deterministic or cls.side_effects
             node_nonce = f"{nonce}:{node_id}" if fresh else None
-            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce)
+            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce, self.workflow_dir)
             self.keys[node_id] = cache_key(node_recipe)
             if fresh:
                 node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
@@ -403,7 +403,9 @@ class _Run:
         why = reason(self.previous(node.id), self.recipes[node.id], self.volatile, unusable,
                      self.ex.disk is not None) if self.explain else None
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
-                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id))
+                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id),
+                         workflow_document=self.plan.workflow.document, workflow_inputs=self.plan.input_values,
+                         workflow_source=self.plan.workflow.source)
         versions = input_versions(kwargs)
         self.outcomes[node.id] = "running"
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))

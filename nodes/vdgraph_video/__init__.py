@@ -9,6 +9,7 @@ from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frame_nodes import NODES as FRAME_NODES
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
+from vdgraph_video.lora import ApplyLora
 from vdgraph_video.models import LoadModel
 from vdgraph_video.motion import TranslationFlowNode, WarpLatents
 from vdgraph_video.noise import Renoise, SampleNoise
@@ -27,4 +28,5 @@ NODES = [
     WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
     StrengthSteps, NoiseToStep, *FRAME_NODES,
+    ApplyLora,
 ]

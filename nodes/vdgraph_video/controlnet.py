@@ -100,7 +100,10 @@ class LoadControlNet(Node):
 
     def run(self, ctx: RunContext, model: str, variant: str) -> ControlNetHandle:
         search = ctx.search_dirs()
-        with resolve_model(model, search, variant) as folder:
+        with resolve_model(model, search, variant, kind="controlnet") as folder:
+            if os.path.isfile(folder):
+                raise ModelNotFound(f"{folder!r} is a single file; video.load_controlnet loads diffusers-format "
+                                    "ControlNet folders (config.json and diffusion_pytorch_model.safetensors)")
             return load_controlnet(folder, ctx.device, ctx.dtype, variant)
 
 
