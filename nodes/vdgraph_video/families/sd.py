@@ -5,7 +5,9 @@ of the guider holds the B clips' F frames, (chunks*B*F, C, H, W); every frame ge
 scheduler steps on the folded latents. The UNet's 3x3 convolutions act as space-only 1x3x3 3-D convolutions, so
 frames meet only through attention patches.
 
-Extra inputs: the ControlNets attached to the UNet value (`UNetHandle.controls`). Each one's residuals are computed
+Extra inputs: image latents (InstructPix2Pix: the VAE mode of each input frame), folded like the latents and
+concatenated after the scaled model input on the channel axis, one copy per guider chunk as the guider stacks them
+(`stack_image`), exactly as StableDiffusionInstructPix2PixPipeline; and the ControlNets attached to the UNet value (`UNetHandle.controls`). Each one's residuals are computed
 per frame every step, from the same folded input and the frame's condition image, summed over the ControlNets
 (as diffusers' MultiControlNetModel) and added inside the UNet.
 
@@ -19,7 +21,7 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import folded_step
+from vdgraph_video.families.common import check_image_latents, folded_step
 from vdgraph_video.ops.controlnet import control_residuals
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.values import UNetHandle, patched_module
@@ -45,8 +47,11 @@ def per_frame_embeddings(embeds: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class FoldedFramesUNet:
-    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0):
+    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
+                 image_latents: torch.Tensor | None = None):
         self.unet, self.batch, self.frames = unet, batch, frames
+        check_image_latents(unet, image_latents, batch, frames)
+        self.image = None if image_latents is None else fold_frames(image_latents)  # (B*F, C', H, W)
         self.chunks = anchor_chunks(frames, chunk_size)
         if len(self.chunks) > 1:
             assert batch == 1, f"chunked denoising supports batch 1, got {batch}"
@@ -59,6 +64,9 @@ class FoldedFramesUNet:
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
+        if self.image is not None and tuple(self.image.shape[-2:]) != (h, w):
+            raise ValueError(f"image_latents are {self.image.shape[-2]}x{self.image.shape[-1]} but the latents "
+                             f"{h}x{w}: encode frames of the size being denoised")
         for k, control in enumerate(self.unet.controls):
             factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
             size = tuple(control.condition.shape[-2:])
@@ -95,6 +103,9 @@ class FoldedFramesUNet:
 
     def predict(self, models, model_input, t, embeds, guider, index, steps):
         unet, controlnets = models
+        if self.image is not None:
+            image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
+            model_input = torch.cat([model_input, image], dim=1)  # (chunks*B*F, C + C', H, W)
         if len(self.chunks) == 1:
             return self._call(unet, controlnets, model_input, t, embeds, guider, index, steps,
                               list(range(self.frames)))
