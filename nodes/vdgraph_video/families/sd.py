@@ -113,16 +113,17 @@ class FoldedFramesUNet:
         halves = guider.chunks
         x = model_input.reshape(halves, self.frames, c, h, w)
         e = embeds.reshape(halves, self.frames, *embeds.shape[1:])
-        pred = torch.empty_like(x)
+        pred = None  # (chunks, F, C_out, H, W): the model predicts fewer channels than it takes with image latents
         for k, frames in enumerate(self.chunks):
             n = len(frames)
             out = self._call(unet, controlnets, x[:, frames].reshape(halves * n, c, h, w), t,
                              e[:, frames].reshape(halves * n, *e.shape[2:]), guider, index, steps, frames)
-            out = out.reshape(halves, n, c, h, w)
+            out = out.reshape(halves, n, -1, h, w)
             if k == 0:
+                pred = out.new_empty((halves, self.frames) + tuple(out.shape[2:]))
                 pred[:, 0] = out[:, 0]
             pred[:, frames[1:]] = out[:, 1:]
-        return pred.reshape(halves * self.frames, c, h, w)
+        return pred.reshape(halves * self.frames, -1, h, w)
 
     def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
         """One UNet call on (chunks*B*n, C, H, W) holding frames `frames` of every clip, with ControlNet residuals."""
