@@ -65,5 +65,6 @@ def test_a_short_control_video_is_a_run_time_error_naming_the_controlnet(tmp_pat
     inputs = {"model": video_fixtures.tiny_model_folder("2d"), "controlnet": tiny_controlnet_folder(),
               "control_video": control_video_folder(2), "condition": "video", "frames": 3, "height": 32, "width": 32,
               "steps": 2, "output": str(tmp_path / "out.mp4")}
-    with pytest.raises(Exception, match=r"denoise.*ControlNet 1 has 2 condition frames but the latents have 3"):
+    message = r"denoise.*port 'unet': ControlNet 1 has 2 condition frames but the latents have 3"
+    with pytest.raises(Exception, match=message):
         vdgraph.Executor(device="cpu").run(WORKFLOWS / "text2video_zero_controlnet.json", inputs, outputs=["frames"])

@@ -182,7 +182,8 @@ def test_image_latents_of_another_frame_count_are_a_clear_run_time_error():
     scheduler = reference_pipeline().scheduler.__class__.from_config(reference_pipeline().scheduler.config)
     scheduler.set_timesteps(2)
     text = torch.zeros(1, 77, 32)
-    with pytest.raises(ValueError, match="image_latents hold 1 video\\(s\\) of 2 frames but the latents 1 of 3"):
+    message = r"port 'image_latents': they hold 1 video\(s\) of 2 frames but the latents 1 of 3"
+    with pytest.raises(ValueError, match=message):
         denoise(unet, scheduler, Conditioning(text, text), torch.zeros(1, 4, 3, 16, 16), 7.5, 0, 2,
                 image_latents=torch.zeros(1, 4, 2, 16, 16))
 
@@ -199,7 +200,8 @@ def test_chunked_denoising_with_image_latents_matches_the_unchunked_run():
     unet, _, _, _ = load_components(pix2pix_folder(), torch.device("cpu"), torch.float32)
     unet = unet.with_patch(CrossFrameAttention("first_frame"))
     generator = torch.Generator().manual_seed(0)
-    latents, image = torch.randn(1, 4, 5, 16, 16, generator=generator), torch.randn(1, 4, 5, 16, 16, generator=generator)
+    latents = torch.randn(1, 4, 5, 16, 16, generator=generator)
+    image = torch.randn(1, 4, 5, 16, 16, generator=generator)
     text = Conditioning(torch.randn(1, 77, 32, generator=generator), torch.randn(1, 77, 32, generator=generator))
     runs = []
     for chunk_size in (0, 3):

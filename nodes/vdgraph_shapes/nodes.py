@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vdgraph.node import Input, Node, Output
+from vdgraph.persist import register_dataclass
 from vdgraph.types import ANY, TENSOR, Opaque
 from vdgraph_video.types import FRAMES, MASK_DETECTOR
 
@@ -171,6 +172,9 @@ class JudgeMasks:
 
     def __vdgraph_nbytes__(self) -> int:
         return 64
+
+
+register_dataclass("shapes.judge_masks", JudgeMasks)  # a small recipe: the disk cache stores it, no model inside
 
 
 class JudgeMaskDetector(Node):

@@ -41,5 +41,6 @@ def check_image_latents(unet, image_latents: torch.Tensor | None, batch: int, fr
         assert image_latents.ndim == 5, f"image_latents must be (B, C, F, H, W), got {tuple(image_latents.shape)}"
         b, _, f = image_latents.shape[:3]
         if (b, f) != (batch, frames):
-            raise ValueError(f"image_latents hold {b} video(s) of {f} frames but the latents {batch} of {frames}: "
+            raise ValueError(f"port 'image_latents': they hold {b} video(s) of {f} frames but the latents {batch} "
+                             f"of {frames}: "
                              "give one image latent per frame (encode as many frames as are denoised)")

@@ -7,7 +7,8 @@ frames meet only through attention patches.
 
 Extra inputs: image latents (InstructPix2Pix: the VAE mode of each input frame), folded like the latents and
 concatenated after the scaled model input on the channel axis, one copy per guider chunk as the guider stacks them
-(`stack_image`), exactly as StableDiffusionInstructPix2PixPipeline; and the ControlNets attached to the UNet value (`UNetHandle.controls`). Each one's residuals are computed
+(`stack_image`), exactly as StableDiffusionInstructPix2PixPipeline; and the ControlNets attached to the UNet value
+(`UNetHandle.controls`). Each one's residuals are computed
 per frame every step, from the same folded input and the frame's condition image, summed over the ControlNets
 (as diffusers' MultiControlNetModel) and added inside the UNet.
 
@@ -58,22 +59,22 @@ class FoldedFramesUNet:
         for k, control in enumerate(unet.controls):
             count = control.condition.shape[0]
             if count != frames:
-                raise ValueError(f"ControlNet {k + 1} has {count} condition frames but the latents have {frames} "
-                                 "frames: give one condition image per frame (a control video with at least as many "
-                                 "frames, or ask for fewer frames)")
+                raise ValueError(f"port 'unet': ControlNet {k + 1} has {count} condition frames but the latents have "
+                                 f"{frames} frames: give one condition image per frame (a control video with at least "
+                                 "as many frames, or ask for fewer frames)")
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
         if self.image is not None and tuple(self.image.shape[-2:]) != (h, w):
-            raise ValueError(f"image_latents are {self.image.shape[-2]}x{self.image.shape[-1]} but the latents "
-                             f"{h}x{w}: encode frames of the size being denoised")
+            raise ValueError(f"port 'image_latents': they are {self.image.shape[-2]}x{self.image.shape[-1]} but "
+                             f"the latents {h}x{w}: encode frames of the size being denoised")
         for k, control in enumerate(self.unet.controls):
             factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
             size = tuple(control.condition.shape[-2:])
             if size != (h * factor, w * factor):
-                raise ValueError(f"ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} pixels but the "
-                                 f"video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the ControlNet's "
-                                 "condition embedding): give condition frames of the video's size")
+                raise ValueError(f"port 'unet': ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} "
+                                 f"pixels but the video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the "
+                                 "ControlNet's condition embedding): give condition frames of the video's size")
         return fold_frames(latents)  # (B*F, C, H, W)
 
     def end(self, x: torch.Tensor) -> torch.Tensor:
