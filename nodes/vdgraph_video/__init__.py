@@ -4,6 +4,7 @@ parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are 
 from __future__ import annotations
 
 from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.background import ForegroundMasks, SmoothBackground
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
@@ -27,6 +28,6 @@ NODES = [
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
-    StrengthSteps, NoiseToStep, *FRAME_NODES,
+    StrengthSteps, NoiseToStep, ForegroundMasks, SmoothBackground, *FRAME_NODES,
     ApplyLora,
 ]

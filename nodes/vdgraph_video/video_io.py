@@ -23,6 +23,7 @@ from vdgraph_video.ops.video_io import (
     write_bytes,
     write_png_frames,
 )
+from vdgraph_video.facts import FramesFacts
 from vdgraph_video.types import FRAMES
 
 
@@ -161,6 +162,13 @@ class ReadVideo(Node):
         (path,) = known.take("path")
         if path is not None and not path.strip():
             yield Invalid("path", "the video path is empty", "name a video file or a PNG-frame folder")
+
+    @classmethod
+    def infer(cls, known):
+        max_frames, height, width = (known.get(port) for port in ("max_frames", "height", "width"))
+        if max_frames is None and not (height or width):
+            return {}
+        return {"frames": FramesFacts(max_count=max_frames or None).resized(height, width)}
 
     def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
         frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,
