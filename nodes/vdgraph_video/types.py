@@ -11,7 +11,8 @@ from __future__ import annotations
 from vdgraph.types import TENSOR, Opaque
 
 LATENTS = Opaque("Latents", "(B, C, F, H, W) latents (B batch, C channels, F frames, H x W latent pixels)", parent=TENSOR)
-FRAMES = Opaque("Frames", "(F, H, W, 3) float32 RGB frames in [0, 1], on the CPU", parent=TENSOR)
+FRAMES = Opaque("Frames", "(F, H, W, 3) float32 RGB frames in [0, 1], on the CPU ((B, F, H, W, 3) for a batch of "
+                          "videos from video.decode, which the writers write as one file each)", parent=TENSOR)
 RNG = Opaque(
     "RNG",
     "the state of a CPU torch.Generator (a uint8 tensor): random state travels through the graph as an immutable "

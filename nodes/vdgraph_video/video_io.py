@@ -54,7 +54,7 @@ class WriteVideo(Node):
     category = "output"
     side_effects = True
     inputs = [
-        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3): one file per video"),
         Input("path", str, default="video.mp4", output_path=True, doc="target file or folder, inside the output folder"),
         Input("format", VideoFormat, default="auto", doc="auto (from the extension), mp4, webm, gif or png"),
         Input("fps", float, default=8.0, gt=0.0, le=240.0, doc="frames per second"),
@@ -62,7 +62,8 @@ class WriteVideo(Node):
         Input("audio_from", str, optional=True,
               doc="a video or audio file whose first audio stream goes into the mp4/webm, cut to its duration"),
     ]
-    outputs = [Output("file", FILE, doc="the written path")]
+    outputs = [Output("file", FILE, doc="the written path (of the first video, for a batch)"),
+               Output("files", list[str], doc="every written path: one per video of a batch")]
 
     @classmethod
     def check(cls, known):
@@ -83,6 +84,14 @@ class WriteVideo(Node):
                           "write an .mp4 or .webm, or leave audio_from out")
 
     def run(self, ctx, frames, path, format, fps, quality, audio_from=None):
+        if frames.ndim == 5:  # a batch of videos (B, F, H, W, 3): one file each, named path_b0, path_b1, ...
+            files = [self._write(ctx, clip, batch_item_name(path, b), format, fps, quality, audio_from)
+                     for b, clip in enumerate(frames)]
+        else:
+            files = [self._write(ctx, frames, path, format, fps, quality, audio_from)]
+        return {"file": files[0], "files": files}
+
+    def _write(self, ctx, frames, path, format, fps, quality, audio_from):
         fmt = format_for(path, format)
         recipe = recipe_of(ctx)
         if fmt == "png":
@@ -105,8 +114,17 @@ class WriteVideo(Node):
         return written
 
 
+def batch_item_name(path: str, index: int) -> str:
+    """The target of video `index` of a batch: `clip.mp4` -> `clip_b0.mp4`, a PNG folder `frames` -> `frames_b0`
+    (the suffix goes before the extension, so counters and formats work as for one video)."""
+    head, sep, tail = path.rstrip("/").rpartition("/")
+    stem, ext = posixpath.splitext(tail)
+    return f"{head}{sep}{stem}_b{index}{ext}"
+
+
 class ContactSheet(Node):
-    """Writes all frames in one PNG grid (row-major, white gaps) to look at a result at a glance. The target
+    """Writes all frames in one PNG grid (row-major, white gaps; a batch of videos gets a row per video) to look
+    at a result at a glance. The target
     follows the output folder's rules, as video.write_video's does; the PNG carries the run's recipe in an iTXt
     chunk `vdgraph_recipe` (`vdgraph inspect` prints it)."""
 
@@ -115,13 +133,15 @@ class ContactSheet(Node):
     category = "output"
     side_effects = True
     inputs = [
-        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3)"),
         Input("path", str, default="contact_sheet.png", output_path=True, doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
 
     def run(self, ctx, frames, path, columns):
+        if frames.ndim == 5:  # a batch of videos: a row per video
+            columns, frames = frames.shape[1], frames.flatten(0, 1)
         data = encode_png(contact_sheet(frames, columns), text={RECIPE_KEY: to_text(recipe_of(ctx))})
         with ctx.outputs.claim(path, port="path") as target:
             return write_bytes(data, target)
