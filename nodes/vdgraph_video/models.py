@@ -30,7 +30,7 @@ class LoadModel(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
+        Input("model", str, model_path=True, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
     ]
     outputs = [
