@@ -126,34 +126,50 @@ def builtin_model_names() -> set[str]:
     return {ep.name for ep in metadata.entry_points(group="vdgraph.models")}
 
 
-def port_values(plan: Any, flag: str) -> list[tuple[str, str, Any]]:
-    """(node id, port, value) of every literal or workflow input reaching a port with `flag` set."""
+def port_values(workflow: Any, registry: Any, inputs: dict, flag: str) -> list[tuple[str, str, Any]]:
+    """(node id, port, value) of every literal or workflow input (given or default) reaching a port with `flag`
+    set; read from the workflow itself, so these problems come with validation's others, in one answer."""
+    from vdgraph.workflow import parse_link
+
     found = []
-    for node_id, node in plan.nodes.items():
-        for port in node.cls.inputs:
+    for node_id, spec in workflow.nodes.items():
+        cls = registry.get(spec.type) if isinstance(spec.type, str) else None
+        if cls is None:
+            continue
+        for port in cls.inputs:
             if not getattr(port, flag):
                 continue
-            if port.name in node.inputs:
-                value = plan.input_values.get(node.inputs[port.name].name)
-            elif port.name in node.params:
-                value = node.params[port.name]
+            if port.name in spec.params:
+                value = spec.params[port.name]
+            elif port.name in spec.in_:
+                link = parse_link(spec.in_[port.name])
+                if link is None or link[0] != "inputs" or link[1] not in workflow.inputs:
+                    continue  # a value made by another node is checked when the node writes
+                decl = workflow.inputs[link[1]]
+                value = inputs.get(link[1], decl.default)
+            elif port.has_default:
+                value = port.default
             else:
                 continue
             found.append((node_id, port.name, value))
     return found
 
 
-def confinement_problems(plan: Any, job_dir: str, model_roots: tuple[str, ...] | None) -> list[Problem]:
+def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: str,
+                         model_roots: tuple[str, ...] | None) -> list[Problem]:
     """Output files outside the job's folder; with `model_roots` (a token is set), models from elsewhere."""
     from vdgraph.outputs import OutputFolder, OutputRefused
 
     problems = []
-    folder = OutputFolder(job_dir, fields={"workflow": plan.workflow.display_name, **plan.input_values})
-    for node_id, port, value in port_values(plan, "output_path"):
+    fields = {name: decl.default for name, decl in workflow.inputs.items()}
+    folder = OutputFolder(job_dir, fields={"workflow": workflow.display_name, **fields, **inputs})
+    for node_id, port, value in port_values(workflow, registry, inputs, "output_path"):
         if isinstance(value, str):
             try:
                 folder.for_node(node_id).claim(value, port=port)
             except OutputRefused as exc:
+                if "unknown field" in str(exc) or "names no file" in str(exc):
+                    continue  # validation reports those (output.target)
                 problems.append(Problem("output.outside", str(exc), "name a file inside the job's output folder, "
                                         "e.g. 'clip.mp4'; the server gives every job a folder of its own",
                                         node=node_id, port=port))
@@ -161,7 +177,7 @@ def confinement_problems(plan: Any, job_dir: str, model_roots: tuple[str, ...] |
         return problems
     builtins = builtin_model_names()
     roots = [os.path.realpath(root) for root in model_roots]
-    for node_id, port, value in port_values(plan, "model_path"):
+    for node_id, port, value in port_values(workflow, registry, inputs, "model_path"):
         if not isinstance(value, str) or value in builtins:
             continue
         real = os.path.realpath(value) if os.path.isabs(value) else None
@@ -243,13 +259,11 @@ class Server:
             document, source = json.dumps(graph), None
             workflow = load_workflow(graph)
         problems, plan = check(workflow, self.registry, inputs, require_inputs=True)
-        errors = [p for p in problems if p.severity == "error"]
         job_id = secrets.token_hex(8)
-        if plan is not None and not errors:
-            roots = self.config.model_roots if self.config.token else None
-            errors = confinement_problems(plan, self.worker.job_dir(job_id), roots)
-        if errors or plan is None:
-            raise WorkflowInvalid(problems + [p for p in errors if p not in problems])
+        roots = self.config.model_roots if self.config.token else None
+        problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots)
+        if plan is None or any(p.severity == "error" for p in problems):
+            raise WorkflowInvalid(problems)
         self.store.add(job_id, workflow.display_name, source, document, inputs)
         self.hub.publish(job_id, {"kind": "job_queued"})
         self.worker.wake()
