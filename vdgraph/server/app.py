@@ -306,7 +306,8 @@ def create_app(server: Server) -> Any:
     from vdgraph.server.worker import dumps
 
     config = server.config
-    app = FastAPI(title="vdgraph", version="1", description="Job server for vdgraph workflows (docs/server.md).")
+    app = FastAPI(title="vdgraph", version="1", description="Job server for vdgraph workflows (docs/server.md).",
+                  redirect_slashes=False)
     app.add_middleware(_Guard, token=config.token, max_body=config.max_body)
     app.state.server = server
 
@@ -423,29 +424,27 @@ class _Guard:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _reply(send, 413, {"detail": f"the request body is larger than {self.max_body} bytes"})
             return
-        seen = 0
-        limit = self.max_body
-        started = False
-
-        async def limited() -> dict:
-            nonlocal seen
+        # read the whole body here (at most max_body bytes), so a chunked body without a length is limited too
+        body, more = b"", True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await _reply(send, 413, {"detail": f"the request body is larger than {self.max_body} bytes"})
+                return
+        replayed = False
 
-        async def sending(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited, sending)
-        except _TooLarge:
-            if not started:
-                await _reply(send, 413, {"detail": f"the request body is larger than {limit} bytes"})
+        await self.app(scope, replay, send)
 
     def authorised(self, scope: dict) -> bool:
         expected = self.token.encode()
@@ -456,10 +455,6 @@ class _Guard:
 
         given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         return bool(given) and hmac.compare_digest(given.encode("latin-1"), expected)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _reply(send: Any, status: int, body: dict, headers: dict | None = None) -> None:

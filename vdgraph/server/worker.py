@@ -165,6 +165,7 @@ class Worker(threading.Thread):
     def run(self) -> None:
         try:
             self.executor = self.make_executor()
+            self.executor.registry.load_all()  # import the packs now, not while the first job waits
         except Exception as exc:  # a device that does not exist: every job fails saying so
             self.executor_error = f"the server cannot run jobs: {exc}"
             print(f"vdgraph serve: {self.executor_error}", file=sys.stderr, flush=True)
@@ -189,7 +190,8 @@ class Worker(threading.Thread):
             self.current, self._token = job_id, token
         nodes: dict[str, dict] = {}
         self.live[job_id] = nodes
-        kept: list[dict] = []
+        started = {"kind": "job_started", "time": time.time()}
+        kept: list[dict] = [dict(started)]
 
         def listen(event: Event) -> None:
             node_state(nodes, event)
@@ -198,7 +200,7 @@ class Worker(threading.Thread):
                 kept.append(dict(record))
             self.hub.publish(job_id, record)
 
-        self.hub.publish(job_id, {"kind": "job_started", "time": time.time()})
+        self.hub.publish(job_id, started)
         state, error, error_node, report, outputs = "done", None, None, None, None
         try:
             if self.executor is None:
