@@ -4,8 +4,6 @@ the denoiser's x0, change no result, and shapes-64's shipped latent-to-RGB map r
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -76,14 +74,15 @@ def test_preview_settings_and_frame_choice():
     assert shown_frames(8, 4) == [0, 2, 5, 7] and shown_frames(3, 4) == [0, 1, 2] and shown_frames(9, 1) == [0]
 
 
-def test_run_previews_dir_saves_pngs_named_by_node_and_step(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "vdgraph", "run", WORKFLOW, "--output-dir", str(tmp_path / "out"),
-                             "--previews", str(tmp_path / "previews"), "--preview-every", "2", "--threads", "1",
-                             "--quiet", "--output", "latents", *[f"--set={k}={v}" for k, v in FAST_DEMO.items()]],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+def test_run_previews_dir_saves_pngs_named_by_node_and_step(tmp_path, capsys):
+    from vdgraph.cli import main
+
+    code = main(["run", WORKFLOW, "--output-dir", str(tmp_path / "out"), "--previews", str(tmp_path / "previews"),
+                 "--preview-every", "2", "--quiet", "--output", "latents",
+                 *[f"--set={k}={v}" for k, v in FAST_DEMO.items()]])
+    assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in (tmp_path / "previews").iterdir())
     assert names == ["final_0002.png", "final_0003.png", "to_t0_0001.png", "to_t1_0001.png"]
-    bad = subprocess.run([sys.executable, "-m", "vdgraph", "run", WORKFLOW, "--previews", str(tmp_path / "p"),
-                          "--preview-every", "0"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "N must be an int >= 1" in bad.stderr
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", WORKFLOW, "--previews", str(tmp_path / "p"), "--preview-every", "0"])
+    assert stopped.value.code == 2 and "N must be an int >= 1" in capsys.readouterr().err

@@ -264,6 +264,7 @@ class Server:
         problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots)
         if plan is None or any(p.severity == "error" for p in problems):
             raise WorkflowInvalid(problems)
+        self.worker.plans[job_id] = plan  # validated now: the worker runs it as is (after a restart, from the document)
         self.store.add(job_id, workflow.display_name, source, document, inputs)
         self.hub.publish(job_id, {"kind": "job_queued"})
         self.worker.wake()
@@ -294,6 +295,7 @@ class Server:
         if job is None:
             return None
         if job["state"] == "queued" and self.store.cancel_queued(job_id):
+            self.worker.plans.pop(job_id, None)
             self.hub.publish(job_id, {"kind": "job_finished", "state": "cancelled"}, close=True)
             return {"id": job_id, "state": "cancelled"}
         if self.worker.cancel_running(job_id):

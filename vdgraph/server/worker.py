@@ -133,6 +133,8 @@ class Worker(threading.Thread):
         self.executor_error: str | None = None
         self.output_dir = output_dir
         self.previews = previews
+        self.plans: dict[str, Any] = {}
+        """job id -> the plan validated when the job was submitted (this process only)."""
         self.live: dict[str, dict[str, dict]] = {}
         """job id -> node id -> state, for the job running now."""
         self.current: str | None = None
@@ -205,9 +207,11 @@ class Worker(threading.Thread):
         try:
             if self.executor is None:
                 raise VdgraphError(self.executor_error or "the server has no executor")
-            workflow = parse_text(job["document"], job["source"])
-            result = self.executor.run(workflow, job["inputs"], cancel=token, output_dir=self.job_dir(job_id),
-                                       on_event=listen, previews=self.previews)
+            plan = self.plans.pop(job_id, None)
+            if plan is None:  # queued before a restart: validated again
+                plan = self.executor.plan(parse_text(job["document"], job["source"]), job["inputs"])
+            result = self.executor.run(plan, cancel=token, output_dir=self.job_dir(job_id), on_event=listen,
+                                       previews=self.previews)
             report = [r.to_json() for r in result.report]
             outputs = {name: self.describe_output(job_id, value, value_json) for name, value in result.outputs.items()}
         except Cancelled:
