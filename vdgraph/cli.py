@@ -229,8 +229,10 @@ See docs/server.md for the HTTP API.""")
                    help="also serve the workflow files (*.json) of DIR (repeatable); the shipped ones are always "
                         "served")
     p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of node outputs (as for `run`)")
-    p.add_argument("--token", help="require this bearer token on every API call (Authorization: Bearer TOKEN, or "
-                                   "?token=TOKEN for the page's media and event stream)")
+    p.add_argument("--token", default=os.environ.get("VDGRAPH_TOKEN") or None,
+                   help="require this bearer token on every API call (Authorization: Bearer TOKEN, or ?token=TOKEN "
+                        "for the page's media and event stream); default $VDGRAPH_TOKEN, which keeps it out of the "
+                        "process list")
     p.add_argument("--model-root", action="append", default=[], metavar="DIR",
                    help="with --token, jobs may load models only from folders inside DIR (repeatable) or by "
                         "built-in name")

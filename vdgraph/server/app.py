@@ -281,7 +281,7 @@ class Server:
             job["source"] = os.path.basename(job["source"])
         job["position"] = self.store.position(job_id) if job["state"] == "queued" else None
         if job["state"] == "running":
-            job["nodes"] = {k: dict(v) for k, v in dict(self.worker.live.get(job_id, {})).items()}
+            job["nodes"] = self.worker.live_nodes(job_id) or job["nodes"]
         try:
             from vdgraph.workflow import load_workflow
 

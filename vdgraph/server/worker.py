@@ -143,6 +143,12 @@ class Worker(threading.Thread):
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
+    def live_nodes(self, job_id: str) -> dict[str, dict] | None:
+        """A copy of the running job's per-node states (the worker thread updates them as events come)."""
+        with self._lock:
+            nodes = self.live.get(job_id)
+            return None if nodes is None else {k: dict(v) for k, v in nodes.items()}
+
     def job_dir(self, job_id: str) -> str:
         return os.path.join(self.output_dir, "jobs", job_id)
 
@@ -196,7 +202,8 @@ class Worker(threading.Thread):
         kept: list[dict] = [dict(started)]
 
         def listen(event: Event) -> None:
-            node_state(nodes, event)
+            with self._lock:
+                node_state(nodes, event)
             record = event.to_json()
             if record["kind"] != "preview":
                 kept.append(dict(record))
