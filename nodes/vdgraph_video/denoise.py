@@ -13,6 +13,7 @@ from vdgraph_video.facts import ResidualLayoutFacts, SchedulerFacts, condition_p
 
 from vdgraph_video.ops.denoise import denoise
 from vdgraph_video.ops.latents import resolve_index
+from vdgraph_video.previews import preview_hooks
 from vdgraph_video.types import CONDITIONING, LATENTS, RNG, SCHEDULER, UNET
 from vdgraph_video.values import generator_from_state, seeded_state
 
@@ -127,7 +128,8 @@ class Denoise(Node):
         result = denoise(unet, scheduler, conditioning, latents, guidance, i_start, i_end, eta, generator,
                          chunk_size, on_step=lambda done, total: ctx.progress(done, total),
                          image_latents=None if image_latents is None else image_latents.to(ctx.device),
-                         image_guidance=image_guidance)
+                         image_guidance=image_guidance,
+                         hooks=preview_hooks(ctx, unet, i_start, i_end))
         state = generator.get_state()
         if rng is None and not torch.equal(state, unseeded):
             raise VdgraphError("these steps draw random numbers (eta > 0 or a stochastic sampler): link an rng "

@@ -37,7 +37,7 @@ class LoadModel(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
+        Input("model", str, model_path=True, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
                                      "models-folder name, or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
         Input("config", str, default="",
