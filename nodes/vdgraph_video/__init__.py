@@ -6,6 +6,7 @@ from __future__ import annotations
 from vdgraph_video.attention import CrossFrameAttentionNode
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
+from vdgraph_video.controlvideo import HierarchicalSamplerNode, InterleavedSmootherNode
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.models import LoadModel
@@ -26,4 +27,5 @@ NODES = [
     WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
     StrengthSteps, NoiseToStep,
+    InterleavedSmootherNode, HierarchicalSamplerNode,
 ]

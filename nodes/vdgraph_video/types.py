@@ -26,3 +26,7 @@ SCHEDULER_CONFIG = Opaque("SchedulerConfig", "a model's scheduler configuration 
 SCHEDULER = Opaque("Scheduler", "a diffusers scheduler with its timesteps set (consumers work on their own copy)")
 FLOW = Opaque("Flow", "a per-frame motion field that warps latents or frames")
 CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a UNet with video.apply_controlnet)")
+SMOOTHER = Opaque("Smoother", "a step hook of video.denoise that smooths the clean-latent prediction at chosen steps "
+                             "(ControlVideo's interleaved-frame smoother)")
+FRAME_PLAN = Opaque("FramePlan", "how video.denoise splits the frames over model calls (ControlVideo's hierarchical "
+                                 "sampler: key frames, then clips between them)")
