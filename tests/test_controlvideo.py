@@ -80,7 +80,7 @@ def _graph(smooth_steps: list[int] | None, steps: int, interpolator: str, sample
             "outputs": {"latents": "denoise.latents"}}
 
 
-@pytest.mark.parametrize("interpolator, sample", [("mean", True), ("mean", False), ("flow", True)])
+@pytest.mark.parametrize("interpolator, sample", [("mean", True), ("flow", False)])
 def test_the_smoother_hook_is_the_node_chain_bit_for_bit(executor, interpolator, sample):
     model = {"model": video_fixtures.tiny_model_folder("2d")}
     hooked = executor.run(_graph([2, 3], 6, interpolator, sample), model)["latents"]
@@ -116,7 +116,7 @@ def shapes_controlnet(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def control_video(tmp_path_factory) -> str:
-    return video_fixtures.write_png_frames(str(tmp_path_factory.mktemp("cv") / "control"), 7, 64)
+    return video_fixtures.write_png_frames(str(tmp_path_factory.mktemp("cv") / "control"), 5, 64)
 
 
 @pytest.mark.parametrize("name", ["controlvideo", "controlvideo_long"])
@@ -130,11 +130,11 @@ def test_workflow_validates_cleanly(name):
 @pytest.mark.parametrize("name, extra", [("controlvideo", {"interpolator": "flow"}),
                                          ("controlvideo_long", {"window": 3})])
 def test_workflow_runs_on_shapes_64(executor, tmp_path, shapes_controlnet, control_video, name, extra):
-    inputs = {"controlnet": shapes_controlnet, "control_video": control_video, "condition": "canny", "frames": 7,
-              "steps": 4, "output": f"{name}.gif", **extra}
+    inputs = {"controlnet": shapes_controlnet, "control_video": control_video, "condition": "canny", "frames": 5,
+              "steps": 3, "output": f"{name}.gif", **extra}
     result = executor.run(WORKFLOWS / f"{name}.json", inputs, output_dir=str(tmp_path))
     frames = result["frames"]
-    assert frames.shape == (7, 64, 64, 3) and frames.dtype == torch.float32
+    assert frames.shape == (5, 64, 64, 3) and frames.dtype == torch.float32
     assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
     assert Path(result["video"]).name == f"{name}.gif" and Path(result["video"]).stat().st_size > 0
     assert Path(result["contact_sheet"]).stat().st_size > 0
@@ -197,3 +197,26 @@ def test_a_non_ddim_scheduler_is_refused_at_run_time_too(executor):
     scheduler = build_scheduler("DDIMScheduler", {}, "euler", 4, torch.device("cpu"))
     with pytest.raises(ValueError, match="the scheduler is EulerDiscreteScheduler: use kind ddim"):
         InterleavedSmoother(torch.nn.Linear(1, 1), (2,), 4).check_scheduler(scheduler)
+
+
+def test_the_re_derivation_is_the_references_formula_for_epsilon_ddim():
+    """ControlVideo re-derives x_{t-1} = sqrt(abar_prev) x0' + sqrt(1 - abar_prev) noise_pred (DDIM, eta 0, epsilon
+    prediction); ours adds sqrt(abar_prev) (x0' - x0) to DDIM's own step, which is the same update where that
+    formula holds. Within 1e-6, not 0: the two sum the same terms in a different order (float rounding)."""
+    from diffusers import DDIMScheduler
+
+    from vdgraph_video.ops.schedulers import ddim_alpha_prev
+    from vdgraph_video.ops.smooth import replace_ddim_x0
+
+    scheduler = DDIMScheduler(prediction_type="epsilon")
+    scheduler.set_timesteps(20)
+    g = torch.Generator().manual_seed(0)
+    z, eps, new_x0 = (torch.randn(6, 4, 8, 8, generator=g) for _ in range(3))
+    index = 12
+    t = scheduler.timesteps[index]
+    out = scheduler.step(eps, t, z)
+    alpha_prev = ddim_alpha_prev(scheduler, index)
+    ours = replace_ddim_x0(out.prev_sample, out.pred_original_sample, new_x0, alpha_prev)
+    reference = alpha_prev ** 0.5 * new_x0 + (1 - alpha_prev) ** 0.5 * eps
+    assert (ours - reference).abs().max().item() <= 1e-6
+    assert (ours - out.prev_sample).abs().max().item() > 0.1

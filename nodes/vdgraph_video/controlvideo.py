@@ -73,7 +73,7 @@ class InterleavedSmootherNode(Node):
         for step in known.get("steps") or ():
             why = step_index_problem(step, facts.steps, "steps")
             if why:
-                yield Invalid("steps", f"smoother step {why}",
+                yield Invalid("steps", why,
                               f"give step indices in {-facts.steps}..{facts.steps - 1}, or leave steps empty for "
                               "the paper's default")
 

@@ -9,10 +9,11 @@ import torch
 from vdgraph.errors import VdgraphError
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import SchedulerFacts, step_index_problem
 from vdgraph_video.controlvideo import SmootherFacts
+from vdgraph_video.facts import SchedulerFacts, step_index_problem
 
-from vdgraph_video.ops.denoise import denoise
+from vdgraph_video.ops.denoise import FramePlan, denoise
+from vdgraph_video.ops.interleaved_smoother import InterleavedSmoother
 from vdgraph_video.ops.latents import resolve_index
 from vdgraph_video.types import CONDITIONING, FRAME_PLAN, LATENTS, RNG, SCHEDULER, SMOOTHER, UNET
 from vdgraph_video.values import generator_from_state, seeded_state
@@ -112,7 +113,7 @@ class Denoise(Node):
         return {"scheduler": facts} if facts is not None else {}
 
     def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size,
-            smoother=None, frame_plan=None):
+            smoother: InterleavedSmoother | None = None, frame_plan: FramePlan | None = None):
         n = len(scheduler.timesteps)
         i_start = resolve_index(start, n, "start")
         i_end = n if end is None else resolve_index(end, n, "end")
