@@ -130,3 +130,35 @@ def test_clip_frames_see_both_key_frames_and_nothing_else(monkeypatch):
 
     monkeypatch.setattr(hierarchical, "CLIP_ATTENTION", CrossFrameAttention("references", references=(0, -1)))
     assert torch.equal(_one_step(base)[:, :, 1], _one_step(nudged_key)[:, :, 1])
+
+
+def test_each_call_gives_the_controlnet_the_condition_images_of_its_frames(tmp_path):
+    """Per call, the ControlNet sees the condition images of exactly the call's frames, in the call's order."""
+    from vdgraph_video.controlnet import load_controlnet
+    from vdgraph_video.values import ControlAttachment
+
+    folder = video_fixtures.save_controlnet_for(video_fixtures.tiny_model_folder("2d"), str(tmp_path / "net"))
+    net = load_controlnet(folder, torch.device("cpu"), torch.float32)
+    frames = 7
+    condition = torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 3, 32, 32) / 10
+    unet, conditioning = _parts()
+    controlled = unet.with_control(ControlAttachment(net, condition.contiguous(), share_attention=False))
+    seen = []
+    hook = net.module.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append([round(v * 10) for v in
+                                                  kwargs["controlnet_cond"].mean(dim=(1, 2, 3)).tolist()]),
+        with_kwargs=True)
+    try:
+        from diffusers import DDIMScheduler
+
+        from vdgraph_video.families.hierarchical import HierarchicalPlan
+        from vdgraph_video.ops.denoise import denoise
+
+        scheduler = DDIMScheduler()
+        scheduler.set_timesteps(4)
+        latents = torch.randn(1, 4, frames, 16, 16, generator=torch.Generator().manual_seed(2))
+        denoise(controlled, scheduler, conditioning, latents, 7.5, 0, 1, plan=HierarchicalPlan(3))
+    finally:
+        hook.remove()
+    # [uncond, cond] chunks, each with the call's frames
+    assert seen == [[0, 2, 4, 6] * 2, [0, 2, 1] * 2, [2, 4, 3] * 2, [4, 6, 5] * 2]
