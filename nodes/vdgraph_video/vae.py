@@ -37,8 +37,9 @@ class DecodeLatents(Node):
 
 
 class EncodeFrames(Node):
-    """Encodes frames (F, H, W, 3) in [0, 1] to latents (1, C, F, h, w) (scaled by the VAE's scaling factor):
-    the posterior mean, or a sample drawn from `rng` when `sample` is true."""
+    """Encodes frames (F, H, W, 3) in [0, 1] to latents (1, C, F, h, w), scaled by the VAE's scaling factor (or
+    not, with scaled false: InstructPix2Pix's image latents are the raw posterior mode): the posterior mean, or a
+    sample drawn from `rng` when `sample` is true."""
 
     id = "video.encode"
     version = 1
@@ -49,6 +50,9 @@ class EncodeFrames(Node):
         Input("sample", bool, default=False, doc="sample the posterior instead of taking its mean"),
         Input("rng", RNG, optional=True, doc="random state (needed when sample is true)"),
         Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
+        Input("scaled", bool, default=True,
+              doc="multiply by the VAE's scaling factor (the denoiser's latent space); false: the raw latents, as "
+                  "InstructPix2Pix's image latents"),
     ]
     outputs = [
         Output("latents", LATENTS, doc="(1, C, F, h, w) latents"),
@@ -61,12 +65,12 @@ class EncodeFrames(Node):
             yield Invalid("rng", "sample is true but no rng is linked", "link an rng (e.g. noise.rng from "
                                                                        "video.noise), or set sample to false")
 
-    def run(self, ctx, vae, frames, sample, rng, chunk_size):
+    def run(self, ctx, vae, frames, sample, rng, chunk_size, scaled):
         factor = vae.scale_factor
         if frames.shape[1] % factor or frames.shape[2] % factor:
             raise ValueError(f"frame size {tuple(frames.shape[1:3])} is not a multiple of the VAE factor {factor}")
         if sample and rng is None:
             raise ValueError("sample is true: link an rng so the draw is reproducible")
         generator = generator_from_state(rng) if rng is not None else None
-        latents = encode(vae.module, frames, ctx.device, ctx.dtype, sample, generator, chunk_size)
+        latents = encode(vae.module, frames, ctx.device, ctx.dtype, sample, generator, chunk_size, scaled)
         return {"latents": latents, "rng": generator.get_state() if generator is not None else None}
