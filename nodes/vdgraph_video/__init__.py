@@ -7,6 +7,7 @@ from vdgraph_video.attention import CrossFrameAttentionNode
 from vdgraph_video.background import ForegroundMasks, SmoothBackground
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
+from vdgraph_video.controlvideo import HierarchicalSamplerNode, InterleavedSmootherNode
 from vdgraph_video.denoise import Denoise
 from vdgraph_video.frame_nodes import NODES as FRAME_NODES
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
@@ -30,4 +31,5 @@ NODES = [
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
     StrengthSteps, NoiseToStep, ForegroundMasks, SmoothBackground, *FRAME_NODES,
     ApplyLora,
+    InterleavedSmootherNode, HierarchicalSamplerNode,
 ]

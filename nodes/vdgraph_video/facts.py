@@ -38,6 +38,8 @@ class SchedulerFacts:
     steps: int
     stochastic: bool | None
     """Whether a step draws random numbers (None: not known before running)."""
+    class_name: str | None = None
+    """The diffusers scheduler class (None: not known before running)."""
 
 
 def step_index_problem(index: int | None, steps: int, port: str, allow_end: bool = False) -> str | None:

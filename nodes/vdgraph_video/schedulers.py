@@ -6,7 +6,7 @@ from vdgraph.node import Input, Invalid, Known, Node, Output
 
 from vdgraph_video.facts import SchedulerConfigFacts, SchedulerFacts, stochastic_class
 
-from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler, scheduler_class
+from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler, scheduler_class, scheduler_class_name
 from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
 
 
@@ -46,10 +46,12 @@ class MakeScheduler(Node):
             return {}
         if kind == "model":
             config = known.get("scheduler_config")
-            stochastic = stochastic_class(config.class_name) if config is not None else None
+            class_name = config.class_name if config is not None else None
+            stochastic = stochastic_class(class_name) if class_name is not None else None
         else:
+            class_name = scheduler_class_name(kind)
             stochastic = kind in ("ddpm", "euler_ancestral")
-        return {"scheduler": SchedulerFacts(steps, stochastic)}
+        return {"scheduler": SchedulerFacts(steps, stochastic, class_name)}
 
     def run(self, ctx, scheduler_config, kind, steps):
         return build_scheduler(scheduler_config.class_name, scheduler_config.config, kind, steps, ctx.device)

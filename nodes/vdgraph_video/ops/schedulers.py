@@ -38,6 +38,11 @@ def scheduler_class(name: Any) -> type:
     return cls
 
 
+def scheduler_class_name(kind: SchedulerKind) -> str:
+    """The diffusers class behind a kind other than "model" (e.g. "ddim" -> "DDIMScheduler")."""
+    return _CLASSES[kind][0]
+
+
 def build_scheduler(class_name: str, config: Mapping[str, Any], kind: SchedulerKind, steps: int,
                     device: torch.device):
     """A scheduler of `kind` ("model": the config's own class) from `config`, with `steps` timesteps set."""
