@@ -9,7 +9,8 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
-from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
+from vdgraph_video.loading_svd import is_svd_folder, load_svd_components
+from vdgraph_video.types import IMAGE_ENCODER, SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
 
 class LoadModel(Node):
@@ -24,6 +25,10 @@ class LoadModel(Node):
     whose weights are only pickles (.bin, .pt, .ckpt) is refused with the file and key, and a malformed config
     is named with its JSON error. Weights load only from safetensors, on the run's device in the run's dtype
     (float16 on CUDA, float32 on CPU by default), in eval mode with gradients off; no node changes them afterwards.
+
+    A Stable Video Diffusion folder (StableVideoDiffusionPipeline layout) gives its UNetSpatioTemporalConditionModel,
+    its AutoencoderKLTemporalDecoder and its CLIP image encoder (with the image processor) on `image_encoder`;
+    `text_encoder` is then empty, as `image_encoder` is for text-conditioned models.
     """
 
     id = "video.load_model"
@@ -36,8 +41,10 @@ class LoadModel(Node):
     outputs = [
         Output("unet", UNET, doc="the denoising UNet (2-D or 3-D)"),
         Output("vae", VAE, doc="the autoencoder between latents and frames"),
-        Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer"),
+        Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer (empty for an image-to-video model)"),
         Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
+        Output("image_encoder", IMAGE_ENCODER, doc="the CLIP image encoder of an image-to-video model (Stable Video "
+                                                   "Diffusion; empty for text-conditioned models)"),
     ]
 
     @classmethod
@@ -65,6 +72,12 @@ class LoadModel(Node):
 
     def run(self, ctx, model, variant):
         search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        text_encoder = image_encoder = None
         with resolve_model(model, search, variant) as folder:
-            unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype, variant)
-        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}
+            if is_svd_folder(folder):
+                unet, vae, image_encoder, scheduler_config = load_svd_components(folder, ctx.device, ctx.dtype,
+                                                                                 variant)
+            else:
+                unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype, variant)
+        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config,
+                "image_encoder": image_encoder}

@@ -26,3 +26,7 @@ SCHEDULER_CONFIG = Opaque("SchedulerConfig", "a model's scheduler configuration 
 SCHEDULER = Opaque("Scheduler", "a diffusers scheduler with its timesteps set (consumers work on their own copy)")
 FLOW = Opaque("Flow", "a per-frame motion field that warps latents or frames")
 CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a UNet with video.apply_controlnet)")
+IMAGE_ENCODER = Opaque("ImageEncoder", "a CLIP image encoder (transformers CLIPVisionModelWithProjection) with its image "
+                                       "processor")
+IMAGE_CONDITION = Opaque("ImageCondition", "Stable Video Diffusion's image condition: the VAE latents of the "
+                                           "noise-augmented image and the noise_aug_strength added")

@@ -52,6 +52,11 @@ class ModelFamily(Protocol):
 
 def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0) -> ModelFamily:
     """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded."""
+    from vdgraph_video.families.svd import is_spatio_temporal
+
+    if is_spatio_temporal(unet.module):
+        raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
+                         "denoise it with video.svd_denoise, which gives it the image condition and time ids")
     if unet.is_3d:
         from vdgraph_video.families.video_unet import VideoUNet
 
