@@ -26,7 +26,8 @@ def executor():
 def test_every_shipped_workflow_is_covered():
     tested = {"hello", "text2video_zero", "text2video_zero_long", "text2video_3d_unet", "judge_shapes_video",
               "video2video",  # video2video: tests/test_video2video.py
-              "text2video_zero_controlnet"}
+              "text2video_zero_controlnet",
+              "image2video_svd"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 
 
