@@ -4,7 +4,8 @@ them, sized so that the CLIP image encoder takes the 224x224 image StableVideoDi
 `save_svd_model(folder, size)` writes a diffusers-format SVD folder (model_index.json, unet/, vae/, image_encoder/,
 feature_extractor/, scheduler/) with safetensors weights, seeded so that two calls give identical folders.
 "tiny" (tests): UNet blocks (32, 64), a 2x temporal-decoder VAE, 8 frames at most. "small" (benchmarks): UNet
-blocks (32, 64, 128) with two attention levels, a 4x VAE, 16 frames at most.
+blocks (32, 64, 128) with two attention levels, a 4x VAE, 16 frames at most. "real": the released model's
+configuration with random weights (benchmarks on a GPU machine only).
 """
 
 from __future__ import annotations
@@ -24,26 +25,39 @@ SVD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "sca
                  "sigma_max": 700.0, "sigma_min": 0.002, "steps_offset": 1, "timestep_spacing": "leading",
                  "timestep_type": "continuous", "trained_betas": None, "use_karras_sigmas": True}
 
+EMBED = 32  # CLIP projection width = the UNet's cross-attention width (tiny and small)
+TIME_EMBED = 32  # addition_time_embed_dim (three time ids -> 96 inputs)
+TINY_CLIP = {"hidden_size": 32, "projection_dim": EMBED, "num_attention_heads": 4, "image_size": 224,
+             "patch_size": 28, "intermediate_size": 37}
 SIZES = {
     "tiny": {"unet": {"block_out_channels": (32, 64), "layers_per_block": 1,
                       "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
                       "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-                      "num_attention_heads": (2, 4), "num_frames": 8, "sample_size": 16},
+                      "num_attention_heads": (2, 4), "num_frames": 8, "sample_size": 16,
+                      "cross_attention_dim": EMBED, "addition_time_embed_dim": TIME_EMBED,
+                      "projection_class_embeddings_input_dim": 3 * TIME_EMBED},
              "vae": {"block_out_channels": (32, 64), "down_block_types": ("DownEncoderBlock2D",) * 2,
                      "layers_per_block": 1},
-             "clip_layers": 2, "image_size": 32},
+             "clip": {**TINY_CLIP, "num_hidden_layers": 2}},
     "small": {"unet": {"block_out_channels": (32, 64, 128), "layers_per_block": 2,
                        "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
                                             "DownBlockSpatioTemporal"),
                        "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
                                           "CrossAttnUpBlockSpatioTemporal"),
-                       "num_attention_heads": (2, 4, 8), "num_frames": 16, "sample_size": 16},
+                       "num_attention_heads": (2, 4, 8), "num_frames": 16, "sample_size": 16,
+                       "cross_attention_dim": EMBED, "addition_time_embed_dim": TIME_EMBED,
+                       "projection_class_embeddings_input_dim": 3 * TIME_EMBED},
               "vae": {"block_out_channels": (32, 64, 64), "down_block_types": ("DownEncoderBlock2D",) * 3,
                       "layers_per_block": 1},
-              "clip_layers": 4, "image_size": 64},
+              "clip": {**TINY_CLIP, "num_hidden_layers": 4}},
+    # stabilityai/stable-video-diffusion-img2vid's configuration (random weights, about 2.3 B parameters; for a
+    # GPU machine: the UNet's defaults are SVD's, the VAE is SD's 8x, the image encoder is CLIP ViT-H/14).
+    "real": {"unet": {"num_frames": 14, "sample_size": 96},
+             "vae": {"block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
+                     "layers_per_block": 2},
+             "clip": {"hidden_size": 1280, "projection_dim": 1024, "num_hidden_layers": 32, "num_attention_heads": 16,
+                      "image_size": 224, "patch_size": 14, "intermediate_size": 5120, "hidden_act": "gelu"}},
 }
-EMBED = 32  # CLIP projection width = the UNet's cross-attention width
-TIME_EMBED = 32  # addition_time_embed_dim (three time ids -> 96 inputs)
 
 
 def build_svd_components(size: str = "tiny", seed: int = 0) -> dict:
@@ -53,15 +67,11 @@ def build_svd_components(size: str = "tiny", seed: int = 0) -> dict:
 
     spec = SIZES[size]
     torch.manual_seed(seed)
-    unet = UNetSpatioTemporalConditionModel(in_channels=8, out_channels=4, cross_attention_dim=EMBED,
-                                            addition_time_embed_dim=TIME_EMBED,
-                                            projection_class_embeddings_input_dim=3 * TIME_EMBED, **spec["unet"])
+    unet = UNetSpatioTemporalConditionModel(in_channels=8, out_channels=4, **spec["unet"])
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLTemporalDecoder(in_channels=3, out_channels=3, latent_channels=4, **spec["vae"])
     torch.manual_seed(seed + 2)
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, projection_dim=EMBED, num_hidden_layers=spec["clip_layers"], num_attention_heads=4,
-        image_size=224, patch_size=28, intermediate_size=37))
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**spec["clip"]))
     feature_extractor = CLIPImageProcessor(crop_size=224, size=224)
     scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER)
     for module in (unet, vae, image_encoder):
