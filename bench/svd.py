@@ -157,7 +157,7 @@ def train_estimate(args) -> None:
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     params = sum(p.numel() for p in unet.parameters())
     b, f = args.train_batch, args.frames
-    times = []
+    times, cpu_times = [], []
     for step in range(args.train_steps + 1):
         x0 = torch.randn(b, f, 4, 16, 16)
         first = x0[:, :1] + 0.02 * torch.randn(b, 1, 4, 16, 16)
@@ -165,7 +165,7 @@ def train_estimate(args) -> None:
         noisy = x0 + sigma * torch.randn_like(x0)
         c_in, c_skip = 1 / (sigma**2 + 1).sqrt(), 1 / (sigma**2 + 1)
         c_out = -sigma / (sigma**2 + 1).sqrt()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sample = torch.cat([noisy * c_in, first.expand(-1, f, -1, -1, -1)], dim=2)
         out = unet(sample, (0.25 * sigma.log()).flatten(), encoder_hidden_states=torch.randn(b, 1, 32),
                    added_time_ids=torch.tensor([[6.0, 127.0, 0.02]]).repeat(b, 1)).sample
@@ -176,11 +176,14 @@ def train_estimate(args) -> None:
         optimizer.step()
         if step:  # the first step warms up the allocator
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
     per_step = statistics.median(times)
+    cpu_step = statistics.median(cpu_times)
     print(f"training step, small SVD UNet ({params / 1e6:.1f} M parameters), batch {b} clips x {f} frames of "
           f"16x16x4 latents, {args.threads} thread(s): median {per_step:.2f} s over {len(times)} steps "
           f"({per_step / (b * f) * 1000:.1f} ms per frame); in one hour: {3600 / per_step:.0f} steps, "
-          f"{3600 / per_step * b:.0f} clips")
+          f"{3600 / per_step * b:.0f} clips; process CPU time {cpu_step:.2f} s per step (without other jobs on the "
+          f"cores: {3600 / cpu_step * args.threads:.0f} steps per hour at most)")
 
 
 def main() -> None:
