@@ -298,3 +298,12 @@ def test_bad_images_at_run_time_name_the_node_and_port(executor, model, tmp_path
 def test_svd_workflow_without_a_model_is_refused_before_running(executor, image, tmp_path):
     with pytest.raises(WorkflowInvalid, match="model"):
         executor.run(WORKFLOW, {"image": image}, output_dir=str(tmp_path))
+
+
+def test_encoding_text_for_an_svd_model_is_a_validation_problem(model):
+    workflow = {"vdgraph": 1, "nodes": {
+        "m": {"type": "video.load_model", "params": {"model": model}},
+        "t": {"type": "video.encode_text", "in": {"text_encoder": "m.text_encoder"}, "params": {"prompt": "a cat"}}},
+        "outputs": {"c": "t.conditioning"}}
+    found = [(p.node, p.port) for p in vdgraph.validate(workflow) if p.severity == "error"]
+    assert found == [("t", "text_encoder")]

@@ -142,6 +142,19 @@ class SpatioTemporalUNetFacts:
     """The frame count the model was configured (trained) for: more frames are refused."""
 
 
+@dataclasses.dataclass(frozen=True)
+class NoTextEncoder:
+    """What validation knows of the text_encoder output of an image-conditioned model: there is none."""
+
+    model_class: str = SVD_PIPELINE
+
+
+def svd_model_facts(folder: str) -> dict:
+    """{"unet": SpatioTemporalUNetFacts, "text_encoder": NoTextEncoder} for an SVD folder, {} otherwise."""
+    unet = svd_unet_facts(folder)
+    return {} if unet is None else {"unet": unet, "text_encoder": NoTextEncoder()}
+
+
 def svd_unet_facts(folder: str) -> SpatioTemporalUNetFacts | None:
     config = _json_or_none(os.path.join(folder, "unet", "config.json"))
     if not config or config.get("_class_name") != SVD_UNET:

@@ -45,7 +45,7 @@ class PortError(ValueError):
         self.port = port
 
 
-def _size_problems(known, factor: int, sides: dict[str, int | None], where: str):
+def _size_problems(factor: int, sides: dict[str, int | None], where: str):
     for port, size in sides.items():
         if size is not None and size % factor:
             lower = size - size % factor
@@ -93,7 +93,7 @@ class SVDEncodeImage(Node):
             return
         height, width = known.get("height"), known.get("width")
         sides = {"height": height, "width": width}
-        yield from _size_problems(known, vae.scale_factor, sides, "the video's")
+        yield from _size_problems(vae.scale_factor, sides, "the video's")
         if isinstance(image, ImageSize):
             implied = {"height": image.height if height is None and "height" in known else None,
                        "width": image.width if width is None and "width" in known else None}
@@ -155,7 +155,7 @@ class SVDNoise(Node):
             yield Invalid("frames", f"{frames} frames is more than the model's {unet.num_frames} (its UNet config's "
                                     "num_frames, what it was trained for)", f"ask for at most {unet.num_frames} frames")
         if isinstance(vae, VAEFacts):
-            yield from _size_problems(known, vae.scale_factor,
+            yield from _size_problems(vae.scale_factor,
                                       {"height": known.get("height"), "width": known.get("width")}, "frame")
 
     def run(self, ctx, unet, vae, scheduler, rng, frames, height, width):
