@@ -21,7 +21,8 @@ from vdgraph_video.images import ImageSize
 from vdgraph_video.loading_svd import SpatioTemporalUNetFacts
 from vdgraph_video.ops.denoise import denoise_loop
 from vdgraph_video.ops.guiders import frame_ramp_guider
-from vdgraph_video.ops.svd import added_time_ids, clip_image_embedding, image_latents, resize_image
+from vdgraph_video.ops.images import resize_image
+from vdgraph_video.ops.svd import added_time_ids, clip_image_embedding, image_latents
 from vdgraph_video.types import (
     CONDITIONING,
     FRAMES,

@@ -12,8 +12,6 @@ import fsspec
 import numpy as np
 import torch
 
-from vdgraph_video.ops.svd import resize_image_uint8
-
 Resample = Literal["lanczos", "bicubic", "bilinear", "nearest"]
 AlphaMode = Literal["refuse", "drop"]
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
@@ -84,3 +82,27 @@ def read_image(path: str, height: int = 0, width: int = 0, resample: Resample = 
         width = width if width > 0 else max(1, round(w * height / h))
         pixels = resize_image_uint8(pixels, height, width, resample)
     return (torch.from_numpy(pixels.copy()).float() / 255)[None]  # (1, H, W, 3)
+
+
+def resize_image_uint8(image: np.ndarray, height: int, width: int, resample: str = "lanczos") -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3) uint8 with Pillow (what diffusers' image processor does to a PIL
+    image; the same size is returned unchanged, as Pillow does)."""
+    from PIL import Image
+
+    if image.shape[:2] == (height, width):
+        return image
+    filters = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+               "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+    return np.asarray(Image.fromarray(image).resize((width, height), resample=filters[resample]))
+
+
+def resize_image(image: torch.Tensor, height: int, width: int, resample: str = "lanczos") -> torch.Tensor:
+    """(1, H, W, 3) float in [0, 1] -> (1, height, width, 3), resized as 8-bit RGB with Pillow (exact for an image
+    read from an 8-bit file; the pipeline resizes a PIL image the same way). The same size is returned as it is."""
+    assert image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] == 3, (
+        f"image must be (1, H, W, 3), got {tuple(image.shape)}")
+    if tuple(image.shape[1:3]) == (height, width):
+        return image
+    pixels = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    resized = resize_image_uint8(pixels, height, width, resample)
+    return torch.from_numpy(resized.copy()).float().div(255)[None]

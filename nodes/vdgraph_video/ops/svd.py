@@ -6,14 +6,13 @@
 - `image_latents`: the VAE's posterior mode of the image (resized to the video's size) plus noise_aug_strength
   times Gaussian noise drawn from the caller's generator, unscaled: SVD's UNet takes them as they come.
 - `added_time_ids`: [fps - 1, motion_bucket_id, noise_aug_strength], the micro-conditioning SVD was trained on.
-- `guidance_ramp`: the per-frame guidance scale, linear from min to max over the frames.
+- the per-frame guidance ramp is a guider: `vdgraph_video.ops.guiders.FrameRampGuidance`.
 
 Tensor code only: no engine imports.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -99,34 +98,3 @@ def added_time_ids(fps: int, motion_bucket_id: int, noise_aug_strength: float, d
                    device: torch.device) -> torch.Tensor:
     """(1, 3): [fps - 1, motion_bucket_id, noise_aug_strength] (SVD was conditioned on fps - 1)."""
     return torch.tensor([[fps - 1, motion_bucket_id, noise_aug_strength]], dtype=dtype).to(device)
-
-
-def guidance_ramp(min_scale: float, max_scale: float, frames: int, dtype: torch.dtype,
-                  device: torch.device) -> torch.Tensor:
-    """(1, F, 1, 1, 1) guidance scales, linear from min_scale at frame 0 to max_scale at the last frame."""
-    ramp = torch.linspace(min_scale, max_scale, frames).unsqueeze(0).to(device, dtype)  # (1, F)
-    return ramp[..., None, None, None]
-
-
-def resize_image_uint8(image: np.ndarray, height: int, width: int, resample: str = "lanczos") -> np.ndarray:
-    """(H, W, 3) uint8 -> (height, width, 3) uint8 with Pillow (what diffusers' image processor does to a PIL
-    image; the same size is returned unchanged, as Pillow does)."""
-    from PIL import Image
-
-    if image.shape[:2] == (height, width):
-        return image
-    filters = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
-               "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
-    return np.asarray(Image.fromarray(image).resize((width, height), resample=filters[resample]))
-
-
-def resize_image(image: torch.Tensor, height: int, width: int, resample: str = "lanczos") -> torch.Tensor:
-    """(1, H, W, 3) float in [0, 1] -> (1, height, width, 3), resized as 8-bit RGB with Pillow (exact for an image
-    read from an 8-bit file; the pipeline resizes a PIL image the same way). The same size is returned as it is."""
-    assert image.ndim == 4 and image.shape[0] == 1 and image.shape[-1] == 3, (
-        f"image must be (1, H, W, 3), got {tuple(image.shape)}")
-    if tuple(image.shape[1:3]) == (height, width):
-        return image
-    pixels = (image[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    resized = resize_image_uint8(pixels, height, width, resample)
-    return torch.from_numpy(resized.copy()).float().div(255)[None]
