@@ -75,9 +75,12 @@ def model_facts(model: str) -> dict[str, Any]:
     scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     if scheduler and isinstance(scheduler.get("_class_name"), str):
         facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
+    from vdgraph_video.loading_svd import svd_model_facts
+
     layout = unet_layout_facts(folder)
     if layout is not None:
         facts["unet"] = layout
+    facts.update(svd_model_facts(folder))
     return facts
 
 

@@ -14,7 +14,8 @@ class MakeScheduler(Node):
     """Builds a sampler from the model's scheduler config and sets its number of steps.
 
     Kinds: "model" (the class the model ships with; it must be a diffusers scheduler class, anything else its
-    config names is refused before it is built), DDIM, DDPM, Euler, Euler ancestral and DPM-Solver++ (multistep).
+    config names is refused before it is built), DDIM, DDPM, Euler, Euler ancestral, DPM-Solver++ (multistep) and
+    Euler on Karras sigmas (euler_karras: the model's config with use_karras_sigmas, as Stable Video Diffusion's).
     Stochastic samplers (DDPM, Euler ancestral, DDIM with eta > 0) draw from the rng given to video.denoise. The
     scheduler value is never changed by a consumer: each works on its own copy.
     """

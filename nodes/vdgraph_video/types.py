@@ -34,3 +34,7 @@ SMOOTHER = Opaque("Smoother", "a step hook of video.denoise that smooths the cle
                              "(ControlVideo's interleaved-frame smoother)")
 FRAME_PLAN = Opaque("FramePlan", "how video.denoise splits the frames over model calls (ControlVideo's hierarchical "
                                  "sampler: key frames, then clips between them)")
+IMAGE_ENCODER = Opaque("ImageEncoder", "a CLIP image encoder (transformers CLIPVisionModelWithProjection) with its image "
+                                       "processor")
+IMAGE_CONDITION = Opaque("ImageCondition", "Stable Video Diffusion's image condition: the VAE latents of the "
+                                           "noise-augmented image and the noise_aug_strength added")

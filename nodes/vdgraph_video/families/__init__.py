@@ -56,6 +56,11 @@ def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
 
     `image_latents` (B, C', F, H, W) go to the model concatenated after the noisy latents on the channel axis
     (InstructPix2Pix), stacked per guider chunk by the guider's `stack_image`."""
+    from vdgraph_video.families.svd import is_spatio_temporal
+
+    if is_spatio_temporal(unet.module):
+        raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
+                         "denoise it with video.svd_denoise, which gives it the image condition and time ids")
     if unet.is_3d:
         from vdgraph_video.families.video_unet import VideoUNet
 

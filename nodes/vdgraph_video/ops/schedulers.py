@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import torch
 
-SchedulerKind = Literal["model", "ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++"]
+SchedulerKind = Literal["model", "ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++", "euler_karras"]
 
 _CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -19,6 +19,8 @@ _CLASSES = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    # Euler on Karras sigmas (Stable Video Diffusion's scheduler config): the rest of the model's config is kept.
+    "euler_karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
 }
 
 
