@@ -15,6 +15,7 @@ from vdgraph_video.ops.video_io import (
     encode_png,
     encode_video,
     format_for,
+    labelled_sheet,
     read_video,
     to_uint8,
     write_bytes,
@@ -83,7 +84,9 @@ class WriteVideo(Node):
 
 class ContactSheet(Node):
     """Writes all frames in one PNG grid (row-major, white gaps) to look at a result at a glance. The target
-    follows the output folder's rules, as video.write_video's does."""
+    follows the output folder's rules, as video.write_video's does. With `input` and/or `condition` linked, the
+    sheet is labelled rows instead, one frame per column: input, condition, then the output `frames` last, so a
+    person sees at a glance whether the output follows its input (`columns` is then unused)."""
 
     id = "video.contact_sheet"
     version = 1
@@ -93,11 +96,15 @@ class ContactSheet(Node):
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
         Input("path", str, default="contact_sheet.png", output_path=True, doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
+        Input("input", FRAMES, optional=True, doc="the input video's frames, drawn as a row labelled 'input'"),
+        Input("condition", FRAMES, optional=True, doc="condition images, drawn as a row labelled 'condition'"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
 
-    def run(self, ctx, frames, path, columns):
-        data = encode_png(contact_sheet(frames, columns))
+    def run(self, ctx, frames, path, columns, input=None, condition=None):
+        extra = [(label, rows) for label, rows in (("input", input), ("condition", condition)) if rows is not None]
+        sheet = labelled_sheet([*extra, ("output", frames)]) if extra else contact_sheet(frames, columns)
+        data = encode_png(sheet)
         with ctx.outputs.claim(path, port="path") as target:
             return write_bytes(data, target)
 
