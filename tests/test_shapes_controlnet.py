@@ -75,13 +75,13 @@ def test_workflow_runs_offline_with_only_control_video_and_prompt(executor, tmp_
 
 
 def test_small_gate_run_meets_the_gates_and_needs_the_controlnet(executor):
-    videos = input_videos(4, 8)[:3] + input_videos(6, 8)[5:6]  # two in view, one leaving, one more in view
+    videos = input_videos(4, 8)  # a circle, a square and a square in view, a triangle leaving the frame
     settings = {"steps": 10}
     report = run_gates(videos, ["t2vz_first_frame"], 8, settings, executor=executor)
     s = report["summary"]["t2vz_first_frame"]
     assert s["centroid_error_px"] <= CENTROID_GATE_PX, s
     assert s["class"] >= CLASS_GATE and s["colour"] >= COLOUR_GATE and s["background"] >= COLOUR_GATE, s
-    off = run_gates(videos, ["t2vz_first_frame"], 8, {**settings, "controlnet_scale": 0.0}, executor=executor)
+    off = run_gates(videos[:2], ["t2vz_first_frame"], 8, {**settings, "controlnet_scale": 0.0}, executor=executor)
     o = off["summary"]["t2vz_first_frame"]
     assert not o["centroid_error_px"] <= 2 * CENTROID_GATE_PX, ("without the ControlNet the shape does not follow "
                                                                f"the input: {o}")

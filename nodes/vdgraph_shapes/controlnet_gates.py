@@ -188,9 +188,7 @@ def _smoother_off(spec_inputs: dict) -> dict | None:
         for off in ("none", "off"):
             if off in choices:
                 return {name: off}
-        if spec.type in ("str", "list"):
-            return {name: "" if spec.type == "str" else []}
-    return None
+    return None  # e.g. only smooth_steps, whose empty default means the paper's steps: no way to switch it off
 
 
 def recipes(available: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
@@ -203,11 +201,15 @@ def recipes(available: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
     cv = available.get("controlvideo")
     if cv is not None:
         inputs = vdgraph.load_workflow(cv).inputs
-        out["controlvideo_mean"] = (cv, {"interpolator": "mean"})
-        out["controlvideo_flow"] = (cv, {"interpolator": "flow"})
+        base = {} if inputs["controlnet"].default == "shapes-64-canny" else {"controlnet": "shapes-64-canny"}
+        out["controlvideo_mean"] = (cv, {**base, "interpolator": "mean"})
+        out["controlvideo_flow"] = (cv, {**base, "interpolator": "flow"})
         off = _smoother_off(inputs)
         if off is not None:
-            out["controlvideo_no_smoother"] = (cv, off)
+            out["controlvideo_no_smoother"] = (cv, {**base, **off})
+        else:
+            print("controlvideo.json declares no input that switches its smoother off: controlvideo_no_smoother "
+                  "not run")
     return out
 
 
