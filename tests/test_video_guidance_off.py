@@ -18,7 +18,7 @@ import vdgraph
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SHORT = {"frames": 3, "steps": 4, "t0": 1, "t1": 2, "guidance": 1.0}
 WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "video2video",
-                 "text2video_zero_controlnet"]
+                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
@@ -30,7 +30,9 @@ def executor() -> vdgraph.Executor:
 
 def test_these_are_the_shipped_workflows_with_a_guidance_input():
     named = {p.stem for p in WORKFLOWS.glob("*.json") if "guidance" in vdgraph.load_workflow(p).inputs}
-    assert named == set(WITH_GUIDANCE)
+    # video_instruct_pix2pix needs an InstructPix2Pix model, not the built-in one: its guidance-off runs (guidance 1,
+    # image_guidance < 1) are compared with diffusers in tests/test_video_pix2pix.py
+    assert named == set(WITH_GUIDANCE) | {"video_instruct_pix2pix"}
 
 
 @pytest.mark.parametrize("name", WITH_GUIDANCE)
@@ -44,7 +46,11 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
 
         inputs["video"] = write_png_frames(torch.full((3, 64, 64, 3), 128, dtype=torch.uint8).numpy(),
                                            str(tmp_path / "input"))
-    if name == "text2video_zero_controlnet":  # the built-in ControlNet shapes-64-canny, the workflow's default
+    if name in ("controlvideo", "controlvideo_long"):  # no built-in default ControlNet in these: shapes-64's UNet
+        model = str(Path(video_fixtures.__file__).resolve().parents[1] / "nodes" / "vdgraph_shapes" / "model")
+        inputs["controlnet"] = video_fixtures.save_controlnet_for(model, str(tmp_path / "controlnet"))
+    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # text2video_zero_controlnet:
+        # the built-in shapes-64-canny, its default
         inputs["control_video"] = video_fixtures.write_png_frames(str(tmp_path / "control"), 3, 64)
     inputs.update(output=str(tmp_path / "clip.gif"), contact_sheet=str(tmp_path / "sheet.png"))
     result = executor.run(WORKFLOWS / f"{name}.json", inputs, output_dir=str(tmp_path))

@@ -97,6 +97,9 @@ class Input:
     output_path: bool = False
     """The port names a file the node writes into the run's output folder (`ctx.outputs.claim(value)`): validation
     checks the name, and the executor checks the target against the run's folder before any node runs."""
+    model_path: bool = False
+    """The port names a model to load (a folder, URL, built-in name or hub id): a server with a token confines such
+    values to its allowed model roots (`vdgraph serve --model-root`)."""
 
     def __post_init__(self) -> None:
         if self.type is None:
@@ -152,6 +155,8 @@ class Input:
             out["optional"] = True
         if self.output_path:
             out["output_path"] = True
+        if self.model_path:
+            out["model_path"] = True
         return out
 
 
@@ -251,6 +256,15 @@ class Node:
         """Output values (or facts about them) this node can tell without running, from `known`; downstream
         checks receive them. Must be cheap and side-effect free (no model loading). Default: nothing."""
         return {}
+
+    @classmethod
+    def content_key(cls, values: Mapping[str, Any], workflow_dir: str | None) -> Any:
+        """What outside the recipe decides this node's outputs, as a JSON value for its cache key (override), or
+        None (the default): nothing. `values` holds the literal and workflow-input values of its ports (linked
+        ports are absent). A node that reads a file a literal names returns the file's content hash here, so an
+        edited file is not served from the cache. Called for every run, before anything runs: keep it cheap,
+        and never raise (return a value naming what could not be read; the run then reports it)."""
+        return None
 
     @classmethod
     def normalise_outputs(cls, result: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from vdgraph.errors import short_repr
+from vdgraph.models_folder import find_model, model_roots
 
 from vdgraph_video.values import SchedulerConfig, TextEncoderHandle, UNetHandle, VAEHandle
 
@@ -108,11 +109,14 @@ def _hub_folder(repo_id: str, variant: str = "") -> str:
 
 
 @contextlib.contextmanager
-def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = "") -> Iterator[str]:
+def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = "",
+                  kind: str = "checkpoints") -> Iterator[str]:
     """A local folder for `model`; remote (fsspec) folders are copied to a temporary folder removed afterwards.
 
     Order: an existing local folder (as given, then relative to each of `search_dirs`); a URL with a protocol;
-    a built-in name; a hub id ("owner/name"). An empty name is an error, not the first search folder.
+    a built-in name; a name in the models folder's `kind` folder (`vdgraph.models_folder`: there it may be a
+    single .safetensors file, yielded as it is for the caller to load); a hub id ("owner/name"). An empty name is
+    an error, not the first search folder.
     """
     if not model.strip():
         known = ", ".join(sorted(builtin_models())) or "none installed"
@@ -145,18 +149,27 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
             raise ModelNotFound(f"built-in model {model!r} points to {builtin!r}, which is not a folder")
         yield builtin
         return
+    named = find_model(model, kind)
+    if named is not None:
+        yield named
+        return
     if HUB_ID.match(model) and not os.path.exists(model):
         yield _hub_folder(model, variant)
         return
     known = ", ".join(sorted(builtin_models())) or "none installed"
     raise ModelNotFound(
-        f"no model {model!r}: not a local folder, not a URL, not a built-in name ({known}) and not a hub id "
+        f"no model {model!r}: not a local folder, not a URL, not a built-in name ({known}), not in the models "
+        f"folder ({kind}/ of {os.pathsep.join(model_roots())}; `vdgraph models` lists them) and not a hub id "
         "(owner/name)"
     )
 
 
 def check_folder(folder: str) -> None:
     """Refuse a folder that lacks a diffusers component subfolder (cheap: looks at names only)."""
+    from vdgraph_video.loading_svd import check_svd_folder_names, is_svd_folder
+
+    if is_svd_folder(folder):
+        return check_svd_folder_names(folder)
     missing = [sub for sub in SUBFOLDERS if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
         raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
@@ -182,7 +195,13 @@ def read_config(path: str) -> dict:
     return config
 
 
-def check_model_folder(folder: str) -> dict[str, dict]:
+def check_config_folder(folder: str) -> dict[str, dict]:
+    """`check_model_folder` for a configuration folder (a single-file checkpoint's): the same checks of every
+    config, no weights needed."""
+    return check_model_folder(folder, weights=False)
+
+
+def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
     Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
@@ -191,7 +210,14 @@ def check_model_folder(folder: str) -> dict[str, dict]:
     class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoder
     have safetensors weights (a folder with only pickles is refused, and so is a shard index naming a shard that
     is not a .safetensors file).
+
+    A Stable Video Diffusion folder (`vdgraph_video.loading_svd`) is checked by the same rules for its own
+    components (unet, vae, image_encoder, feature_extractor, scheduler).
     """
+    from vdgraph_video.loading_svd import check_svd_folder, is_svd_folder
+
+    if is_svd_folder(folder):
+        return check_svd_folder(folder)
     check_folder(folder)
     configs: dict[str, dict] = {}
     for sub in SUBFOLDERS:
@@ -212,21 +238,26 @@ def check_model_folder(folder: str) -> dict[str, dict]:
         if class_name not in allowed:
             raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
                                    f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
-    timesteps = configs["scheduler"].get("num_train_timesteps", 1000)
+    check_scheduler_timesteps(folder, configs["scheduler"])
+    tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
+    if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
+        raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
+                               f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
+                               "no tokenizer code from a model folder")
+    for sub in WEIGHTED if weights else ():
+        _check_weights(os.path.join(folder, sub))
+    return configs
+
+
+def check_scheduler_timesteps(folder: str, config: dict) -> None:
+    """Refuse a scheduler config whose training schedule is not a whole number from 1 to MAX_TRAIN_TIMESTEPS."""
+    timesteps = config.get("num_train_timesteps", 1000)
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TRAIN_TIMESTEPS:
         raise ModelFolderError(f"{os.path.join(folder, 'scheduler', 'scheduler_config.json')}: num_train_timesteps "
                                f"{short_repr(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} "
                                "(models "
                                "are trained with about 1,000; a schedule is built step by step, so a huge one would "
                                "hang the run)")
-    tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
-    if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
-        raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
-                               f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
-                               "no tokenizer code from a model folder")
-    for sub in WEIGHTED:
-        _check_weights(os.path.join(folder, sub))
-    return configs
 
 
 def _refuse_custom_code(path: str, config: dict) -> None:

@@ -50,12 +50,21 @@ class ModelFamily(Protocol):
         ...
 
 
-def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0) -> ModelFamily:
-    """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded."""
+def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
+               image_latents: torch.Tensor | None = None) -> ModelFamily:
+    """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded.
+
+    `image_latents` (B, C', F, H, W) go to the model concatenated after the noisy latents on the channel axis
+    (InstructPix2Pix), stacked per guider chunk by the guider's `stack_image`."""
+    from vdgraph_video.families.svd import is_spatio_temporal
+
+    if is_spatio_temporal(unet.module):
+        raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
+                         "denoise it with video.svd_denoise, which gives it the image condition and time ids")
     if unet.is_3d:
         from vdgraph_video.families.video_unet import VideoUNet
 
-        return VideoUNet(unet, batch, frames, chunk_size)
+        return VideoUNet(unet, batch, frames, chunk_size, image_latents)
     from vdgraph_video.families.sd import FoldedFramesUNet
 
-    return FoldedFramesUNet(unet, batch, frames, chunk_size)
+    return FoldedFramesUNet(unet, batch, frames, chunk_size, image_latents)

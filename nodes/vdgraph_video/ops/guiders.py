@@ -7,8 +7,14 @@ attention patches how many chunks it has, and lets it combine the chunks' predic
 - `NoGuidance`: one chunk (the prompt); the prediction is used as it is.
 - `ClassifierFreeGuidance(scale)`: two chunks [uncond, cond]; uncond + scale (cond - uncond).
 - `InstructPix2PixGuidance(scale, image_scale)`: three chunks [text+image, image, none] as diffusers'
-  StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond). The
-  image latents that ride along on the channel axis are a model-family input, not the guider's.
+  StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond).
+- `FrameRampGuidance(min_scale, max_scale)`: two chunks [uncond, cond] with a guidance scale per frame, linear
+  from min_scale at the first frame to max_scale at the last (StableVideoDiffusionPipeline); the predictions carry
+  frames on `frame_axis` (1 in the (B, F, C, H, W) layout of Stable Video Diffusion).
+
+Image latents that ride along on the channel axis (InstructPix2Pix) are a model-family input; the guider only says
+which chunks see them (`stack_image`): every chunk for no guidance and text CFG, [image, image, zeros] for
+InstructPix2Pix (the "none" chunk sees neither the prompt nor the image).
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ class Guider(Protocol):
         """The model input: `x` repeated for every chunk along dim 0."""
         ...
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The image latents of every chunk along dim 0 (zeros for a chunk that is unconditional on the image)."""
+        ...
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         """One noise prediction from the chunks' predictions (stacked along dim 0)."""
         ...
@@ -58,6 +68,9 @@ class NoGuidance:
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         return prediction
 
@@ -75,6 +88,9 @@ class ClassifierFreeGuidance:
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 2)
+
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image] * 2)
 
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         uncond, text = prediction.chunk(2)
@@ -97,6 +113,9 @@ class InstructPix2PixGuidance:
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 3)
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image, image, torch.zeros_like(image)])  # prepare_image_latents' layout
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         text, image, uncond = prediction.chunk(3)
         return uncond + self.scale * (text - image) + self.image_scale * (image - uncond)
@@ -105,6 +124,43 @@ class InstructPix2PixGuidance:
         return (0,)
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameRampGuidance:
+    min_scale: float
+    max_scale: float
+    frame_axis: int = 1
+    chunks: int = dataclasses.field(default=2, init=False)
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(conditioning.uncond, batch), per_batch(conditioning.cond, batch)])
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 2)
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (1,)
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        uncond, cond = prediction.chunk(2)
+        frames = prediction.shape[self.frame_axis]
+        ramp = torch.linspace(self.min_scale, self.max_scale, frames).to(prediction.device, prediction.dtype)
+        shape = [1] * prediction.ndim
+        shape[self.frame_axis] = frames
+        return uncond + ramp.reshape(shape) * (cond - uncond)
+
+
+def frame_ramp_guider(min_scale: float, max_scale: float, frame_axis: int = 1) -> NoGuidance | FrameRampGuidance:
+    """A per-frame guidance ramp when max_scale > 1, none otherwise (StableVideoDiffusionPipeline decides
+    classifier-free guidance on the largest scale)."""
+    return FrameRampGuidance(min_scale, max_scale, frame_axis) if max_scale > 1.0 else NoGuidance()
+
+
 def text_guider(scale: float) -> NoGuidance | ClassifierFreeGuidance:
     """Classifier-free guidance for scale > 1, none otherwise (as the references: scale 1 means no CFG)."""
     return ClassifierFreeGuidance(scale) if scale > 1.0 else NoGuidance()
+
+
+def image_guider(scale: float, image_scale: float) -> NoGuidance | InstructPix2PixGuidance:
+    """InstructPix2Pix's 3-way guidance when scale > 1 and image_scale >= 1, none otherwise (the pipeline's
+    do_classifier_free_guidance rule)."""
+    return InstructPix2PixGuidance(scale, image_scale) if scale > 1.0 and image_scale >= 1.0 else NoGuidance()
