@@ -177,20 +177,6 @@ def passes(summary: dict) -> bool:
             and summary["colour"] >= COLOUR_GATE and summary["background"] >= COLOUR_GATE)
 
 
-def _smoother_off(spec_inputs: dict) -> dict | None:
-    """The input setting that turns controlvideo.json's smoother off, found from its declared inputs."""
-    for name, spec in spec_inputs.items():
-        if "smooth" not in name:
-            continue
-        if spec.type == "bool":
-            return {name: False}
-        choices = list(spec.choices or ())
-        for off in ("none", "off"):
-            if off in choices:
-                return {name: off}
-    return None  # e.g. only smooth_steps, whose empty default means the paper's steps: no way to switch it off
-
-
 def recipes(available: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
     """Recipe name -> (workflow, input overrides), for every workflow that exists."""
     out: dict[str, tuple[Path, dict]] = {}
@@ -204,12 +190,7 @@ def recipes(available: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
         base = {} if inputs["controlnet"].default == "shapes-64-canny" else {"controlnet": "shapes-64-canny"}
         out["controlvideo_mean"] = (cv, {**base, "interpolator": "mean"})
         out["controlvideo_flow"] = (cv, {**base, "interpolator": "flow"})
-        off = _smoother_off(inputs)
-        if off is not None:
-            out["controlvideo_no_smoother"] = (cv, {**base, **off})
-        else:
-            print("controlvideo.json declares no input that switches its smoother off: controlvideo_no_smoother "
-                  "not run")
+        out["controlvideo_no_smoother"] = (cv, {**base, "interpolator": "none"})  # the smoother switched off
     return out
 
 
