@@ -11,6 +11,10 @@ import pathlib
 MODEL_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "model"
 """The trained shapes-64 pipeline folder (StableDiffusionPipeline layout, safetensors weights)."""
 
+MOTION_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "motion"
+"""The trained "shapes-64-motion" AnimateDiff motion adapter for shapes-64 (diffusers MotionAdapter folder:
+config.json + diffusion_pytorch_model.safetensors; see vdgraph_shapes.train_motion)."""
+
 BUILTIN_MODELS: dict[str, str] = {"shapes-64": str(MODEL_DIR)}
 """Built-in model name -> absolute path of its diffusers folder."""
 
