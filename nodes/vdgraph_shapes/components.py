@@ -24,13 +24,17 @@ VAE_REDUCTION: int = 4
 LATENT_SIZE: int = IMAGE_SIZE // VAE_REDUCTION
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(extra_words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over the caption vocabulary that behaves like CLIP's under `tokenizer(...)` calls.
+
+    `extra_words` are appended after the image vocabulary (the motion words of train_motion.MOTION_WORDS), so
+    every existing id is unchanged and the extended tokenizer reads image captions exactly as before.
 
     Lower-cases, drops punctuation ("a red circle, on ..." tokenizes like the caption), splits on whitespace, wraps the words in BOS ... EOS, pads with PAD on the right
     up to `model_max_length` = 77. Unknown words map to UNK rather than failing, as CLIP's BPE never fails.
     """
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *vocabulary()])}
+    words = [*vocabulary(), *(w for w in extra_words if w not in vocabulary())]
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s<>|]"), " ")]

@@ -14,7 +14,12 @@ MODEL_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "model"
 CONTROLNET_CANNY_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "controlnet_canny"
 """shapes-64's ControlNet on canny edges ("shapes-64-canny", a ControlNetModel folder; see train_controlnet.py)."""
 
-BUILTIN_MODELS: dict[str, str] = {"shapes-64": str(MODEL_DIR), "shapes-64-canny": str(CONTROLNET_CANNY_DIR)}
+MOTION_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "motion"
+"""The trained "shapes-64-motion" AnimateDiff motion adapter for shapes-64 (diffusers MotionAdapter folder:
+config.json + diffusion_pytorch_model.safetensors; see vdgraph_shapes.train_motion)."""
+
+BUILTIN_MODELS: dict[str, str] = {"shapes-64": str(MODEL_DIR), "shapes-64-canny": str(CONTROLNET_CANNY_DIR),
+                                   "shapes-64-motion": str(MOTION_DIR)}
 """Built-in model name -> absolute path of its diffusers folder."""
 
 

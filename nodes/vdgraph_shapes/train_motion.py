@@ -1,0 +1,367 @@
+"""Train "shapes-64-motion": an AnimateDiff motion adapter for shapes-64, on clips of the shapes world in motion.
+
+    python -m vdgraph_shapes.train_motion --out DIR [--seed 0] [--steps N] ...
+
+As AnimateDiff trains its motion modules: shapes-64's UNet is inflated with a fresh diffusers `MotionAdapter`
+(`UNetMotionModel.from_unet2d`), every image weight is frozen (`freeze_unet2d_params`) and only the temporal
+motion modules learn, with v-prediction on 16-frame clips whose captions name the motion
+("a red circle on a blue background moving left", "... standing still"). The clips are rendered on the fly
+from a seeded generator; their latents are the exact target latents of shapes-64's latent layout
+(train.latent_targets), so no VAE runs during training.
+
+Why the text encoder gains rows: the motion modules attend over frames only (no cross-attention), so the motion
+words reach them through the spatial UNet's cross-attention on the text states. shapes-64's word-level tokenizer
+has no motion words (they all read as <unk>), so the tokenizer is extended with MOTION_WORDS appended after the
+existing vocabulary (every existing id is unchanged) and the text encoder's token-embedding table with one new
+row per word. Only those new rows are trained with the motion modules (textual-inversion style); every
+pre-existing weight, including the old embedding rows, is frozen and checked bit-identical at the end, so
+shapes-64 renders every image caption exactly as before.
+
+Writes DIR/config.json + DIR/diffusion_pytorch_model.safetensors (the MotionAdapter, EMA weights),
+DIR/training.json, and DIR/text_encoder/ + DIR/tokenizer/ (the extended text side, which replaces shapes-64's
+`model/text_encoder` and `model/tokenizer`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import re
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from transformers import CLIPTextModel
+
+from vdgraph_shapes.components import build_scheduler, build_tokenizer
+from vdgraph_shapes.models import MODEL_DIR
+from vdgraph_shapes.train import (
+    Ema,
+    foreground_weights,
+    latent_targets,
+    lr_at,
+    render_scenes,
+    sample_timesteps,
+    tokenize,
+)
+from vdgraph_shapes.world import COLOURS, IMAGE_SIZE, MARGIN, SHAPES, Scene, sample_scene
+
+MOTION_WORDS: tuple[str, ...] = ("moving", "left", "right", "up", "down", "standing", "still")
+"""Words the motion captions add to shapes-64's vocabulary, appended in this order (ids 19..25)."""
+
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1),
+                                         "still": (0, 0)}
+"""Motion name -> unit image-space direction (x right, y down)."""
+
+SPEED: float = 1.5
+"""Pixels per frame of every moving caption (the caption's speed: "moving left" means 1.5 px/frame left)."""
+
+FRAMES: int = 16
+"""Frames per training clip (the motion module's window, as AnimateDiff's)."""
+
+_MOTION_CAPTION_RE = re.compile(
+    r"^\s*an?\s+(\w+)\s+(\w+)\s+on\s+an?\s+(\w+)\s+background\s+(?:moving\s+(left|right|up|down)|standing\s+still)"
+    r"\s*\.?\s*$", re.IGNORECASE)
+
+
+def motion_caption(colour: str, shape: str, direction: str, background: str) -> str:
+    """"a red circle on a blue background moving left", or "... standing still" for direction "still".
+
+    Why the motion words come last: shapes-64's text encoder is causal and frozen, so with the image caption as a
+    prefix its hidden states for the image words are exactly the image caption's, and the image model draws the
+    colours and shape as it always did. Inserted before "on a ... background" ("a red circle moving left on a blue
+    background") they move the background words to positions the encoder never saw them at: the first run (150
+    steps) drew the wrong background in every frame of "a green circle moving left on a red background".
+    """
+    assert direction in DIRECTIONS, f"unknown direction {direction!r}; known: {list(DIRECTIONS)}"
+    motion = "standing still" if direction == "still" else f"moving {direction}"
+    return f"a {colour} {shape} on a {background} background {motion}"
+
+
+def parse_motion_caption(text: str) -> tuple[str, str, str, str]:
+    """Parse a motion caption into (colour, shape, direction, background); ValueError says why not."""
+    m = _MOTION_CAPTION_RE.match(text)
+    if m is None:
+        raise ValueError(f"not a motion caption (expected 'a <colour> <shape> on a <colour> background moving "
+                         f"<left|right|up|down>' or '... background standing still'): {text!r}")
+    colour, shape, background, direction = m.group(1).lower(), m.group(2).lower(), m.group(3).lower(), m.group(4)
+    direction = direction.lower() if direction else "still"
+    for word, known in ((colour, COLOURS), (shape, SHAPES), (background, COLOURS)):
+        if word not in known:
+            raise ValueError(f"unknown word {word!r} in {text!r}; known: {sorted(known)}")
+    return colour, shape, direction, background
+
+
+def image_caption(text: str) -> str:
+    """The motion caption without its motion words ("a red circle on a blue background"), for the image judge."""
+    colour, shape, _, background = parse_motion_caption(text)
+    return f"a {colour} {shape} on a {background} background"
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """One training clip's ground truth: the per-frame scenes and the motion named by its caption."""
+
+    scenes: tuple[Scene, ...]
+    direction: str
+    speed: float
+
+    @property
+    def caption(self) -> str:
+        s = self.scenes[0]
+        return motion_caption(s.colour, s.shape, self.direction, s.background)
+
+
+def sample_clip(rng: np.random.Generator, frames: int = FRAMES, speed: float = SPEED) -> Clip:
+    """A scene (sample_scene's colours, shape and size) moving in a uniformly drawn direction (or still) at `speed`
+    px/frame, placed so that the shape stays fully in view (MARGIN from the border) in every frame."""
+    base = sample_scene(rng)
+    direction = list(DIRECTIONS)[int(rng.integers(len(DIRECTIONS)))]
+    ux, uy = DIRECTIONS[direction]
+    travel = speed * (frames - 1)
+    lo, hi = base.size / 2 + MARGIN, IMAGE_SIZE - base.size / 2 - MARGIN
+    assert hi - lo >= travel, f"a {base.size:.1f} px shape cannot travel {travel} px in view"
+
+    def start(u: int) -> float:  # along an axis: leave room for the travel in the direction of motion
+        if u > 0:
+            return float(rng.uniform(lo, hi - travel))
+        if u < 0:
+            return float(rng.uniform(lo + travel, hi))
+        return float(rng.uniform(lo, hi))
+
+    x0, y0 = start(ux), start(uy)
+    scenes = tuple(dataclasses.replace(base, x=x0 + ux * speed * k, y=y0 + uy * speed * k) for k in range(frames))
+    return Clip(scenes=scenes, direction=direction, speed=speed)
+
+
+def build_adapter(heads: int = 2, max_seq_length: int = 32) -> MotionAdapter:
+    """A MotionAdapter sized to shapes-64's UNet: block_out_channels (32, 64, 64), one motion layer per block (the
+    UNet's layers_per_block), one transformer layer per motion module, `heads` heads, GroupNorm of 8 groups (as
+    the UNet's), a mid-block module; every module's output projection starts at zero (as AnimateDiff's
+    zero_initialize), so the untrained adapter leaves every frame exactly as the image model draws it."""
+    adapter = MotionAdapter(
+        block_out_channels=(32, 64, 64),
+        motion_layers_per_block=1,
+        motion_transformer_layers_per_block=1,
+        motion_mid_block_layers_per_block=1,
+        motion_transformer_layers_per_mid_block=1,
+        motion_num_attention_heads=heads,
+        motion_norm_num_groups=8,
+        motion_max_seq_length=max_seq_length,
+        use_motion_mid_block=True,
+    )
+    with torch.no_grad():
+        for name, param in adapter.named_parameters():
+            if ".proj_out." in name:
+                param.zero_()
+    return adapter
+
+
+def inflate(unet: UNet2DConditionModel, adapter: MotionAdapter) -> UNetMotionModel:
+    """shapes-64's UNet with the adapter's motion modules, image weights frozen. The model's motion modules ARE
+    the adapter's (shared modules, not copies), so training the model trains the adapter that gets saved."""
+    model = UNetMotionModel.from_unet2d(unet, adapter)
+    model.freeze_unet2d_params()
+    for block, source in zip(model.down_blocks, adapter.down_blocks, strict=True):
+        block.motion_modules = source.motion_modules
+    for block, source in zip(model.up_blocks, adapter.up_blocks, strict=True):
+        block.motion_modules = source.motion_modules
+    model.mid_block.motion_modules = adapter.mid_block.motion_modules
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in adapter.parameters()}, "only the adapter's motion modules may train"
+    return model
+
+
+def extend_text_encoder(text_encoder: CLIPTextModel, n_old: int, new_vocab: int, gen: torch.Generator) -> None:
+    """Make the token-embedding table the `n_old` image-vocabulary rows (kept as they are) plus
+    `new_vocab - n_old` new rows starting at the mean of the word rows plus noise of their spread.
+
+    Why the first n_old rows rather than all: the shipped shapes-64 already carries the trained motion rows, and
+    a re-run must start from the image model alone to reproduce them.
+    """
+    old = text_encoder.get_input_embeddings()
+    assert old.weight.shape[0] >= n_old, f"the text encoder has {old.weight.shape[0]} rows, fewer than {n_old}"
+    dim = old.weight.shape[1]
+    assert new_vocab > n_old, f"nothing to add: {new_vocab} <= {n_old}"
+    kept = old.weight.detach()[:n_old]  # (n_old, D)
+    words = kept[4:]  # (n_words, D) the word rows (ids 0..3 are special tokens)
+    fresh = words.mean(0) + words.std(0) * torch.randn((new_vocab - n_old, dim), generator=gen)  # (new, D)
+    table = torch.nn.Embedding(new_vocab, dim)
+    with torch.no_grad():
+        table.weight.copy_(torch.cat([kept, fresh]))
+    text_encoder.set_input_embeddings(table)
+    text_encoder.config.vocab_size = new_vocab
+
+
+def clip_batch(clips: list[Clip], scaling_factor: float, fg_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled target latents (B, 4, F, 16, 16) and per-latent-pixel loss weights (B, 1, F, 16, 16) of the clips."""
+    scenes = [s for c in clips for s in c.scenes]
+    images = render_scenes(scenes)  # (B*F, 64, 64, 3)
+    b, f = len(clips), len(clips[0].scenes)
+    z = latent_targets(images, scenes) * scaling_factor  # (B*F, 4, 16, 16)
+    w = foreground_weights(images, fg_weight)  # (B*F, 1, 16, 16)
+    return (z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4).contiguous(),
+            w.reshape(b, f, *w.shape[1:]).permute(0, 2, 1, 3, 4).contiguous())
+
+
+def save_text_side(out: pathlib.Path, text_encoder: CLIPTextModel, tokenizer) -> None:
+    """Write DIR/text_encoder (safetensors) and DIR/tokenizer with the class name train._portable_tokenizer_class
+    uses (the 4.x name loads under transformers 4 and 5)."""
+    text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    config_path = out / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+class _Trainable(torch.nn.Module):
+    """What trains (and what the EMA follows): the adapter and the text encoder's token-embedding table."""
+
+    def __init__(self, adapter: MotionAdapter, embedding: torch.nn.Embedding) -> None:
+        super().__init__()
+        self.adapter, self.embedding = adapter, embedding
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keep the module docstring's layout and show every option's default."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vdgraph_shapes.train_motion", description=__doc__,
+                                formatter_class=_Formatter)
+    p.add_argument("--out", type=pathlib.Path, required=True, help="output folder (MotionAdapter layout)")
+    p.add_argument("--model", type=pathlib.Path, default=MODEL_DIR,
+                   help="the shapes-64 folder whose UNet, text encoder and VAE scaling factor are used")
+    p.add_argument("--seed", type=int, default=0, help="seeds the clips, the noise and the new embedding rows")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on it bit-wise)")
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=2, help="clips per step")
+    p.add_argument("--frames", type=int, default=FRAMES, help="frames per clip")
+    p.add_argument("--speed", type=float, default=SPEED, help="px/frame of every moving clip")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (warmup, cosine decay)")
+    p.add_argument("--embedding-lr", type=float, default=None,
+                   help="peak learning rate of the new token-embedding rows (default: --lr)")
+    p.add_argument("--uncond-prob", type=float, default=0.1, help="share of empty captions (classifier-free guidance)")
+    p.add_argument("--ema-decay", type=float, default=0.995, help="EMA decay of the saved weights")
+    p.add_argument("--fg-weight", type=float, default=4.0, help="extra loss weight on the shape's latent pixels")
+    p.add_argument("--t-focus", type=int, nargs=2, default=[400, 1000],
+                   help="timestep band sampled extra (where the layout, hence the motion, is decided)")
+    p.add_argument("--t-focus-prob", type=float, default=0.5, help="share of timesteps drawn from --t-focus")
+    p.add_argument("--heads", type=int, default=2, help="attention heads of every motion module")
+    p.add_argument("--max-seq-length", type=int, default=32, help="frames the motion modules' positions cover")
+    p.add_argument("--snapshot-every", type=int, default=100, help="save the EMA weights every N steps (0: never)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out: pathlib.Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+
+    def log(msg: str) -> None:
+        print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    unet = UNet2DConditionModel.from_pretrained(str(args.model / "unet")).eval()
+    scaling_factor = float(json.loads((args.model / "vae" / "config.json").read_text())["scaling_factor"])
+    text_encoder = CLIPTextModel.from_pretrained(str(args.model / "text_encoder")).eval().requires_grad_(False)
+    tokenizer = build_tokenizer(MOTION_WORDS)
+    n_old = len(build_tokenizer())  # the image vocabulary: shapes-64's ids, unchanged
+    extend_text_encoder(text_encoder, n_old, len(tokenizer), gen)
+    embedding = text_encoder.get_input_embeddings()
+    old_rows = embedding.weight.detach()[:n_old].clone()  # (n_old, D)
+    embedding.weight.requires_grad_(True)
+    row_mask = (torch.arange(len(tokenizer)) >= n_old).float()[:, None]  # (V, 1): only new rows learn
+    embedding.weight.register_hook(lambda g: g * row_mask)
+
+    adapter = build_adapter(args.heads, args.max_seq_length)
+    model = inflate(unet, adapter)
+    trainable = _Trainable(adapter, embedding)
+    n_adapter = sum(p.numel() for p in adapter.parameters())
+    log(f"adapter {n_adapter:,} parameters; tokenizer {n_old} -> {len(tokenizer)} tokens; frozen UNet "
+        f"{sum(p.numel() for p in unet.parameters()):,}")
+
+    noise_sched = DDPMScheduler.from_config(build_scheduler().config)
+    alphas_cumprod = noise_sched.alphas_cumprod  # (1000,)
+    assert noise_sched.config.prediction_type == "v_prediction"
+    # weight decay 0 on the embedding table: AdamW's decay would shrink the frozen rows even with a zero gradient
+    embedding_lr = args.lr if args.embedding_lr is None else args.embedding_lr
+    opt = torch.optim.AdamW([{"params": list(adapter.parameters()), "weight_decay": 1e-4, "peak": args.lr},
+                             {"params": [embedding.weight], "weight_decay": 0.0, "peak": embedding_lr}], lr=args.lr)
+    ema = Ema(trainable, args.ema_decay)
+    empty_ids = tokenize(tokenizer, [""])[0]  # (77,)
+    model.train()
+    losses: list[float] = []
+    t0 = time.time()
+
+    def save(module: _Trainable) -> None:
+        module.adapter.save_pretrained(str(out), safe_serialization=True)
+        te = CLIPTextModel(text_encoder.config)
+        te.load_state_dict(text_encoder.state_dict())
+        te.set_input_embeddings(module.embedding)
+        save_text_side(out, te, tokenizer)
+
+    for step in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, group["peak"], warmup=50)
+        clips = [sample_clip(rng, args.frames, args.speed) for _ in range(args.batch)]
+        z0, w_px = clip_batch(clips, scaling_factor, args.fg_weight)  # (B, 4, F, 16, 16), (B, 1, F, 16, 16)
+        tok = tokenize(tokenizer, [c.caption for c in clips])  # (B, 77)
+        drop = torch.rand(args.batch, generator=gen) < args.uncond_prob
+        tok[drop] = empty_ids
+        t = sample_timesteps(args.batch, noise_sched.config.num_train_timesteps, tuple(args.t_focus),
+                             args.t_focus_prob, gen)  # (B,)
+        noise = torch.randn(z0.shape, generator=gen)
+        zt = noise_sched.add_noise(z0, noise, t)
+        target = noise_sched.get_velocity(z0, noise, t)  # sqrt(ab) eps - sqrt(1 - ab) x0
+        emb = text_encoder(tok)[0].repeat_interleave(args.frames, dim=0)  # (B*F, 77, D) as AnimateDiffPipeline
+        pred = model(zt, t, emb).sample  # (B, 4, F, 16, 16)
+        sq = F.mse_loss(pred, target, reduction="none")  # (B, 4, F, 16, 16)
+        loss = ((sq * w_px).sum(dim=(1, 2, 3, 4)) / (w_px.sum(dim=(1, 2, 3, 4)) * sq.shape[1])).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([*adapter.parameters(), embedding.weight], 1.0)
+        opt.step()
+        ema.update(trainable, step)
+        losses.append(float(sq.mean().detach()))
+        if step % 25 == 0 or step == args.steps - 1:
+            log(f"step {step:5d}/{args.steps} mse {np.mean(losses[-50:]):.4f} "
+                f"{(time.time() - t0) / (step + 1):.2f}s/step")
+        if args.snapshot_every and step > 0 and step % args.snapshot_every == 0:
+            save(ema.module)
+            log(f"snapshot at step {step} -> {out}")
+    assert torch.equal(embedding.weight.detach()[:n_old], old_rows), "a frozen embedding row changed"
+    assert torch.equal(ema.module.embedding.weight.detach()[:n_old], old_rows), "a frozen EMA embedding row changed"
+    save(ema.module)
+    seconds = time.time() - t0
+    log(f"done: {seconds:.0f}s training, {time.time() - start:.0f}s in all -> {out}")
+    report = {
+        "command": "python -m vdgraph_shapes.train_motion --out DIR"
+                   + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                             if k not in ("out", "model") and v != parse_args(["--out", "x"]).__dict__[k]),
+        "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()
+                 if k not in ("out", "model")},
+        "adapter_parameters": n_adapter,
+        "new_words": list(MOTION_WORDS),
+        "tokenizer_size": {"before": n_old, "after": len(tokenizer)},
+        "wall_time_s": {"training": round(seconds), "total": round(time.time() - start)},
+        "seconds_per_step": round(seconds / max(1, args.steps), 3),
+        "final_mse": float(np.mean(losses[-100:])) if losses else math.nan,
+        "machine": "this project's 2-core machine, shared with other work; 1 torch thread",
+        "torch": torch.__version__,
+    }
+    (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
