@@ -26,3 +26,4 @@ SCHEDULER_CONFIG = Opaque("SchedulerConfig", "a model's scheduler configuration 
 SCHEDULER = Opaque("Scheduler", "a diffusers scheduler with its timesteps set (consumers work on their own copy)")
 FLOW = Opaque("Flow", "a per-frame motion field that warps latents or frames")
 CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a UNet with video.apply_controlnet)")
+MOTION_ADAPTER = Opaque("MotionAdapter", "a diffusers MotionAdapter: AnimateDiff's temporal motion modules (inflate a 2-D UNet with video.apply_motion_adapter)")

@@ -50,12 +50,18 @@ class ModelFamily(Protocol):
         ...
 
 
+# Model classes with a family adapter of their own, by class name -> (module, class); any other UNet is a 2-D
+# image UNet with the frames folded into its batch (families/sd.py).
+FAMILIES = {
+    "UNet3DConditionModel": ("vdgraph_video.families.video_unet", "VideoUNet"),
+    "UNetMotionModel": ("vdgraph_video.families.motion_unet", "MotionUNet"),
+}
+
+
 def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0) -> ModelFamily:
-    """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded."""
-    if unet.is_3d:
-        from vdgraph_video.families.video_unet import VideoUNet
+    """The adapter for `unet`'s model: looked up by its class in FAMILIES, else a 2-D image UNet with the frames
+    folded."""
+    import importlib
 
-        return VideoUNet(unet, batch, frames, chunk_size)
-    from vdgraph_video.families.sd import FoldedFramesUNet
-
-    return FoldedFramesUNet(unet, batch, frames, chunk_size)
+    module, name = FAMILIES.get(type(unet.module).__name__, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
+    return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size)

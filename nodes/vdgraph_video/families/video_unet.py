@@ -2,7 +2,8 @@
 
 The call order follows TextToVideoSDPipeline: the guider-stacked (chunks*B, C, F, H, W) input goes to the UNet as it
 is; the scheduler steps on the folded (B*F, C, H, W) latents and prediction, unfolded afterwards exactly as the
-reference does, so eta > 0 draws have the reference's shapes and order.
+reference does, so eta > 0 draws have the reference's shapes and order. Per-frame (prompt travel) embeddings reach
+the cross-attention layers through `per_frame_cross_attention`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from vdgraph_video.families.common import folded_step
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.ops.prompt_travel import per_frame_cross_attention
 from vdgraph_video.values import UNetHandle
 
 
@@ -35,12 +37,18 @@ class VideoUNet:
         return unfold_frames(x, self.batch)
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        if embeds.ndim == 4:  # per-frame (chunks*B, F, L, D) from prompt travel
+            assert embeds.shape[1] == self.frames, (
+                f"per-frame conditioning has {embeds.shape[1]} frames but the latents have {self.frames}")
         return embeds  # (chunks*B, L, D): one per clip
 
     def models(self, guider):
         return self.unet.patched(batch_chunks=guider.chunks * self.batch)
 
     def predict(self, module, model_input, t, embeds, guider, index, steps):
+        if embeds.ndim == 4:  # the UNet repeats one embedding per clip: hand cross-attention the frames' own
+            with per_frame_cross_attention(module, embeds.reshape(-1, *embeds.shape[2:])):
+                return module(model_input, t, encoder_hidden_states=embeds[:, 0]).sample
         return module(model_input, t, encoder_hidden_states=embeds).sample  # (chunks*B, C, F, H, W)
 
     def step(self, scheduler, noise_pred, t, x, kwargs):
