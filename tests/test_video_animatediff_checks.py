@@ -150,3 +150,15 @@ def test_text2video_3d_unet_workflow_travels(tmp_path):
     bad = vdgraph.validate(WORKFLOWS / "text2video_3d_unet.json", {**inputs, "prompt": "0: a | 4: b"})
     assert [(p.node, p.port) for p in bad if p.severity == "error"] == [("text", "prompt")]
     assert os.path.isfile(tmp_path / "o.gif")
+
+
+def test_cross_frame_attention_on_a_motion_unet_patches_the_spatial_layers_only(model):
+    from vdgraph_video.ops.attention import CrossFrameAttention
+
+    unet = load_components(model, CPU, torch.float32)[0]
+    inflated = inflate(unet, load_motion_adapter(video_fixtures.tiny_motion_adapter_folder(), CPU, torch.float32))
+    current = dict(inflated.module.attn_processors)
+    patched = CrossFrameAttention("first_frame").processors(inflated.module, current, 2)
+    changed = {name for name in current if patched[name] is not current[name]}
+    assert changed and not any("motion_modules" in name for name in changed)
+    assert any(name.startswith("down_blocks.0.attentions") for name in changed)

@@ -13,7 +13,7 @@ works). Modes, for frame i of a chunk:
   (ControlVideo). One scaled_dot_product_attention call over F*T tokens, so memory stays linear in the tokens
   where SDPA's fused kernels apply, never a materialised (F*T)^2 score matrix per frame.
 Text cross-attention is untouched in every mode. Temporal attention layers of video UNets (modules whose class
-name contains "Temporal" or "Motion") are left alone: they attend over frames already.
+name contains "Temporal", and AnimateDiff's motion modules) are left alone: they attend over frames already.
 """
 
 from __future__ import annotations
@@ -124,10 +124,13 @@ _TEMPORAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _temporal_prefixes(module: torch.nn.Module) -> tuple[str, ...]:
-    """Names of the temporal submodules (cached per module: loaded modules never change)."""
+    """Names of the temporal submodules (cached per module: loaded modules never change): 3-D UNets' temporal
+    transformers and AnimateDiff's motion modules (not the "...Motion" blocks holding them: their spatial
+    attention is per frame)."""
     if module not in _TEMPORAL:
         _TEMPORAL[module] = tuple(name for name, sub in module.named_modules()
-                                  if name and ("Temporal" in type(sub).__name__ or "Motion" in type(sub).__name__))
+                                  if name and ("Temporal" in type(sub).__name__
+                                               or type(sub).__name__ == "AnimateDiffTransformer3D"))
     return _TEMPORAL[module]
 
 
