@@ -13,8 +13,9 @@ with safetensors inside the measured region.
   denoise, decode and everything the engine does); the reference loads the components, builds the pipeline
   (which inflates the UNet) and calls it (output_type "np"). The frames are compared: max abs difference 0.
 * Peak RSS with FreeNoise context windows (context_length 16, stride 4, shuffled-context noise) at each of
-  --memory-frames, in a fresh subprocess per side and size: the highest RSS sampled every millisecond minus the RSS
-  before the run (after imports); weights are counted.
+  --memory-frames, without and with split inference (spatial layers 16 frames per call, motion modules 256 pixel
+  sequences), in a fresh subprocess per side, size and setting: the highest RSS sampled every millisecond minus the
+  RSS before the run (after imports); weights are counted. --skip-timing gives only these.
 """
 
 from __future__ import annotations
@@ -39,31 +40,33 @@ WORKFLOW = REPO / "workflows" / "animatediff.json"
 PROMPT = "a red circle on a blue background"
 
 
-def inputs_for(model: str, adapter: str, frames: int, steps: int, windows: bool) -> dict:
+def inputs_for(model: str, adapter: str, frames: int, steps: int, windows: bool, split: int = 0) -> dict:
     inputs = {"model": model, "motion_adapter": adapter, "prompt": PROMPT, "frames": frames, "height": 64,
               "width": 64, "steps": steps, "guidance": 7.5, "seed": 0}
     if windows:
-        inputs.update(prompt="0: " + PROMPT, context_length=16, context_stride=4)
+        inputs.update(prompt="0: " + PROMPT, context_length=16, context_stride=4, context_split_frames=split)
     return inputs
 
 
-def run_ours(model, adapter, frames, steps, windows=False):
+def run_ours(model, adapter, frames, steps, windows=False, split=0):
     """(frames, wall seconds, CPU seconds)"""
     import vdgraph
 
     executor = vdgraph.Executor(device="cpu")
     start, cpu = time.perf_counter(), time.thread_time()
-    result = executor.run(WORKFLOW, inputs_for(model, adapter, frames, steps, windows), outputs=["frames"])
+    result = executor.run(WORKFLOW, inputs_for(model, adapter, frames, steps, windows, split), outputs=["frames"])
     return result["frames"], time.perf_counter() - start, time.thread_time() - cpu
 
 
-def run_reference(model, adapter, frames, steps, windows=False):
+def run_reference(model, adapter, frames, steps, windows=False, split=0):
     from video_fixtures import load_animatediff_pipeline
 
     start, cpu = time.perf_counter(), time.thread_time()
     pipe = load_animatediff_pipeline(model, adapter)
     if windows:
         pipe.enable_free_noise(context_length=16, context_stride=4)
+    if split:
+        pipe.enable_free_noise_split_inference(256, split)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = pipe(prompt=PROMPT, num_frames=frames, height=64, width=64, num_inference_steps=steps,
@@ -84,13 +87,13 @@ def memory_child(args) -> None:
     torch.set_num_threads(args.threads)
     run = run_ours if args.child == "ours" else run_reference
     with PeakRSS() as m:
-        run(args.model, args.adapter, args.frames, args.steps, windows=True)
+        run(args.model, args.adapter, args.frames, args.steps, windows=True, split=args.split)
     print(json.dumps({"peak": m.peak}))
 
 
-def peak_in_subprocess(args, side: str, model: str, adapter: str, frames: int) -> int:
+def peak_in_subprocess(args, side: str, model: str, adapter: str, frames: int, split: int) -> int:
     command = [sys.executable, __file__, "--child", side, "--model", model, "--adapter", adapter, "--frames",
-               str(frames), "--steps", str(args.memory_steps), "--threads", str(args.threads)]
+               str(frames), "--steps", str(args.memory_steps), "--threads", str(args.threads), "--split", str(split)]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
 
@@ -102,7 +105,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-frames", default="16,32,64")
-    parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--memory-steps", type=int, default=1)
+    parser.add_argument("--split", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-timing", action="store_true", help="only the peak RSS figures")
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--adapter", help=argparse.SUPPRESS)
@@ -121,6 +126,18 @@ def main() -> None:
     print(f"small random model {SMALL['unet']['block_out_channels']} + motion adapter; {args.frames} frames 64x64, "
           f"{args.steps} DDIM steps, guidance 7.5; torch {torch.__version__}, {args.threads} thread(s)")
 
+    if not args.skip_timing:
+        timing(args, model, adapter)
+    print(f"\npeak RSS growth of one run with context windows (16 frames, stride 4), {args.memory_steps} step(s), "
+          "fresh process per run; without / with split inference (16 frames, 256 pixels per call):")
+    for frames in (int(f) for f in args.memory_frames.split(",")):
+        row = [mib(peak_in_subprocess(args, side, model, adapter, frames, split))
+               for split in (0, 16) for side in ("ours", "reference")]
+        print(f"  {frames:3d} frames: ours {row[0]}, reference {row[1]}; split: ours {row[2]}, reference {row[3]}")
+    tmp.cleanup()
+
+
+def timing(args, model: str, adapter: str) -> None:
     run_ours(model, adapter, 2, 1)  # one untimed round each: imports, kernel selection, file cache
     run_reference(model, adapter, 2, 1)
     ours: dict[str, list[float]] = {"wall": [], "cpu": []}
@@ -140,13 +157,6 @@ def main() -> None:
               f"ratio {med(ours[key]) / med(ref[key]):.3f}")
     print("per-round CPU-time ratios: " + ", ".join(f"{o / r:.3f}" for o, r in zip(ours["cpu"], ref["cpu"])))
     print(f"max abs difference of the frames: {max_diff}")
-    print(f"\npeak RSS growth of one run with context windows (16 frames, stride 4), {args.memory_steps} steps, "
-          "fresh process per run:")
-    for frames in (int(f) for f in args.memory_frames.split(",")):
-        mine = peak_in_subprocess(args, "ours", model, adapter, frames)
-        theirs = peak_in_subprocess(args, "reference", model, adapter, frames)
-        print(f"  {frames:3d} frames: ours {mib(mine)}, reference {mib(theirs)}")
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ def ours(executor, folders, tmp_path, **inputs) -> torch.Tensor:
 
 
 def reference(folders, frames, steps, guidance, seed, prompt=PROMPT, negative_prompt=None, eta=0.0, free_init=None,
-              free_noise=None) -> torch.Tensor:
+              free_noise=None, split=None) -> torch.Tensor:
     pipe = video_fixtures.load_animatediff_pipeline(*folders)  # a fresh pipeline: FreeNoise swaps its modules
     if free_init:
         pipe.enable_free_init(**free_init)
     if free_noise:
         pipe.enable_free_noise(**free_noise)
+    if split:
+        pipe.enable_free_noise_split_inference(**split)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = pipe(prompt=prompt, negative_prompt=negative_prompt, num_frames=frames, height=32, width=32,
@@ -117,4 +119,14 @@ def test_free_init_and_free_noise_together_match_the_reference(executor, folders
                   context_stride=2, free_init_iterations=2)
     expected = reference(folders, 6, 2, 7.5, 7, free_init=dict(num_iters=2),
                          free_noise=dict(context_length=4, context_stride=2))
+    assert max_difference(result, expected) == 0.0
+
+
+def test_free_noise_split_inference_matches_the_reference_exactly(executor, folders, tmp_path):
+    """enable_free_noise_split_inference: spatial layers in chunks of 4 frames (of 2 x 10), motion modules in chunks
+    of 256 pixel sequences (the top level holds 2 x 16 x 16 = 512)."""
+    result = ours(executor, folders, tmp_path, frames=10, steps=2, seed=8, prompt=f"0: {PROMPT}", context_length=6,
+                  context_stride=2, context_split_frames=4)
+    expected = reference(folders, 10, 2, 7.5, 8, free_noise=dict(context_length=6, context_stride=2),
+                         split=dict(spatial_split_size=256, temporal_split_size=4))
     assert max_difference(result, expected) == 0.0

@@ -32,7 +32,10 @@ class ContextWindowsNode(Node):
     overlaps with `weighting` ("pyramid" [1, 2, .., 2, 1], "flat", or "delayed_reverse_sawtooth"). Videos longer
     than the motion module's window render this way. Returns a new UNet value (the input value and module are never
     changed; the windows are installed only while video.denoise runs). context_length 0 turns them off (the UNet
-    value passes through)."""
+    value passes through). split_frames > 0 adds diffusers' FreeNoise split inference
+    (enable_free_noise_split_inference(split_pixels, split_frames)): resnets, spatial attention and resamplers run
+    on at most split_frames frames per call and the motion modules on at most split_pixels pixels' sequences, so
+    activation memory is bounded by the split rather than the video's length."""
 
     id = "video.context_windows"
     version = 1
@@ -43,6 +46,10 @@ class ContextWindowsNode(Node):
                                                            "the motion adapter was trained on"),
         Input("context_stride", int, default=4, ge=1, doc="frames between the starts of two windows"),
         Input("weighting", Weighting, default="pyramid", doc="how overlapping windows are blended"),
+        Input("split_frames", int, default=0, ge=0, doc="> 0: spatial layers see at most this many frames per call "
+                                                         "(diffusers' split inference: bounded memory; 0: off)"),
+        Input("split_pixels", int, default=256, ge=1, doc="with split_frames: motion modules see at most this many "
+                                                          "pixels' frame sequences per call"),
     ]
     outputs = [Output("unet", UNET, doc="the motion UNet rendering in context windows")]
 
@@ -68,7 +75,8 @@ class ContextWindowsNode(Node):
             return {"unet": MotionUNetFacts(unet.layout, max_frames=unet.max_frames, window=length)}
         return {"unet": unet} if unet is not None else {}
 
-    def run(self, ctx: RunContext, unet, context_length: int, context_stride: int, weighting: str):
+    def run(self, ctx: RunContext, unet, context_length: int, context_stride: int, weighting: str,
+            split_frames: int, split_pixels: int):
         if context_length == 0:
             return unet
         if not isinstance(unet, MotionUNetHandle):
@@ -76,7 +84,8 @@ class ContextWindowsNode(Node):
                              "with video.apply_motion_adapter first, or set context_length to 0")
         for _, problem, hint in windows_problem(context_length, context_stride, unet.max_frames, weighting):
             raise ValueError(f"{problem}: {hint}")
-        return unet.with_windows(ContextWindows(context_length, context_stride, weighting))
+        return unet.with_windows(ContextWindows(context_length, context_stride, weighting, split_frames,
+                                                split_pixels))
 
 
 class FreeNoiseLatents(Node):

@@ -47,11 +47,14 @@ class MotionAdapterHandle:
 class ContextWindows:
     """FreeNoise's sliding windows over frames in every motion module (diffusers' enable_free_noise): windows of
     `length` frames every `stride` frames, the overlaps blended with `weighting` ("flat", "pyramid",
-    "delayed_reverse_sawtooth")."""
+    "delayed_reverse_sawtooth"); `split_frames` > 0 adds diffusers' FreeNoise split inference
+    (enable_free_noise_split_inference), which bounds activation memory."""
 
     length: int
     stride: int
     weighting: str
+    split_frames: int = 0  # > 0: spatial layers see at most this many frames per call (split inference)
+    split_pixels: int = 256  # with split_frames: motion modules see at most this many pixels' sequences per call
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -6,7 +6,8 @@ per-frame embeddings of a prompt-travel conditioning); the scheduler steps on th
 are (not folded), so eta > 0 draws have the reference's shape and order.
 
 FreeNoise context windows carried by the UNet value (`MotionUNetHandle.windows`) are installed in the motion modules
-for the loop's duration (`vdgraph_video.ops.free_noise`). Without them the frame count is bounded by the motion
+for the loop's duration (`vdgraph_video.ops.free_noise`), with diffusers' split inference when asked (activation
+memory bounded by the split instead of the frame count). Without them the frame count is bounded by the motion
 module's window (its positional embeddings).
 """
 
@@ -17,7 +18,7 @@ import contextlib
 import torch
 
 from vdgraph_video.families.common import x0_from_epsilon
-from vdgraph_video.ops.free_noise import installed_windows
+from vdgraph_video.ops.free_noise import installed_split_inference, installed_windows
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 
 
@@ -64,6 +65,9 @@ class MotionUNet:
             if self.windows is not None:
                 stack.enter_context(installed_windows(module, self.windows.length, self.windows.stride,
                                                       self.windows.weighting))
+                if self.windows.split_frames:
+                    stack.enter_context(installed_split_inference(module, self.windows.split_pixels,
+                                                                  self.windows.split_frames))
             yield module
 
     def predict(self, module, model_input, t, embeds, guider, index, steps):

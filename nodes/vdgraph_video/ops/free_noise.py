@@ -87,3 +87,50 @@ def installed_windows(module: torch.nn.Module, length: int, stride: int, weighti
     finally:
         for container, k, block in saved:
             container[k] = block
+
+
+def _split_sites(module: torch.nn.Module, spatial: int, temporal: int):
+    """(owner, key, split size, inputs to split) of every submodule diffusers' enable_free_noise_split_inference
+    wraps: a motion module's proj_in / transformer blocks / proj_out over B*H*W in chunks of `spatial`, the spatial
+    attentions, resnets and down/upsamplers over B*F in chunks of `temporal`. `key` is an attribute name or a list
+    index."""
+    for block in [*module.down_blocks, module.mid_block, *module.up_blocks]:
+        for motion_module in getattr(block, "motion_modules", None) or ():
+            yield motion_module, "proj_in", spatial, ["input"]
+            for k in range(len(motion_module.transformer_blocks)):
+                yield motion_module.transformer_blocks, k, spatial, ["hidden_states", "encoder_hidden_states"]
+            yield motion_module, "proj_out", spatial, ["input"]
+        for attribute, inputs in (("attentions", ["hidden_states", "encoder_hidden_states"]),
+                                  ("resnets", ["input_tensor", "temb"]), ("downsamplers", ["hidden_states"]),
+                                  ("upsamplers", ["hidden_states"])):
+            for k in range(len(getattr(block, attribute, None) or ())):
+                yield getattr(block, attribute), k, temporal, inputs
+
+
+def _get(owner, key):
+    return owner[key] if isinstance(key, int) else getattr(owner, key)
+
+
+def _set(owner, key, value) -> None:
+    if isinstance(key, int):
+        owner[key] = value
+    else:
+        setattr(owner, key, value)
+
+
+@contextlib.contextmanager
+def installed_split_inference(module: torch.nn.Module, spatial: int, temporal: int) -> Iterator[None]:
+    """diffusers' FreeNoise split inference in `module` for the context's duration (restored after): the motion
+    modules see at most `spatial` pixels' frame sequences per call and the spatial layers at most `temporal` frames,
+    so activation memory is bounded by the split, not the video's length."""
+    from diffusers.pipelines.free_noise_utils import SplitInferenceModule
+
+    sites = list(_split_sites(module, spatial, temporal))
+    saved = [(owner, key, _get(owner, key)) for owner, key, _, _ in sites]
+    try:
+        for owner, key, size, inputs in sites:
+            _set(owner, key, SplitInferenceModule(_get(owner, key), size, 0, inputs))
+        yield
+    finally:
+        for owner, key, original in reversed(saved):
+            _set(owner, key, original)
