@@ -162,3 +162,31 @@ def test_cross_frame_attention_on_a_motion_unet_patches_the_spatial_layers_only(
     changed = {name for name in current if patched[name] is not current[name]}
     assert changed and not any("motion_modules" in name for name in changed)
     assert any(name.startswith("down_blocks.0.attentions") for name in changed)
+
+
+def test_motion_adapters_load_from_an_fsspec_url_and_a_builtin_name(monkeypatch):
+    import fsspec
+
+    from vdgraph_video import loading
+    from vdgraph_video.loading import resolve_model
+
+    folder = video_fixtures.tiny_motion_adapter_folder()
+    fs = fsspec.filesystem("memory")
+    for name in os.listdir(folder):
+        fs.pipe(f"/adapters/tiny/{name}", Path(folder, name).read_bytes())
+    with resolve_model("memory://adapters/tiny") as local:
+        remote = load_motion_adapter(local, CPU, torch.float32)
+    monkeypatch.setattr(loading, "_builtin_path", lambda name: folder if name == "tiny-motion" else None)
+    with resolve_model("tiny-motion") as local:
+        builtin = load_motion_adapter(local, CPU, torch.float32)
+    expected = load_motion_adapter(folder, CPU, torch.float32).module.state_dict()
+    for adapter in (remote, builtin):
+        assert all(torch.equal(v, expected[k]) for k, v in adapter.module.state_dict().items())
+
+
+def test_a_folder_that_is_not_a_motion_adapter_is_refused(model):
+    from vdgraph_video.loading import ModelFolderError
+
+    with pytest.raises(ModelFolderError, match="_class_name 'UNet2DConditionModel' is not supported: expected "
+                                               "MotionAdapter"):
+        load_motion_adapter(os.path.join(model, "unet"), CPU, torch.float32)
