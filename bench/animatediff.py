@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--memory-frames", default="16,32,64")
+    parser.add_argument("--memory-frames", default="16,32,64", help='frame counts for peak RSS ("": none)')
     parser.add_argument("--memory-steps", type=int, default=1)
     parser.add_argument("--split", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--skip-timing", action="store_true", help="only the peak RSS figures")
@@ -128,6 +128,9 @@ def main() -> None:
 
     if not args.skip_timing:
         timing(args, model, adapter)
+    if not args.memory_frames:  # --memory-frames "": timing only
+        tmp.cleanup()
+        return
     print(f"\npeak RSS growth of one run with context windows (16 frames, stride 4), {args.memory_steps} step(s), "
           "fresh process per run; without / with split inference (16 frames, 256 pixels per call):")
     for frames in (int(f) for f in args.memory_frames.split(",")):
