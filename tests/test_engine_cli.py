@@ -137,6 +137,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path, pack_dir, tensor_flow):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "cancelled inside node 'apply'" in stderr and "Traceback" not in stderr
+    assert "completed nodes are not kept" in stderr  # this run had no --cache
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert lines[0]["kind"] == "run_started" and lines[-1]["kind"] == "run_finished" and lines[-1]["cancelled"]
 
@@ -179,6 +180,9 @@ def test_failed_node_exit_code_and_message(tmp_path, capsys, pack_dir, core_only
     assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert "node 'b' (tens.boom) failed: ZeroDivisionError: nope" in err and "Traceback" not in err
+    assert "completed nodes are not kept (pass --cache DIR" in err  # no claim of a cache that does not exist
+    assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu", "--cache", str(tmp_path / "c")]) == 1
+    assert "completed nodes stay in the --cache folder" in capsys.readouterr().err
     assert main(["run", str(flow), "--nodes", str(pack_dir), "--device", "cpu", "--traceback"]) == 1
     assert "Traceback" in capsys.readouterr().err
 
@@ -263,3 +267,35 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_quiet_silences_per_node_lines_and_library_progress_bars(tmp_path):
+    """-q: the outputs and a one-line summary; a library's tqdm bar inside a node (as diffusers' and transformers'
+    loading bars) prints nothing."""
+    pack = tmp_path / "packs" / "bars.py"
+    pack.parent.mkdir()
+    pack.write_text(textwrap.dedent("""
+        from tqdm.auto import tqdm
+        from vdgraph import Node, Output
+
+        class Loading(Node):
+            '''Counts with a progress bar, as a library's loader does.'''
+
+            id = "bars.loading"
+            outputs = [Output("n", int)]
+
+            def run(self, ctx):
+                return sum(1 for _ in tqdm(range(5), desc="Loading weights"))
+
+        NODES = [Loading]
+    """))
+    flow = tmp_path / "bars.json"
+    flow.write_text(json.dumps({"vdgraph": 1, "nodes": {"load": {"type": "bars.loading"}}, "outputs": {"n": "load.n"}}))
+    args = ("run", str(flow), "--nodes", str(pack.parent), "--device", "cpu", "--output-dir", str(tmp_path / "out"))
+    loud = run_cli(*args)
+    assert loud.returncode == 0, loud.stderr
+    assert "Loading weights" in loud.stderr and "bars.loading" in loud.stdout  # the control: both do print
+    quiet = run_cli(*args, "-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and "bars.loading" not in quiet.stdout
+    assert "n  5" in quiet.stdout and "report: 1 ran, 0 cached" in quiet.stdout

@@ -312,3 +312,26 @@ def test_explain_names_the_changed_item_of_a_gathered_list(executor):
     executor.run(doc(1))
     reasons = {r.id: r.reason for r in executor.run(doc(2), explain=True).report if r.status == "ran"}
     assert reasons == {"b": "param value changed 1 -> 2", "t": "upstream node b changed"}
+
+
+def test_relative_input_paths_follow_one_rule(tmp_path, monkeypatch):
+    """Working directory first, then the workflow's folder; absolute paths and URLs as given."""
+    import torch
+
+    from vdgraph.context import RunContext
+
+    flows, work = tmp_path / "flows", tmp_path / "work"
+    flows.mkdir(), work.mkdir()
+    (flows / "beside.mp4").write_bytes(b"x")
+    (flows / "both.mp4").write_bytes(b"x")
+    (work / "both.mp4").write_bytes(b"x")
+    monkeypatch.chdir(work)
+    ctx = RunContext("n", "t", torch.device("cpu"), torch.float32, output_dir=str(tmp_path / "out"),
+                     workflow_dir=str(flows))
+    assert ctx.input_path("beside.mp4") == str(flows / "beside.mp4")
+    assert ctx.input_path("both.mp4") == "both.mp4"  # the working directory wins
+    assert ctx.input_path("nowhere.mp4") == "nowhere.mp4"  # the reader's error then names it as given
+    assert ctx.input_path(str(flows / "beside.mp4")) == str(flows / "beside.mp4")
+    assert ctx.input_path("memory://x/beside.mp4") == "memory://x/beside.mp4"
+    assert RunContext("n", "t", torch.device("cpu"), torch.float32, output_dir=str(tmp_path / "out"),
+                      workflow_dir="s3://bucket/flows").search_dirs() == ()

@@ -180,3 +180,14 @@ def test_the_documented_custom_pack_works(tmp_path):
     write_pack(tmp_path / "custom_nodes", "textfx", code)
     registry = Registry.discover(env={}, cwd=tmp_path, entry_points=False, local=True)  # as with --local-nodes
     assert Executor(registry, device="cpu").run(json.loads(flow))["shout"] == "HELLO!!!"
+
+
+def test_a_declaration_error_names_the_packs_line_not_the_engines(tmp_path):
+    """A bad port type is raised inside vdgraph's engine; the problem must point at the pack's declaring line."""
+    source = ("from vdgraph.node import Input, Node\n\n\nclass Bad(Node):\n    id = 'bad.x'\n"
+              "    inputs = [Input('a', 'nonsense-type')]\n\n    def run(self, ctx, a):\n        return {}\n")
+    declared = write_pack(tmp_path / "packs", "bad", source)
+    registry = discover(tmp_path / "packs")
+    (problem,) = registry.problems()
+    assert problem.code == "pack.import-failed" and "unsupported port type" in problem.message
+    assert (problem.file, problem.line) == (str(declared), 6)

@@ -78,7 +78,8 @@ def test_a_name_with_a_double_colon_writes_the_file_its_claim_reserved(tmp_path,
     assert json.loads(path.read_text()) == "new"
     after = listing(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing that was there changed
-    assert set(after) - set(before) == {str(path.relative_to(tmp_path))}
+    written_names = {str(path.relative_to(tmp_path)), str(path.relative_to(tmp_path)) + ".recipe.json"}
+    assert set(after) - set(before) == written_names  # the file and its recipe beside it, nothing else
 
 
 def test_a_png_folder_name_with_a_double_colon_is_written_where_it_was_reserved(tmp_path):

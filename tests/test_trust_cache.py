@@ -198,6 +198,8 @@ def test_second_process_loads_no_model_and_a_resumed_run_reruns_only_the_interru
         "model": "not stored: output 'unet' holds a model (UNetHandle)",
         "cross_frame": "not stored: output 'unet' holds a model (UNetHandle)",
         "final": "cancelled while it ran last time",
+        "masks": "the last run stopped before reaching it",
+        "smooth": "the last run stopped before reaching it",
         "decode": "the last run stopped before reaching it",
         "write": "side effects: runs every time",
         "sheet": "side effects: runs every time",

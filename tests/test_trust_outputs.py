@@ -202,7 +202,7 @@ def test_overwrite_replaces_a_file(executor, tmp_path):
 
 def test_overwrite_replaces_a_frame_folder_vdgraph_wrote_and_nothing_else(executor, tmp_path):
     first = write(executor, "video.write_video", "path", "file", "frames", tmp_path)
-    assert sorted(os.listdir(first)) == [MARKER, "frame_00000.png", "frame_00001.png"]
+    assert sorted(os.listdir(first)) == [MARKER, "frame_00000.png", "frame_00001.png", "recipe.json"]
     again = write(executor, "video.write_video", "path", "file", "frames", tmp_path, overwrite=True)
     assert again == first and sorted(os.listdir(tmp_path)) == ["frames"]
     (first / "notes.txt").write_text("the user's")  # now the folder holds something vdgraph did not write
@@ -329,7 +329,7 @@ def test_a_remote_output_folder_follows_the_same_rules(executor):
         second = executor.run(writer_workflow("video.write_video", "path", "file"), {"target": "frames"},
                               output_dir="memory://trust-out")["file"]
         assert (first, second) == ("memory://trust-out/frames", "memory://trust-out/frames_00001")
-        assert fs.exists(f"/trust-out/frames/{MARKER}") and len(fs.ls("/trust-out/frames_00001")) == 3
+        assert fs.exists(f"/trust-out/frames/{MARKER}") and len(fs.ls("/trust-out/frames_00001")) == 4  # 2 frames, recipe, marker
         with pytest.raises(OutputRefused, match="leaves the output folder"):
             executor.run(writer_workflow("video.write_video", "path", "file"), {"target": "../x.mp4"},
                          output_dir="memory://trust-out")

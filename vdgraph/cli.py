@@ -1,4 +1,4 @@
-"""The `vdgraph` command line: run, validate, nodes, schema, graph.
+"""The `vdgraph` command line: run, validate, nodes, schema, graph, inspect, models.
 
 Exit codes: 0 success; 1 invalid workflow or failed run; 2 usage error (bad option, bad --set syntax, unknown
 device); 130 cancelled (Ctrl-C). A problem in the user's files or options is printed as a message, never as a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fnmatch
 import io
 import json
@@ -40,14 +41,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.command(args)
+        with _library_progress_silenced(getattr(args, "quiet", False)):
+            return args.command(args)
     except UsageError as exc:
         parser.exit(EXIT_USAGE, f"vdgraph: error: {exc}\n")
     except WorkflowInvalid as exc:
         _print_problems(exc.problems, getattr(args, "json", False))
         return EXIT_FAILED
     except Cancelled as exc:
-        print(f"vdgraph: {exc}; completed nodes stay cached", file=sys.stderr)
+        print(f"vdgraph: {exc}; {_kept(args)}", file=sys.stderr)
         return EXIT_CANCELLED
     except KeyboardInterrupt as exc:  # PackImportInterrupted says which pack was being imported
         print(f"vdgraph: {exc or 'interrupted'}", file=sys.stderr)
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "traceback", False) and exc.__cause__ is not None:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         else:
-            print("  (completed nodes stay cached; --traceback shows where the node failed)", file=sys.stderr)
+            print(f"  ({_kept(args)}; --traceback shows where the node failed)", file=sys.stderr)
         return EXIT_FAILED
     except VdgraphError as exc:
         print(f"vdgraph: {exc}", file=sys.stderr)
@@ -75,11 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 _EXAMPLES = """\
 examples:
   vdgraph run workflows/hello.json --set name=Ada --output-dir out
+  vdgraph run workflows/text2video_zero.json --sweep seed=0..3 --sweep prompt=@prompts.txt
   vdgraph run workflow.json --cache ~/.cache/vdgraph --explain --events events.jsonl
   vdgraph validate workflows/*.json
   vdgraph nodes 'core.*'
   vdgraph schema -o vdgraph.schema.json
   vdgraph graph workflow.json --format mermaid
+  vdgraph inspect out/clip.mp4
+  vdgraph run --from out/clip.mp4
+  vdgraph models
 """
 
 
@@ -103,7 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nodes(commands, packs)
     _add_schema(commands, packs)
     _add_graph(commands)
+    _add_inspect(commands)
+    _add_models(commands)
     return parser
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What survives a failed or cancelled run: with --cache the completed nodes are on disk and the next run
+    resumes after them; without it they lived in this process's memory only."""
+    if getattr(args, "cache", None):
+        return "completed nodes stay in the --cache folder, so the next run with it resumes there"
+    return "completed nodes are not kept (pass --cache DIR to resume the next run where this one stopped)"
 
 
 def _command(commands: Any, name: str, parents: list, help: str, epilog: str) -> argparse.ArgumentParser:
@@ -118,10 +134,18 @@ examples:
   vdgraph run workflows/hello.json --set name=Ada --set width=640 --output greeting
   vdgraph run clip.json --device cuda:1 --dtype bfloat16 --cache s3://bucket/vdgraph-cache --explain
 
-Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to stop at once.""")
-    p.add_argument("workflow", help="workflow file: a path or any fsspec URL")
+Ctrl-C cancels at the next step (with --cache the next run resumes there); press it twice to stop at once.""")
+    p.add_argument("workflow", nargs="?", help="workflow file: a path or any fsspec URL (or --from FILE)")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="run the recipe an output file carries (its workflow and input values; --set changes "
+                        "inputs): a PNG, MP4 or WebM vdgraph wrote, a PNG-frame folder, or a .recipe.json sidecar")
     _add_set(p)
     p.add_argument("--output", action="append", metavar="NAME", help="compute only this output (repeatable)")
+    p.add_argument("--sweep", action="append", default=[], metavar="NAME=VALUES", dest="sweeps",
+                   help="run once per value of a workflow input (repeatable: the grid of all of them), through one "
+                        "executor: A..B (integers, A..B..STEP), @FILE (a value a line) or comma-separated values; "
+                        "each job writes into its own folder under OUTPUT_DIR/<workflow>_sweep, with a grid "
+                        "contact sheet of all results")
     p.add_argument("--output-dir", default="out", metavar="DIR",
                    help="the folder nodes write files into (default: ./out, created on the first write); a name "
                         "that is taken gets a counter (clip_00001.mp4) instead of replacing the file")
@@ -144,7 +168,9 @@ Ctrl-C cancels at the next step (completed nodes stay cached); press it twice to
                                                     "is replaced only with --overwrite)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
     p.add_argument("--json", action="store_true", help="print outputs and the report as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or per-node lines")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars (ours or the libraries') and no per-node report lines: the outputs and "
+                        "a one-line summary (with --explain the per-node reasons are still printed)")
     p.add_argument("--traceback", action="store_true", help="when a node fails, show its Python traceback")
     p.set_defaults(command=cmd_run)
 
@@ -188,6 +214,35 @@ examples:
     p.set_defaults(command=cmd_graph)
 
 
+def _add_inspect(commands: Any) -> None:
+    p = _command(commands, "inspect", [], "Print the recipe an output file carries (workflow, inputs, seeds, "
+                                          "versions).", """\
+examples:
+  vdgraph inspect out/clip.mp4
+  vdgraph inspect out/contact_sheet.png --json
+  vdgraph run --from out/clip.mp4 --set seed=8      # the same recipe with another seed""")
+    p.add_argument("file", help="a PNG, MP4 or WebM vdgraph wrote, a PNG-frame folder, or a file with a "
+                                ".recipe.json sidecar")
+    p.add_argument("--json", action="store_true", help="print the recipe as JSON")
+    p.set_defaults(command=cmd_inspect)
+
+
+def _add_models(commands: Any) -> None:
+    from vdgraph.models_folder import KINDS, MODELS_ENV
+
+    p = _command(commands, "models", [], "List the models a model input accepts by name: built-ins, the models "
+                                         "folder, the local Hugging Face cache.", f"""\
+The models folder is ${MODELS_ENV} (a path list) or ~/.local/share/vdgraph/models, with one folder per kind:
+{', '.join(k + '/' for k in KINDS)}.
+
+examples:
+  vdgraph models
+  vdgraph models --kind lora --json""")
+    p.add_argument("--kind", choices=KINDS, help="only models of this kind")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(command=cmd_models)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
                    help="set a workflow input, typed by its declaration (repeatable; lists as JSON)")
@@ -204,8 +259,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None and not value.strip():  # `--cache "$UNSET"` must not quietly run without a cache
             raise UsageError(f"{option} is empty: name a folder or file (or leave the option out)")
     registry = _registry(args)
-    workflow = _load(args.workflow)
+    workflow, recorded = _workflow_to_run(args)
     inputs, problems = _overrides(workflow, args.assignments)
+    inputs = {**{k: v for k, v in recorded.items() if k in workflow.inputs}, **inputs}
     if args.threads is not None:
         most = max(64, 4 * (os.cpu_count() or 1))  # 100,000 threads crashed the process (SIGSEGV) at its first op
         if not 1 <= args.threads <= most:
@@ -215,6 +271,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool
     executor = Executor(registry, device=args.device, dtype=args.dtype, cache_dir=args.cache)
+    if args.sweeps:
+        return _run_sweep(args, executor, workflow, inputs, problems)
     found, plan = check(workflow, registry, inputs, require_inputs=True)
     problems += found
     if plan is None or any(p.severity == "error" for p in problems):
@@ -231,7 +289,163 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "report": [r.to_json() for r in result.report]}, indent=2))
     else:
         print("outputs:\n" + format_outputs(result.outputs))
-        print("report: " + format_report(result, args.explain))
+        print("report: " + format_report(result, args.explain, per_node=not args.quiet or args.explain))
+    return EXIT_OK
+
+
+def _run_sweep(args: argparse.Namespace, executor: Any, workflow: Any, inputs: dict, problems: list) -> int:
+    """`run --sweep`: every job of the grid through one executor, a progress line per job, the grid sheet."""
+    import fsspec
+
+    from vdgraph.display import format_outputs, value_json
+    from vdgraph.sweep import parse_sweep
+    from vdgraph.workflow import parse_override
+
+    def read(path: str) -> str:
+        try:
+            with fsspec.open(os.path.expanduser(path), "r", encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--sweep: cannot read {path!r}: {exc}") from None
+
+    sweeps: dict[str, list] = {}
+    for text in args.sweeps:
+        try:
+            name, raws = parse_sweep(text, read)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if name in sweeps:
+            raise UsageError(f"--sweep {name} is given twice; put all its values in one --sweep")
+        values = []
+        for raw in raws:
+            value, problem = parse_override(workflow, name, raw)
+            if problem is not None:
+                problems.append(dataclasses.replace(problem, message=f"--sweep {problem.message}"))
+            values.append(value)
+        sweeps[name] = values
+    if problems:
+        raise WorkflowInvalid(problems)
+    explicit = {text.partition("=")[0].strip() for text in args.assignments}
+    clash = sorted(explicit & set(sweeps))
+    if clash:
+        raise UsageError(f"--set {clash[0]} and --sweep {clash[0]}: an input is either set or swept")
+    inputs = {k: v for k, v in inputs.items() if k not in sweeps}  # a swept value replaces one a --from recipe held
+
+    def progress(job: Any, total: int) -> None:
+        result = job.result
+        if not args.json:
+            print(f"[{job.index + 1}/{total}] {job.label}: {len(result.ran)} ran, "
+                  f"{len(result.report) - len(result.ran)} cached, {job.seconds:.2f} s -> {job.output_dir}",
+                  flush=True)
+
+    token = CancelToken()
+    with _listeners(args) as listeners, _cancel_on_interrupt(token):
+        sweep = executor.sweep(workflow, sweeps, inputs, args.output, output_dir=args.output_dir,
+                               overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
+                               on_job=progress, cancel=token, explain=args.explain, on_event=_fan_out(listeners))
+    if args.json:
+        print(json.dumps({"folder": sweep.folder, "sheet": sweep.sheet, "jobs": [
+            {"values": value_json(job.values), "output_dir": job.output_dir, "seconds": job.seconds,
+             "outputs": value_json(job.result.outputs)} for job in sweep.jobs]}, indent=2))
+    else:
+        seconds = sum(job.seconds for job in sweep.jobs)
+        print(f"sweep: {len(sweep.jobs)} jobs in {seconds:.2f} s, files in {sweep.folder}")
+        if sweep.sheet:
+            print(f"grid contact sheet: {sweep.sheet}")
+        if not args.quiet and sweep.jobs:
+            print("outputs of the last job:\n" + format_outputs(sweep.jobs[-1].result.outputs))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _library_progress_silenced(quiet: bool) -> Iterator[None]:
+    """--quiet: no progress bars from the libraries nodes use (diffusers' and transformers' loading bars, the hub
+    client's): every tqdm bar reads TQDM_DISABLE as its default, and the hub client has its own switch. Set for the
+    command's duration and restored after, so a Python caller of `main` keeps its environment."""
+    if not quiet:
+        yield
+        return
+    names = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _workflow_to_run(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The workflow of `run` and the input values recorded with it: from the file named, or from the recipe an
+    output carries (`--from`), read back with the folder it was run from (relative paths resolve as then)."""
+    if (args.workflow is None) == (args.from_file is None):
+        raise UsageError("give a workflow file or --from FILE (an output that carries its recipe), not both"
+                         if args.workflow else "give a workflow file, or --from FILE to re-run an output's recipe")
+    if args.from_file is None:
+        return _load(args.workflow), {}
+    from vdgraph.recipe import RecipeNotFound, read_recipe
+    from vdgraph.workflow import parse_workflow
+
+    try:
+        recipe = read_recipe(args.from_file)
+    except (RecipeNotFound, OSError) as exc:
+        raise UsageError(f"--from: {exc}") from None
+    source = recipe.get("workflow_source")
+    if not isinstance(source, str) or not (("://" in source) or os.path.isdir(os.path.dirname(source) or ".")):
+        source = None  # the folder it ran from is gone: relative paths resolve against the working directory
+    inputs = recipe.get("inputs") if isinstance(recipe.get("inputs"), dict) else {}
+    return parse_workflow(recipe["workflow"], source), inputs
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from vdgraph.recipe import RecipeNotFound, read_recipe
+
+    try:
+        recipe = read_recipe(args.file)
+    except (RecipeNotFound, OSError) as exc:
+        print(f"vdgraph: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(recipe, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    workflow = recipe["workflow"]
+    versions = ", ".join(f"{k} {v}" for k, v in (recipe.get("versions") or {}).items())
+    lines = [f"workflow: {workflow.get('name') or '(unnamed)'}"
+             + (f"  (from {recipe['workflow_source']})" if recipe.get("workflow_source") else ""),
+             f"written by node: {recipe.get('node')}", f"versions: {versions}", "inputs:"]
+    lines += [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (recipe.get("inputs") or {}).items()]
+    lines.append("seeds:")
+    lines += [f"  {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in (recipe.get("seeds") or {}).items()]
+    lines += ["workflow document:", json.dumps(workflow, indent=2, ensure_ascii=False),
+              f"re-run with: vdgraph run --from {args.file}"]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from vdgraph.models_folder import KINDS, builtin_model_names, hub_cache_models, list_models, model_roots
+
+    local = list_models(args.kind)
+    builtins = builtin_model_names() if args.kind in (None, "checkpoints") else []
+    hub = hub_cache_models() if args.kind in (None, "checkpoints") else []
+    roots = model_roots()
+    if args.json:
+        print(json.dumps({"roots": roots, "builtin": builtins, "models": [e.to_json() for e in local],
+                          "hub_cache": hub}, indent=2))
+        return EXIT_OK
+    lines = ["built-in:"] + [f"  {name}" for name in builtins] if builtins else []
+    lines.append("models folder (" + os.pathsep.join(roots) + "):")
+    for kind in KINDS if args.kind is None else (args.kind,):
+        entries = [e for e in local if e.kind == kind]
+        lines.append(f"  {kind}/" + ("" if entries else "  (none)"))
+        lines += [f"    {e.name}{'  (single file)' if e.is_file else ''}  {e.path}" for e in entries]
+    if args.kind in (None, "checkpoints"):
+        lines.append("Hugging Face cache:" + ("" if hub else "  (none)"))
+        lines += [f"  {m['name']}  {m['size_bytes'] / 1e6:.1f} MB" for m in hub]
+    print("\n".join(lines))
     return EXIT_OK
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from vdgraph.errors import Cancelled
 from vdgraph.events import Event, Progress
@@ -35,6 +35,9 @@ class RunContext:
 
     `outputs` is where a node that writes files gets its targets (`ctx.outputs.claim(name, port=...)`, see
     vdgraph.outputs); without one, a context writes into an `OutputFolder(output_dir)` of its own.
+    `workflow_document` (the workflow as JSON data), `workflow_inputs` (every workflow input's value in this run)
+    and `workflow_source` (the file it was read from) are what a writer records as the file's recipe
+    (`vdgraph.recipe.recipe_of(ctx)`).
     """
 
     node_id: str
@@ -46,12 +49,36 @@ class RunContext:
     emit: Callable[[Event], None] = lambda event: None
     cancel_token: CancelToken = dataclasses.field(default_factory=CancelToken)
     outputs: OutputFolder | None = None
+    workflow_document: Mapping[str, Any] | None = None
+    workflow_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    workflow_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.outputs is None:
             self.outputs = OutputFolder(self.output_dir, node=self.node_id)
         else:
             self.output_dir = self.outputs.root
+
+    def search_dirs(self) -> tuple[str, ...]:
+        """Local folders a relative input path is also looked up in, after the working directory: the workflow's
+        folder (when the workflow came from a local file)."""
+        return tuple(d for d in (self.workflow_dir,) if d and "://" not in d)
+
+    def input_path(self, path: str) -> str:
+        """The one rule for a relative path a node reads (a video, an image, a model folder, a mask): absolute
+        paths and URLs as given; a relative path that exists in the working directory is taken from there, else it
+        is relative to the workflow's folder (so a workflow can name files beside it). Output paths follow the
+        output folder's rules instead (vdgraph.outputs)."""
+        import os
+        import posixpath
+
+        if "://" in path or posixpath.isabs(path) or os.path.isabs(path) or os.path.exists(path):
+            return path
+        for folder in self.search_dirs():
+            candidate = os.path.join(folder, path)
+            if os.path.exists(candidate):
+                return candidate
+        return path
 
     def check_cancelled(self) -> None:
         if self.cancel_token.cancelled:

@@ -46,10 +46,10 @@ def format_outputs(outputs: dict[str, Any]) -> str:
     return "\n".join(f"  {name.ljust(width)}  {describe_value(value)}" for name, value in outputs.items())
 
 
-def format_report(result: RunResult, explain: bool) -> str:
+def format_report(result: RunResult, explain: bool, per_node: bool = True) -> str:
     ran = len(result.ran)
     lines = [f"{ran} ran, {len(result.report) - ran} cached, {result.seconds:.3f} s"]
-    if not result.report:
+    if not result.report or not per_node:
         return lines[0]
     id_width = max(len(r.id) for r in result.report)
     type_width = max(len(r.type) for r in result.report)

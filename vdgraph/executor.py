@@ -187,6 +187,22 @@ class Executor:
                 self._running_in = None
 
 
+    def sweep(self, workflow: Workflow | str | Mapping, sweeps: Mapping[str, Iterable[Any]],
+              inputs: Mapping[str, Any] | None = None, outputs: Iterable[str] | None = None, **kwargs: Any):
+        """Run `workflow` once per combination of the swept inputs' values (`{"seed": range(4), "prompt": [...]}`;
+        the last input varies fastest), all through this executor, so what the swept inputs do not reach runs
+        once. Every job is validated before the first runs. Returns a `vdgraph.sweep.SweepResult`: per job its
+        values, output folder and RunResult, the sweep's folder and its grid contact sheet.
+
+        Keyword arguments: `output_dir`, `overwrite`, `allow_outside_output_dir` as for `run` (each job writes into
+        its own subfolder of `<output_dir>/<workflow>_sweep`), `on_job(job, total)` called after each job,
+        `sheet=False` to skip the grid contact sheet, and `run`'s `cancel`, `explain`, `on_event`.
+        """
+        from vdgraph.sweep import run_sweep
+
+        return run_sweep(self, workflow, sweeps, inputs, outputs, **kwargs)
+
+
 def _requested(plan: Plan, outputs: list[str] | None) -> list[str]:
     if outputs == []:
         declared = ", ".join(plan.outputs)
@@ -318,7 +334,7 @@ class _Run:
             cls = node.cls
             fresh = not cls.deterministic or cls.side_effects
             node_nonce = f"{nonce}:{node_id}" if fresh else None
-            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce)
+            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce, self.workflow_dir)
             self.keys[node_id] = cache_key(node_recipe)
             if fresh:
                 node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
@@ -387,7 +403,9 @@ class _Run:
         why = reason(self.previous(node.id), self.recipes[node.id], self.volatile, unusable,
                      self.ex.disk is not None) if self.explain else None
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
-                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id))
+                         emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id),
+                         workflow_document=self.plan.workflow.document, workflow_inputs=self.plan.input_values,
+                         workflow_source=self.plan.workflow.source)
         versions = input_versions(kwargs)
         self.outcomes[node.id] = "running"
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))

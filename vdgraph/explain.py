@@ -82,6 +82,8 @@ def reason(before: dict | None, now: dict, volatile_upstream: set[str], unusable
         if old != value:
             changes.append(f"{fact} changed {old} -> {value}")
     changes += _param_changes(before.get("params", {}), now["params"])
+    if before.get("content") != now.get("content"):
+        changes.append("the content of a file it reads changed")
     changes += _input_changes(before, now)
     changes += _link_changes(before, now, volatile_upstream)
     if changes:

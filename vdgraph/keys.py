@@ -35,14 +35,18 @@ def digest(value: Any) -> str:
 def cache_key(node_recipe: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of the recipe as a tuple (type, version, code, params, inputs, links, runtime,
     nonce): positional, so only the small inner mappings need their keys sorted."""
-    return digest([node_recipe["type"], node_recipe["version"], node_recipe["code"], node_recipe["params"],
-                   node_recipe["inputs"], node_recipe["links"], node_recipe["runtime"], node_recipe.get("nonce")])
+    parts = [node_recipe["type"], node_recipe["version"], node_recipe["code"], node_recipe["params"],
+             node_recipe["inputs"], node_recipe["links"], node_recipe["runtime"], node_recipe.get("nonce")]
+    if node_recipe.get("content") is not None:  # only then: keys of nodes without one stay as they were
+        parts.append(node_recipe["content"])
+    return digest(parts)
 
 
 def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, str], runtime: Mapping[str, str],
-           nonce: str | None = None) -> dict[str, Any]:
+           nonce: str | None = None, workflow_dir: str | None = None) -> dict[str, Any]:
     """The node's recipe. Node ids and input names are kept only under "names" (for `--explain`): the key
-    ignores them, so renaming a node in the file does not invalidate its cache."""
+    ignores them, so renaming a node in the file does not invalidate its cache. "content" is what the node's
+    `content_key` says about files its literal inputs name (their content hashes), when it says anything."""
     inputs = {}
     for port, ref in node.inputs.items():
         value = input_values[ref.name]
@@ -57,6 +61,9 @@ def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, s
                            "params": node.params, "inputs": inputs, "links": links, "runtime": runtime}
     if nonce is not None:
         out["nonce"] = nonce
+    content = node.cls.content_key({**node.params, **inputs}, workflow_dir)
+    if content is not None:
+        out["content"] = content
     return out
 
 

@@ -253,6 +253,15 @@ class Node:
         return {}
 
     @classmethod
+    def content_key(cls, values: Mapping[str, Any], workflow_dir: str | None) -> Any:
+        """What outside the recipe decides this node's outputs, as a JSON value for its cache key (override), or
+        None (the default): nothing. `values` holds the literal and workflow-input values of its ports (linked
+        ports are absent). A node that reads a file a literal names returns the file's content hash here, so an
+        edited file is not served from the cache. Called for every run, before anything runs: keep it cheap,
+        and never raise (return a value naming what could not be read; the run then reports it)."""
+        return None
+
+    @classmethod
     def normalise_outputs(cls, result: Any) -> dict[str, Any]:
         """Map what `run` returned to {output name: value}; a bare value is allowed for one output."""
         names = cls.output_map.keys()

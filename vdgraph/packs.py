@@ -299,7 +299,7 @@ def _import_folder_pack(path: Path, stem: str) -> types.ModuleType:
 
 def _import_problem(source: PackSource, exc: BaseException) -> LoadProblem:
     """Name the file and line where the import went wrong (for a syntax error: the offending line)."""
-    file, line = _failure_place(exc)
+    file, line = _failure_place(exc, _pack_root(source))
     if file is None:
         file = source.target if source.kind == "folder" else _module_file(source.target)
     if isinstance(exc, _ExitCalled):
@@ -314,14 +314,38 @@ def _import_problem(source: PackSource, exc: BaseException) -> LoadProblem:
     return LoadProblem("pack.import-failed", source.name, detail, file=file, line=line)
 
 
-def _failure_place(exc: BaseException) -> tuple[str | None, int | None]:
-    """The innermost frame of the pack's own code in the traceback (for a syntax error: the offending line)."""
+def _failure_place(exc: BaseException, root: str | None = None) -> tuple[str | None, int | None]:
+    """Where in the pack the import went wrong: the innermost frame of the pack's own files (under `root`), so a
+    declaration error raised inside the engine (a bad port type) names the pack's line that declared it; else the
+    innermost frame outside vdgraph's engine and importlib (for a syntax error: the offending line)."""
     if isinstance(exc, SyntaxError) and exc.filename:
         return exc.filename, exc.lineno
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if not f.filename.startswith("<frozen") and "importlib" not in f.filename
-           and f.filename != __file__]
-    return (own[-1].filename, own[-1].lineno) if own else (None, None)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
+    if root is not None:
+        own = [f for f in frames if _is_under(f.filename, root)]
+        if own:
+            return own[-1].filename, own[-1].lineno
+    engine = os.path.dirname(os.path.abspath(__file__))
+    outside = [f for f in frames if not _is_under(f.filename, engine)]
+    return (outside[-1].filename, outside[-1].lineno) if outside else (None, None)
+
+
+def _is_under(file: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(file), root]) == root
+    except ValueError:  # different drives, or a relative and an absolute path
+        return False
+
+
+def _pack_root(source: PackSource) -> str | None:
+    """The folder holding the pack's own source files (a folder pack's folder, an entry point's package)."""
+    if source.kind == "folder":
+        return os.path.abspath(source.target)
+    origin = _module_file(source.target) if source.kind == "entry-point" else None
+    if origin is None:
+        return None
+    return os.path.dirname(os.path.abspath(origin)) if os.path.basename(origin) == "__init__.py" else origin
 
 
 def _safe_str(exc: BaseException) -> str:

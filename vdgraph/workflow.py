@@ -127,6 +127,7 @@ class Workflow(BaseModel):
     _problems: list[Problem] = PrivateAttr(default_factory=list)
     _broken: set[str] = PrivateAttr(default_factory=set)
     _sourcemap: SourceMap | None = PrivateAttr(None)
+    _document: dict[str, Any] | None = PrivateAttr(None)
 
     @property
     def source(self) -> str | None:
@@ -150,6 +151,14 @@ class Workflow(BaseModel):
         if self._source:
             return posixpath.basename(self._source.replace("\\", "/")).rsplit(".", 1)[0]
         return "workflow"
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The workflow as JSON data: what was loaded (the file's own spelling), or for a workflow built in Python
+        its fields as JSON. Output files record it as their recipe (`vdgraph.recipe`)."""
+        if self._document is not None:
+            return self._document
+        return {"vdgraph": self.vdgraph, **self.model_dump(mode="json", exclude_defaults=True, by_alias=True)}
 
     @property
     def load_problems(self) -> list[Problem]:
@@ -444,6 +453,7 @@ def parse_workflow(data: Any, source: str | None = None, sourcemap: SourceMap | 
     workflow._problems = collected
     workflow._broken = broken
     workflow._sourcemap = sourcemap
+    workflow._document = dict(data)
     return workflow
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from vdgraph.context import RunContext
 from vdgraph.io import atomic_write
 from vdgraph.node import Input, Node, Output
+from vdgraph.recipe import recipe_of, write_sidecar
 from vdgraph.types import ANY, FILE
 
 
@@ -29,7 +30,8 @@ def to_json_value(value: Any) -> Any:
 class SaveJson(Node):
     """Writes a value as JSON into the output folder (atomically) and outputs the file's path. An existing file is
     never replaced without --overwrite (a counter is added instead: result_00001.json); the name may hold
-    {counter}, {workflow} and workflow inputs such as {seed}, and must stay inside the output folder."""
+    {counter}, {workflow} and workflow inputs such as {seed}, and must stay inside the output folder. The run's
+    recipe (workflow, inputs, seeds, versions; see vdgraph.recipe) goes beside it as `<file>.recipe.json`."""
 
     id = "core.save_json"
     category = "files"
@@ -45,4 +47,5 @@ class SaveJson(Node):
         text = json.dumps(to_json_value(value), indent=indent, ensure_ascii=False) + "\n"
         with ctx.outputs.claim(filename, port="filename") as path, atomic_write(path, "w", encoding="utf-8") as out:
             out.write(text)
+        write_sidecar(ctx, path, recipe_of(ctx))
         return path

@@ -7,6 +7,7 @@ so they travel through the persistent cache and can be saved with `core.save_jso
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -14,11 +15,12 @@ import numpy as np
 import torch
 
 from vdgraph.node import Input, Node, Output
+from vdgraph.persist import register_dataclass
 from vdgraph.types import ANY, TENSOR, Opaque
-from vdgraph_video.types import FRAMES
+from vdgraph_video.types import FRAMES, MASK_DETECTOR
 
 from vdgraph_shapes import metrics
-from vdgraph_shapes.judge import Judgement, judge_video
+from vdgraph_shapes.judge import Judgement, dilate, judge_video
 
 REPORT = Opaque("Report", "a JSON-able dict (or list) of measurements", parent=ANY)
 
@@ -152,4 +154,41 @@ class WarpingError(Node):
         return metrics.warping_error(_video(frames), flow.detach().to("cpu", torch.float64).numpy())
 
 
-NODES = [JudgeFrames, VideoMetrics, TemporalConsistency, TranslationFlow, WarpingError]
+@dataclasses.dataclass(frozen=True)
+class JudgeMasks:
+    """The judge as a foreground detector: frames (F, H, W, 3) in [0, 1] -> the judged shape's pixels (F, H, W)
+    in {0, 1}, grown by `grow` pixels (8-neighbour dilation); a frame where no shape is found is all background."""
+
+    grow: int = 0
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        masks = []
+        for judged in judge_video(_video(frames)):
+            mask = judged.mask
+            for _ in range(self.grow):
+                mask = dilate(mask)
+            masks.append(mask)
+        return torch.from_numpy(np.stack(masks)).float()
+
+    def __vdgraph_nbytes__(self) -> int:
+        return 64
+
+
+register_dataclass("shapes.judge_masks", JudgeMasks)  # a small recipe: the disk cache stores it, no model inside
+
+
+class JudgeMaskDetector(Node):
+    """The shapes judge as a foreground-mask detector for video nodes that take one (video.foreground_masks with
+    method judge: Text2Video-Zero's background smoothing on the built-in model). The judge finds the one shape of
+    a shapes-world frame by colour against the border's background colour; its pixels are the foreground."""
+
+    id = "shapes.judge_mask_detector"
+    category = "judge"
+    inputs = [Input("grow", int, default=0, ge=0, le=16, doc="grow each mask by this many pixels")]
+    outputs = [Output("detector", MASK_DETECTOR, doc="frames (F, H, W, 3) -> masks (F, H, W) in {0, 1}")]
+
+    def run(self, ctx, grow: int) -> JudgeMasks:
+        return JudgeMasks(grow)
+
+
+NODES = [JudgeFrames, VideoMetrics, TemporalConsistency, TranslationFlow, WarpingError, JudgeMaskDetector]

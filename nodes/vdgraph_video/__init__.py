@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from vdgraph_video.animatediff import ContextWindowsNode, DenoiseFreeInit, FreeNoiseLatents
 from vdgraph_video.attention import CrossFrameAttentionNode
+from vdgraph_video.background import ForegroundMasks, SmoothBackground
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
 from vdgraph_video.controlnet import ApplyControlNet, LoadControlNet
 from vdgraph_video.denoise import Denoise
+from vdgraph_video.frame_nodes import NODES as FRAME_NODES
 from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
+from vdgraph_video.lora import ApplyLora
 from vdgraph_video.models import LoadModel
 from vdgraph_video.motion_adapter import ApplyMotionAdapter, LoadMotionAdapter
 from vdgraph_video.motion import TranslationFlowNode, WarpLatents
@@ -28,6 +31,7 @@ NODES = [
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
     WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
-    StrengthSteps, NoiseToStep,
+    StrengthSteps, NoiseToStep, ForegroundMasks, SmoothBackground, *FRAME_NODES,
+    ApplyLora,
     LoadMotionAdapter, ApplyMotionAdapter, ContextWindowsNode, FreeNoiseLatents, DenoiseFreeInit, PromptTravel,
 ]

@@ -34,6 +34,11 @@ class CrossFrameAttentionNode(Node):
     ]
     outputs = [Output("unet", UNET, doc="the same model with the patch added")]
 
+    @classmethod
+    def infer(cls, known):
+        unet = known.get("unet")  # the patched model's config facts are the model's
+        return {"unet": unet} if unet is not None else {}
+
     def run(self, ctx: RunContext, unet: UNetHandle, mode: str) -> UNetHandle:
         if mode == "none":
             return unet

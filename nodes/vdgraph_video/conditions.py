@@ -18,6 +18,7 @@ from vdgraph_video.ops.conditions import (
     load_depth_model,
     pose_skeletons,
 )
+from vdgraph_video.facts import FramesFacts
 from vdgraph_video.types import FRAMES
 from vdgraph_video.video_io import input_path
 
@@ -35,6 +36,22 @@ _NORMALISE = Input("normalise", DepthNormalise, default="frame",
                    doc="depth: min-max per frame (as the references) or over the whole clip (steadier)")
 _HEIGHT = Input("height", int, default=0, ge=0, doc="video: resize to this height (0: keep / follow the width)")
 _WIDTH = Input("width", int, default=0, ge=0, doc="video: resize to this width (0: keep / follow the height)")
+
+
+def _same_frames(known) -> dict:
+    """Condition frames are as many and as large as the input frames (what validation knows of them)."""
+    frames = known.get("frames")
+    return {"frames": frames} if isinstance(frames, FramesFacts) else {}
+
+
+def _resized_frames(known) -> dict:
+    frames = known.get("frames")
+    if not isinstance(frames, FramesFacts):
+        return {}
+    height, width = known.get("height"), known.get("width")
+    if height is None or width is None:
+        return {}
+    return {"frames": frames.resized(height, width)}
 
 
 def _threshold_problems(known) -> list[Invalid]:
@@ -72,6 +89,8 @@ class CannyCondition(Node):
     def check(cls, known):
         yield from _threshold_problems(known)
 
+    infer = classmethod(lambda cls, known: _same_frames(known))
+
     def run(self, ctx, frames: torch.Tensor, low: int, high: int) -> torch.Tensor:
         return canny_edges(frames, low, high)
 
@@ -86,6 +105,8 @@ class PoseCondition(Node):
     category = "conditions"
     inputs = [_FRAMES_IN]
     outputs = [_CONDITION_OUT]
+
+    infer = classmethod(lambda cls, known: _same_frames(known))
 
     def run(self, ctx, frames: torch.Tensor) -> torch.Tensor:
         return pose_skeletons(frames)  # ImportError naming the extra when MediaPipe is missing
@@ -106,6 +127,8 @@ class DepthCondition(Node):
     def check(cls, known):
         yield from _depth_problems(known)
 
+    infer = classmethod(lambda cls, known: _same_frames(known))
+
     def run(self, ctx, frames: torch.Tensor, depth_model: str, normalise: str) -> torch.Tensor:
         return _depth(ctx, frames, depth_model, normalise)
 
@@ -119,6 +142,8 @@ class VideoCondition(Node):
     category = "conditions"
     inputs = [_FRAMES_IN, _HEIGHT, _WIDTH]
     outputs = [_CONDITION_OUT]
+
+    infer = classmethod(lambda cls, known: _resized_frames(known))
 
     def run(self, ctx, frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return frames_as_condition(frames, height, width)
@@ -145,6 +170,13 @@ class Condition(Node):
             yield from _threshold_problems(known)
         elif kind == "depth":
             yield from _depth_problems(known)
+
+    @classmethod
+    def infer(cls, known):
+        kind = known.get("kind")
+        if kind is None:
+            return {}
+        return _resized_frames(known) if kind == "video" else _same_frames(known)
 
     def run(self, ctx, frames: torch.Tensor, kind: str, low: int, high: int, depth_model: str, normalise: str,
             height: int, width: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ that carries the ControlNet with its condition frames (`UNetHandle.controls`); t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -15,7 +16,7 @@ from vdgraph.context import RunContext
 from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
+from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
 from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
                                    read_config, resolve_model)
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
@@ -73,7 +74,10 @@ class LoadControlNet(Node):
     """Loads a diffusers ControlNetModel folder (its config.json and safetensors weights, or a pipeline folder's
     controlnet/ subfolder): a local folder, an fsspec URL, a built-in name or a cached hub id, found as
     video.load_model finds models. Data, never code: a config naming custom code (`auto_map`, a `_class_name`
-    other than ControlNetModel) or pickle-only weights is refused."""
+    other than ControlNetModel) or pickle-only weights is refused. Validation reads the config (never the weights)
+    so video.apply_controlnet can check the block layout against the UNet's before anything runs. With
+    allow_empty, an empty name gives no ControlNet (video.apply_controlnet then returns the UNet as it is), so a
+    workflow can make one optional."""
 
     id = "video.load_controlnet"
     version = 1
@@ -81,25 +85,34 @@ class LoadControlNet(Node):
     inputs = [
         Input("model", str, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+        Input("allow_empty", bool, default=False, doc="an empty name means no ControlNet (the output is empty)"),
     ]
-    outputs = [Output("controlnet", CONTROLNET, doc="the ControlNet, to attach with video.apply_controlnet")]
+    outputs = [Output("controlnet", CONTROLNET, doc="the ControlNet, to attach with video.apply_controlnet "
+                                                    "(empty for an empty name with allow_empty)")]
 
     @classmethod
     def check(cls, known):
         (model,) = known.take("model")
-        if model is not None and not model.strip():
+        if model is not None and not model.strip() and not known.get("allow_empty"):
             yield Invalid("model", "the ControlNet name is empty", "give a ControlNetModel folder (a diffusers "
                                                                    "folder with config.json and safetensors weights)")
 
     @classmethod
     def infer(cls, known):
         (model,) = known.take("model")
+        if model is not None and not model.strip() and known.get("allow_empty"):
+            return {"controlnet": None}  # no ControlNet: video.apply_controlnet passes the UNet on as it is
         layout = controlnet_layout_facts(model) if model else None
         return {"controlnet": layout} if layout is not None else {}
 
-    def run(self, ctx: RunContext, model: str, variant: str) -> ControlNetHandle:
-        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
-        with resolve_model(model, search, variant) as folder:
+    def run(self, ctx: RunContext, model: str, variant: str, allow_empty: bool) -> ControlNetHandle | None:
+        if allow_empty and not model.strip():
+            return None
+        search = ctx.search_dirs()
+        with resolve_model(model, search, variant, kind="controlnet") as folder:
+            if os.path.isfile(folder):
+                raise ModelNotFound(f"{folder!r} is a single file; video.load_controlnet loads diffusers-format "
+                                    "ControlNet folders (config.json and diffusion_pytorch_model.safetensors)")
             return load_controlnet(folder, ctx.device, ctx.dtype, variant)
 
 
@@ -114,7 +127,12 @@ class ApplyControlNet(Node):
     (i+1)/n > end). guess_mode runs it on the prompt's chunk only, with diffusers' guess-mode scales.
     cross_frame: the UNet's attention patches (video.cross_frame_attention, linked before or after this node)
     are installed on the ControlNet too, as diffusers' Text2Video-Zero ControlNet recipe does; off, the
-    ControlNet attends per frame (ControlVideo). 2-D UNets only.
+    ControlNet attends per frame (ControlVideo). 2-D UNets only. An empty `controlnet` (video.load_controlnet
+    with allow_empty and no name) returns the UNet as it is.
+
+    The condition must have one image per frame at the video's size: where validation knows both (the frame
+    count and size from workflow inputs), a mismatch is reported before anything runs; otherwise video.denoise
+    names the ControlNet, the counts and sizes.
     """
 
     id = "video.apply_controlnet"
@@ -122,7 +140,8 @@ class ApplyControlNet(Node):
     category = "conditioning"
     inputs = [
         Input("unet", UNET, doc="the model to attach the ControlNet to (not modified)"),
-        Input("controlnet", CONTROLNET, doc="from video.load_controlnet"),
+        Input("controlnet", CONTROLNET, optional=True,
+              doc="from video.load_controlnet (empty: no ControlNet, the UNet is returned as it is)"),
         Input("condition", FRAMES, doc="(F, H, W, 3) condition images in [0, 1], one per frame"),
         Input("scale", float, default=1.0, ge=0.0, doc="multiplier of the ControlNet's residuals"),
         Input("start", float, default=0.0, ge=0.0, le=1.0, doc="fraction of the steps where the ControlNet starts"),
@@ -148,13 +167,23 @@ class ApplyControlNet(Node):
 
     @classmethod
     def infer(cls, known):
-        unet = known.get("unet")
-        return {"unet": unet} if unet is not None else {}
+        """The UNet's facts, with this ControlNet's condition frames added (video.denoise checks them against the
+        latents); an empty ControlNet adds nothing."""
+        unet, controlnet = known.get("unet"), known.get("controlnet", "linked")
+        if controlnet is None:  # optional and left unlinked: the UNet is returned as it is
+            return {"unet": unet} if unet is not None else {}
+        condition = known.get("condition")
+        condition = condition if isinstance(condition, FramesFacts) else None
+        if not isinstance(unet, UNetFacts):
+            unet = UNetFacts(unet.layout if isinstance(unet, ResidualLayoutFacts) else ())
+        return {"unet": dataclasses.replace(unet, conditions=unet.conditions + (condition,))}
 
-    def run(self, ctx: RunContext, unet: UNetHandle, controlnet: ControlNetHandle, condition: torch.Tensor,
+    def run(self, ctx: RunContext, unet: UNetHandle, controlnet: ControlNetHandle | None, condition: torch.Tensor,
             scale: float, start: float, end: float, guess_mode: bool, cross_frame: bool) -> UNetHandle:
         if start >= end:
             raise ValueError(f"end ({end}) must be after start ({start})")
+        if controlnet is None:
+            return unet
         if unet.is_3d:
             raise ValueError("a 3-D video UNet takes no ControlNet residuals: use a 2-D UNet")
         _check_layout(unet.module.config, controlnet.module.config)

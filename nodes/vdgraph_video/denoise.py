@@ -9,7 +9,7 @@ import torch
 from vdgraph.errors import VdgraphError
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import SchedulerFacts, step_index_problem
+from vdgraph_video.facts import ResidualLayoutFacts, SchedulerFacts, condition_problems, step_index_problem
 
 from vdgraph_video.ops.denoise import denoise
 from vdgraph_video.ops.latents import resolve_index
@@ -27,6 +27,10 @@ class Denoise(Node):
     (2 x B with classifier-free guidance, B without). ControlNets attached to the UNet value
     (video.apply_controlnet) add their residuals, computed per frame every step (2-D UNets only). Indices count like Python slices (negative from the end;
     end empty means to the last step). guidance <= 1 turns classifier-free guidance off.
+
+    image_latents (InstructPix2Pix) go to the UNet on its channels, after the noisy latents, and the guidance
+    becomes InstructPix2Pix's 3-way one ([text+image, image, none] chunks: uncond + guidance (text - image) +
+    image_guidance (image - uncond)); the attention patches learn the 3 chunks from here as well.
 
     chunk_size > 0 bounds memory: each UNet call sees frame 0 (the attention anchor) plus chunk_size - 1 other
     frames, frame 0's duplicate predictions are dropped, and one scheduler step covers all frames, so random
@@ -52,6 +56,12 @@ class Denoise(Node):
         Input("eta", float, default=0.0, ge=0.0, le=1.0, doc="DDIM stochasticity (0: deterministic)"),
         Input("rng", RNG, optional=True, doc="random state for stochastic steps"),
         Input("chunk_size", int, default=0, ge=0, doc="frames per UNet call including the anchor (0: all)"),
+        Input("image_latents", LATENTS, optional=True,
+              doc="(B, C, F, H, W) unscaled VAE latents of the input frames, for an InstructPix2Pix UNet "
+                  "(video.encode with scaled false); empty: none"),
+        Input("image_guidance", float, default=1.5, ge=0.0,
+              doc="with image_latents: how strongly the output follows the input frames (InstructPix2Pix's "
+                  "image guidance; guidance is on when guidance > 1 and image_guidance >= 1)"),
     ]
     outputs = [
         Output("latents", LATENTS, doc="latents after the last step"),
@@ -77,6 +87,9 @@ class Denoise(Node):
                 if stop < first:
                     yield Invalid("end", f"end ({end}) comes before start ({start}) in a schedule of {facts.steps} "
                                          "steps", "swap them, or check which step each counts from")
+        yield from _channel_problems(known)
+        for message, hint in condition_problems(known.get("unet"), known.get("latents")):
+            yield Invalid("unet", message, hint)
         if known.get("chunk_size") == 1:
             yield Invalid("chunk_size", "chunk_size 1 leaves no room beside frame 0, the attention anchor",
                           "use 0 (all frames at once) or at least 2")
@@ -95,7 +108,8 @@ class Denoise(Node):
         facts = known.get("scheduler")
         return {"scheduler": facts} if facts is not None else {}
 
-    def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size):
+    def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size,
+            image_latents, image_guidance):
         n = len(scheduler.timesteps)
         i_start = resolve_index(start, n, "start")
         i_end = n if end is None else resolve_index(end, n, "end")
@@ -111,10 +125,37 @@ class Denoise(Node):
         latents = latents.to(ctx.device)
         ctx.progress(0, i_end - i_start)
         result = denoise(unet, scheduler, conditioning, latents, guidance, i_start, i_end, eta, generator,
-                         chunk_size, on_step=lambda done, total: ctx.progress(done, total))
+                         chunk_size, on_step=lambda done, total: ctx.progress(done, total),
+                         image_latents=None if image_latents is None else image_latents.to(ctx.device),
+                         image_guidance=image_guidance)
         state = generator.get_state()
         if rng is None and not torch.equal(state, unseeded):
             raise VdgraphError("these steps draw random numbers (eta > 0 or a stochastic sampler): link an rng "
                                "(from video.noise) so the result is reproducible")
         return {"latents": result.latents, "scheduler": scheduler, "rng": state if rng is not None else None,
                 "x0": result.x0}
+
+
+def _channel_problems(known):
+    """An image-conditioned UNet (more input channels than it predicts: InstructPix2Pix) needs image_latents, and
+    image_latents need such a UNet; the UNet's config says which it is before anything is loaded."""
+    facts = known.get("unet")
+    latent = getattr(facts, "out_channels", None)
+    if not isinstance(facts, ResidualLayoutFacts) or latent is None:
+        return
+    channels = dict(facts.layout).get("in_channels")
+    if channels is None:
+        return
+    linked = known.linked("image_latents")
+    unlinked = "image_latents" in known and known["image_latents"] is None
+    if linked and channels != 2 * latent:
+        yield Invalid("unet", f"image_latents are linked, but the UNet takes {channels} input channels: an "
+                              f"InstructPix2Pix UNet takes {2 * latent} ({latent} noisy-latent channels plus {latent} "
+                              "image-latent channels)",
+                      "pass an InstructPix2Pix model (its unet/config.json has in_channels "
+                      f"{2 * latent}), e.g. timbrooks/instruct-pix2pix saved as a diffusers folder")
+    elif unlinked and channels != latent:
+        yield Invalid("image_latents", f"the UNet takes {channels} input channels but predicts {latent}: it expects "
+                                       f"{channels - latent} channels of image latents beside the noisy latents",
+                      "link image_latents (video.encode of the input frames with scaled false), or use a text-to-"
+                      "image model")

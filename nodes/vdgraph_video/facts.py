@@ -129,14 +129,76 @@ class ResidualLayoutFacts:
         return [f"{key} {theirs[key]} vs {mine[key]}" for key in mine if mine[key] != theirs[key]]
 
 
+@dataclasses.dataclass(frozen=True)
+class FramesFacts:
+    """What validation knows of a frames value (F, H, W, 3): at most `max_count` frames, `height` x `width`
+    pixels; None where it is only known at run time (e.g. a video shorter than the frames asked for)."""
+
+    max_count: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+    def resized(self, height: int | None, width: int | None) -> FramesFacts:
+        """These frames resized as video.read_video resizes (both sides given: that size; one: the aspect
+        ratio decides, unknown here; none: as they are)."""
+        if height and width:
+            return dataclasses.replace(self, height=height, width=width)
+        if height or width:
+            return dataclasses.replace(self, height=None, width=None)
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentsFacts:
+    """What validation knows of latents (B, C, F, h, w): F frames for an image of height x width pixels."""
+
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetFacts(ResidualLayoutFacts):
+    """A 2-D UNet's residual layout plus the channels it predicts (fewer than it takes for image-conditioned
+    UNets such as InstructPix2Pix's: the image latents ride along on the input channels), and the condition
+    frames of the ControlNets attached to it (video.apply_controlnet), for checks where the latents are known."""
+
+    out_channels: int | None = None
+    conditions: tuple[FramesFacts | None, ...] = ()
+
+
+def condition_problems(unet: Any, latents: Any) -> list[tuple[str, str]]:
+    """(message, hint) for every ControlNet condition whose frame count or size cannot fit the latents."""
+    if not isinstance(unet, UNetFacts) or not isinstance(latents, LatentsFacts):
+        return []
+    found = []
+    for k, condition in enumerate(unet.conditions):
+        if condition is None:
+            continue
+        if condition.max_count is not None and latents.frames is not None and condition.max_count < latents.frames:
+            found.append((f"ControlNet {k + 1}'s condition has at most {condition.max_count} frames but the latents "
+                          f"have {latents.frames}", "give one condition image per frame: read as many frames of "
+                                                    "the control video as are denoised, or ask for fewer frames"))
+        sizes = (condition.height, condition.width, latents.height, latents.width)
+        if None not in sizes and sizes[:2] != sizes[2:]:
+            found.append((f"ControlNet {k + 1}'s condition frames are {sizes[0]}x{sizes[1]} pixels but the latents "
+                          f"are for {sizes[2]}x{sizes[3]}", "resize the control video to the video's height and "
+                                                            "width (video.read_video's height and width)"))
+    return found
+
+
 def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
-def unet_layout_facts(model: str) -> ResidualLayoutFacts | None:
+def unet_layout_facts(model: str) -> UNetFacts | None:
     """The residual layout of a model folder's 2-D UNet (None for a 3-D UNet or when validation cannot read it)."""
     folder = _local_folder(model)
     config = _read_json(os.path.join(folder, "unet", "config.json")) if folder else None
     if config and config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
         return None
-    return ResidualLayoutFacts.from_config(config)
+    layout = ResidualLayoutFacts.from_config(config)
+    if layout is None:
+        return None
+    out = config.get("out_channels", dict(layout.layout)["in_channels"])
+    return UNetFacts(layout.layout, out if isinstance(out, int) else None)

@@ -26,6 +26,7 @@ import torch
 from fsspec.implementations.local import LocalFileSystem
 
 from vdgraph.errors import short_repr
+from vdgraph.models_folder import find_model, model_roots
 
 from vdgraph_video.values import SchedulerConfig, TextEncoderHandle, UNetHandle, VAEHandle
 
@@ -108,11 +109,14 @@ def _hub_folder(repo_id: str, variant: str = "") -> str:
 
 
 @contextlib.contextmanager
-def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = "") -> Iterator[str]:
+def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = "",
+                  kind: str = "checkpoints") -> Iterator[str]:
     """A local folder for `model`; remote (fsspec) folders are copied to a temporary folder removed afterwards.
 
     Order: an existing local folder (as given, then relative to each of `search_dirs`); a URL with a protocol;
-    a built-in name; a hub id ("owner/name"). An empty name is an error, not the first search folder.
+    a built-in name; a name in the models folder's `kind` folder (`vdgraph.models_folder`: there it may be a
+    single .safetensors file, yielded as it is for the caller to load); a hub id ("owner/name"). An empty name is
+    an error, not the first search folder.
     """
     if not model.strip():
         known = ", ".join(sorted(builtin_models())) or "none installed"
@@ -145,12 +149,17 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
             raise ModelNotFound(f"built-in model {model!r} points to {builtin!r}, which is not a folder")
         yield builtin
         return
+    named = find_model(model, kind)
+    if named is not None:
+        yield named
+        return
     if HUB_ID.match(model) and not os.path.exists(model):
         yield _hub_folder(model, variant)
         return
     known = ", ".join(sorted(builtin_models())) or "none installed"
     raise ModelNotFound(
-        f"no model {model!r}: not a local folder, not a URL, not a built-in name ({known}) and not a hub id "
+        f"no model {model!r}: not a local folder, not a URL, not a built-in name ({known}), not in the models "
+        f"folder ({kind}/ of {os.pathsep.join(model_roots())}; `vdgraph models` lists them) and not a hub id "
         "(owner/name)"
     )
 
@@ -182,7 +191,13 @@ def read_config(path: str) -> dict:
     return config
 
 
-def check_model_folder(folder: str) -> dict[str, dict]:
+def check_config_folder(folder: str) -> dict[str, dict]:
+    """`check_model_folder` for a configuration folder (a single-file checkpoint's): the same checks of every
+    config, no weights needed."""
+    return check_model_folder(folder, weights=False)
+
+
+def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
     Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
@@ -224,7 +239,7 @@ def check_model_folder(folder: str) -> dict[str, dict]:
         raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
                                f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
                                "no tokenizer code from a model folder")
-    for sub in WEIGHTED:
+    for sub in WEIGHTED if weights else ():
         _check_weights(os.path.join(folder, sub))
     return configs
 

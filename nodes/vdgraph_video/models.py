@@ -9,6 +9,7 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
+from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components
 from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
 
@@ -24,14 +25,27 @@ class LoadModel(Node):
     whose weights are only pickles (.bin, .pt, .ckpt) is refused with the file and key, and a malformed config
     is named with its JSON error. Weights load only from safetensors, on the run's device in the run's dtype
     (float16 on CUDA, float32 on CPU by default), in eval mode with gradients off; no node changes them afterwards.
+
+    `model` may also be a single-file checkpoint (one .safetensors in the original SD 1.x / 2.x key layout, as a
+    path or a name in the models folder's checkpoints/), loaded through diffusers' single-file loading with a
+    configuration shipped with vdgraph for the recognised architecture, or `config` (see
+    vdgraph_video.single_file); its tokenizer comes from `tokenizer`, the config folder or the local Hugging Face
+    cache. Names in the models folder (`vdgraph models`) are accepted for folders too.
     """
 
     id = "video.load_model"
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a local folder, an fsspec URL, a built-in model name or a hub id (owner/name)"),
+        Input("model", str, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
+                                     "models-folder name, or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+        Input("config", str, default="",
+              doc="for a single-file checkpoint: a diffusers-format folder describing its model ('': the config "
+                  "shipped for the recognised architecture)"),
+        Input("tokenizer", str, default="",
+              doc="for a single-file checkpoint: a folder with the CLIP tokenizer files ('': the config's, else "
+                  "the Hugging Face cache's openai/clip-vit-large-patch14)"),
     ]
     outputs = [
         Output("unet", UNET, doc="the denoising UNet (2-D or 3-D)"),
@@ -47,8 +61,22 @@ class LoadModel(Node):
             yield Invalid("model", "the model name is empty",
                           "give a model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id")
             return
+        config, tokenizer = known.take("config", "tokenizer")
+        for port, folder in (("config", config), ("tokenizer", tokenizer)):
+            if folder and os.path.isabs(folder) and not os.path.isdir(folder):
+                yield Invalid(port, f"there is no folder at {short_repr(folder)}",
+                              f"give the {port} folder of the checkpoint's model, or '' for the default")
         if model is None or "://" in model:
             return  # a URL is looked at when the run fetches it
+        if model.lower().endswith(".safetensors"):
+            if os.path.isabs(model) and not os.path.isfile(model):
+                yield Invalid("model", f"there is no checkpoint file at {short_repr(model)}", "check the path")
+            elif os.path.isfile(model):
+                try:
+                    load_checkpoint_check(model)
+                except CheckpointError as exc:
+                    yield Invalid("model", str(exc), "give an SD 1.x or 2.x checkpoint, or a diffusers-format folder")
+            return
         hint = "give a diffusers-format model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id"
         if os.path.isabs(model) and not os.path.isdir(model):  # no search folder, built-in or hub id can match it
             yield Invalid("model", f"there is no model folder at {short_repr(model)}", hint)
@@ -63,8 +91,34 @@ class LoadModel(Node):
         (model,) = known.take("model")
         return model_facts(model) if model else {}
 
-    def run(self, ctx, model, variant):
-        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
-        with resolve_model(model, search, variant) as folder:
-            unet, vae, text_encoder, scheduler_config = load_components(folder, ctx.device, ctx.dtype, variant)
+    def run(self, ctx, model, variant, config="", tokenizer=""):
+        search = ctx.search_dirs()
+        config, tokenizer = (_local_path(name, search) for name in (config, tokenizer))
+        checkpoint = _local_path(model, search) if model.lower().endswith(".safetensors") else ""
+        if checkpoint and os.path.isfile(checkpoint):
+            loaded = load_checkpoint_components(checkpoint, ctx.device, ctx.dtype, config, tokenizer)
+        else:
+            with resolve_model(model, search, variant) as found:
+                if os.path.isfile(found):  # a single file from the models folder's checkpoints/
+                    loaded = load_checkpoint_components(found, ctx.device, ctx.dtype, config, tokenizer)
+                else:
+                    loaded = load_components(found, ctx.device, ctx.dtype, variant)
+        unet, vae, text_encoder, scheduler_config = loaded
         return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}
+
+
+def _local_path(name: str, search: tuple[str, ...]) -> str:
+    """`name` as given when it exists, else relative to the first search folder where it exists ('' stays '')."""
+    if not name or os.path.exists(name) or os.path.isabs(name):
+        return name
+    for folder in search:
+        if os.path.exists(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return name
+
+
+def load_checkpoint_check(path: str) -> None:
+    """What validation can tell of a checkpoint file from its header: a recognised layout the pack can run."""
+    if detect_architecture(path) == "sdxl":
+        raise CheckpointError(f"{short_repr(path)} is an SDXL checkpoint; the video pack runs SD 1.x and 2.x UNets "
+                              "(SDXL needs two text encoders and size conditioning, not provided yet)")

@@ -6,7 +6,7 @@ import torch
 
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import SchedulerFacts, VAEFacts, step_index_problem
+from vdgraph_video.facts import LatentsFacts, SchedulerFacts, VAEFacts, step_index_problem
 
 from vdgraph_video.ops.latents import resolve_index
 from vdgraph_video.ops.noise import NoiseMode, sample_noise
@@ -19,8 +19,10 @@ class SampleNoise(Node):
     """Draws Gaussian latents (B, C, F, H, W) from a CPU generator, so results do not depend on the device.
 
     Modes: "independent" (one (B, C, F, H, W) draw, the layout of diffusers' video pipelines), "same" (one frame
-    of noise repeated for every frame) and "first_frame" (a single frame: Text2Video-Zero's anchor; `frames` is
-    ignored). With a scheduler linked, the noise is scaled by its init_noise_sigma (1 for DDIM, larger for Euler).
+    of noise repeated for every frame), "first_frame" (a single frame: Text2Video-Zero's anchor; `frames` is
+    ignored) and "per_frame" (one (B*F, C, H, W) draw: an image pipeline given the frames as its batch, e.g.
+    InstructPix2Pix). The channel count is the VAE's latent channels (an InstructPix2Pix UNet takes twice that).
+    With a scheduler linked, the noise is scaled by its init_noise_sigma (1 for DDIM, larger for Euler).
     The generator is seeded with `seed`, or continues from `rng` when one is linked; the advanced state is output.
     """
 
@@ -28,7 +30,7 @@ class SampleNoise(Node):
     version = 1
     category = "sampling"
     inputs = [
-        Input("unet", UNET, doc="gives the latent channel count"),
+        Input("unet", UNET, doc="the model the noise is for"),
         Input("vae", VAE, doc="gives the pixels per latent pixel"),
         Input("seed", int, default=0, ge=0, le=2**64 - 1,
               doc="seed of the CPU generator (ignored when rng is linked); torch takes 0 .. 2**64 - 1"),
@@ -36,7 +38,8 @@ class SampleNoise(Node):
         Input("frames", int, default=8, ge=1, doc="number of frames F"),
         Input("height", int, default=512, ge=8, doc="image height in pixels (a multiple of the VAE factor)"),
         Input("width", int, default=512, ge=8, doc="image width in pixels (a multiple of the VAE factor)"),
-        Input("mode", NoiseMode, default="independent", doc="independent, same for every frame, or first frame only"),
+        Input("mode", NoiseMode, default="independent",
+              doc="independent, same for every frame, first frame only, or per_frame (an image batch's layout)"),
         Input("batch", int, default=1, ge=1, doc="number of videos B"),
         Input("scheduler", SCHEDULER, optional=True, doc="scale by this scheduler's init_noise_sigma"),
     ]
@@ -61,6 +64,13 @@ class SampleNoise(Node):
                     yield Invalid(port, f"{port} {size} is not a multiple of the VAE factor {vae.scale_factor}",
                                   f"use {lower} or {lower + vae.scale_factor}")
 
+    @classmethod
+    def infer(cls, known):
+        frames, height, width, mode = (known.get(port) for port in ("frames", "height", "width", "mode"))
+        if mode is None:
+            return {}
+        return {"latents": LatentsFacts(1 if mode == "first_frame" else frames, height, width)}
+
     def run(self, ctx, unet, vae, seed, rng, frames, height, width, mode, batch, scheduler):
         factor = vae.scale_factor
         for name, size in (("height", height), ("width", width)):
@@ -68,7 +78,7 @@ class SampleNoise(Node):
                 raise ValueError(f"{name} {size} is not a multiple of the VAE factor {factor}")
         generator = generator_from_state(rng if rng is not None else seeded_state(seed))
         scale = float(scheduler.init_noise_sigma) if scheduler is not None else 1.0
-        shape = (batch, unet.in_channels, frames, height // factor, width // factor)
+        shape = (batch, int(vae.module.config.latent_channels), frames, height // factor, width // factor)
         latents = sample_noise(shape, mode, generator, ctx.device, ctx.dtype, scale)
         return {"latents": latents, "rng": generator.get_state()}
 

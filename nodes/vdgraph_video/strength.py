@@ -54,7 +54,9 @@ class NoiseToStep(Node):
     """Noises clean latents (e.g. an input video from video.encode) to the timestep of step `step`, where a
     video.denoise with start = step continues (SDEdit). Step 0 gives pure noise (scaled by init_noise_sigma):
     strength 1 ignores the input. The noise is drawn from a CPU generator seeded with `seed` (or continuing `rng`):
-    one (B, C, F, H, W) draw ("independent") or one frame repeated over the frames ("same")."""
+    one (B, C, F, H, W) draw ("independent"), one frame repeated over the frames ("same"), or one (B*F, C, H, W)
+    draw ("per_frame": the layout of an image pipeline given the frames as its batch, e.g. diffusers'
+    StableDiffusionControlNetImg2ImgPipeline)."""
 
     id = "video.noise_to_step"
     version = 1
@@ -65,8 +67,9 @@ class NoiseToStep(Node):
         Input("step", int, doc="index of the step the noisy latents are for (video.strength_steps' start)"),
         Input("seed", int, default=0, ge=0, le=2**64 - 1, doc="seed of the CPU generator (ignored when rng is linked)"),
         Input("rng", RNG, optional=True, doc="continue from this random state instead of seeding"),
-        Input("mode", Literal["independent", "same"], default="independent",
-              doc="independent noise per frame, or one frame of noise for every frame"),
+        Input("mode", Literal["independent", "same", "per_frame"], default="independent",
+              doc="independent noise per frame, one frame of noise for every frame, or per_frame (an image "
+                  "batch's draw layout)"),
     ]
     outputs = [
         Output("latents", LATENTS, doc="the latents at the timestep of step `step`"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 from vdgraph.types import TENSOR, Opaque
 
 LATENTS = Opaque("Latents", "(B, C, F, H, W) latents (B batch, C channels, F frames, H x W latent pixels)", parent=TENSOR)
-FRAMES = Opaque("Frames", "(F, H, W, 3) float32 RGB frames in [0, 1], on the CPU", parent=TENSOR)
+FRAMES = Opaque("Frames", "(F, H, W, 3) float32 RGB frames in [0, 1], on the CPU ((B, F, H, W, 3) for a batch of "
+                          "videos from video.decode, which the writers write as one file each)", parent=TENSOR)
 RNG = Opaque(
     "RNG",
     "the state of a CPU torch.Generator (a uint8 tensor): random state travels through the graph as an immutable "
@@ -26,4 +27,7 @@ SCHEDULER_CONFIG = Opaque("SchedulerConfig", "a model's scheduler configuration 
 SCHEDULER = Opaque("Scheduler", "a diffusers scheduler with its timesteps set (consumers work on their own copy)")
 FLOW = Opaque("Flow", "a per-frame motion field that warps latents or frames")
 CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a UNet with video.apply_controlnet)")
+MASKS = Opaque("Masks", "(F, H, W) float32 foreground masks in {0, 1} (1: foreground), on the CPU", parent=TENSOR)
+MASK_DETECTOR = Opaque("MaskDetector", "a foreground detector: called on frames (F, H, W, 3) in [0, 1], it returns "
+                                       "masks (F, H, W) in {0, 1} (e.g. shapes.judge_mask_detector)")
 MOTION_ADAPTER = Opaque("MotionAdapter", "a diffusers MotionAdapter: AnimateDiff's temporal motion modules (inflate a 2-D UNet with video.apply_motion_adapter)")

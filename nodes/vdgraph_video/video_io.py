@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 
 from vdgraph.node import Input, Invalid, Node, Output
+from vdgraph.recipe import RECIPE_KEY, recipe_of, to_text, write_sidecar
 from vdgraph.types import FILE, FLOAT
 
 from vdgraph_video.ops.video_io import (
@@ -15,24 +17,21 @@ from vdgraph_video.ops.video_io import (
     encode_png,
     encode_video,
     format_for,
+    local_copy,
     read_video,
     to_uint8,
     write_bytes,
     write_png_frames,
 )
+from vdgraph_video.facts import FramesFacts
 from vdgraph_video.types import FRAMES
 
 
 def input_path(ctx, path: str) -> str:
-    """`path` as given when absolute or a URL, else relative to the workflow's folder (or the working dir)."""
+    """`path` by the engine's one rule for relative input paths (RunContext.input_path); empty is an error."""
     if not path.strip():
         raise ValueError("port 'path': the video path is empty; name a video file or a PNG-frame folder")
-    if "://" in path or posixpath.isabs(path) or not ctx.workflow_dir:
-        return path
-    import os
-
-    candidate = posixpath.join(ctx.workflow_dir, path)
-    return path if os.path.exists(path) else candidate
+    return ctx.input_path(path)
 
 
 class WriteVideo(Node):
@@ -44,6 +43,10 @@ class WriteVideo(Node):
     and an existing file or folder is never replaced without --overwrite (a counter is added instead, as in
     clip_00001.mp4). The file is written under a temporary name and renamed, through fsspec for remote targets.
     A side effect, so it runs every time (upstream values come from the cache): changing only fps re-encodes.
+
+    The file carries its recipe (the workflow, its inputs, the seeds, the versions; see vdgraph.recipe): an mp4 or
+    webm in a container tag, a PNG folder in recipe.json inside it, a GIF in a `.recipe.json` file beside it.
+    `audio_from` names a video (or audio) file whose sound goes into an mp4 or webm, cut to the clip's duration.
     """
 
     id = "video.write_video"
@@ -51,53 +54,95 @@ class WriteVideo(Node):
     category = "output"
     side_effects = True
     inputs = [
-        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3): one file per video"),
         Input("path", str, default="video.mp4", output_path=True, doc="target file or folder, inside the output folder"),
         Input("format", VideoFormat, default="auto", doc="auto (from the extension), mp4, webm, gif or png"),
         Input("fps", float, default=8.0, gt=0.0, le=240.0, doc="frames per second"),
         Input("quality", int, default=18, ge=0, le=63, doc="constant rate factor for mp4/webm (lower is better)"),
+        Input("audio_from", str, optional=True,
+              doc="a video or audio file whose first audio stream goes into the mp4/webm, cut to its duration"),
     ]
-    outputs = [Output("file", FILE, doc="the written path")]
+    outputs = [Output("file", FILE, doc="the written path (of the first video, for a batch)"),
+               Output("files", list[str], doc="every written path: one per video of a batch")]
 
     @classmethod
     def check(cls, known):
-        path, fmt = known.take("path", "format")
+        path, fmt, audio_from = known.take("path", "format", "audio_from")
+        if audio_from is not None and not audio_from.strip():
+            yield Invalid("audio_from", "the audio_from path is empty", "name a video file with sound, or leave "
+                                                                        "audio_from out")
         if path is None or "{" in posixpath.splitext(path.rstrip("/"))[1]:
             return  # a field in the extension is filled in at run time
         try:
-            format_for(path, fmt)
+            concrete = format_for(path, fmt)
         except ValueError as exc:
             yield Invalid("path", str(exc), "end the name in .mp4, .webm or .gif, give no extension for a folder of "
                                             "PNG frames, or set format")
+            return
+        if audio_from is not None and concrete not in ("mp4", "webm"):
+            yield Invalid("audio_from", f"a {concrete} output has no sound track, so audio_from cannot be used",
+                          "write an .mp4 or .webm, or leave audio_from out")
 
-    def run(self, ctx, frames, path, format, fps, quality):
+    def run(self, ctx, frames, path, format, fps, quality, audio_from=None):
+        if frames.ndim == 5:  # a batch of videos (B, F, H, W, 3): one file each, named path_b0, path_b1, ...
+            files = [self._write(ctx, clip, batch_item_name(path, b), format, fps, quality, audio_from)
+                     for b, clip in enumerate(frames)]
+        else:
+            files = [self._write(ctx, frames, path, format, fps, quality, audio_from)]
+        return {"file": files[0], "files": files}
+
+    def _write(self, ctx, frames, path, format, fps, quality, audio_from):
         fmt = format_for(path, format)
+        recipe = recipe_of(ctx)
         if fmt == "png":
             images = to_uint8(frames)
+            if audio_from is not None:
+                raise ValueError("port 'audio_from': a folder of PNG frames has no sound track; write .mp4 or .webm")
             with ctx.outputs.claim(path, port="path", folder=True) as target:
-                return write_png_frames(images, target)
-        data = encode_video(frames, fmt, fps, quality)  # before claiming, so the reserved name is soon filled
+                return write_png_frames(images, target, recipe=to_text(recipe))
+        if audio_from is not None and fmt not in ("mp4", "webm"):
+            raise ValueError(f"port 'audio_from': a {fmt} file has no sound track; write .mp4 or .webm")
+        audio = input_path(ctx, audio_from) if audio_from is not None else None
+        metadata = {RECIPE_KEY: to_text(recipe)} if fmt in ("mp4", "webm") else None
+        with local_copy(audio) if audio is not None else contextlib.nullcontext() as local_audio:
+            # encoded before claiming, so the reserved name is soon filled
+            data = encode_video(frames, fmt, fps, quality, metadata=metadata, audio_from=local_audio)
         with ctx.outputs.claim(path, port="path") as target:
-            return write_bytes(data, target)
+            written = write_bytes(data, target)
+        if metadata is None:  # a GIF keeps no text that players keep: the recipe goes beside it
+            write_sidecar(ctx, written, recipe)
+        return written
+
+
+def batch_item_name(path: str, index: int) -> str:
+    """The target of video `index` of a batch: `clip.mp4` -> `clip_b0.mp4`, a PNG folder `frames` -> `frames_b0`
+    (the suffix goes before the extension, so counters and formats work as for one video)."""
+    head, sep, tail = path.rstrip("/").rpartition("/")
+    stem, ext = posixpath.splitext(tail)
+    return f"{head}{sep}{stem}_b{index}{ext}"
 
 
 class ContactSheet(Node):
-    """Writes all frames in one PNG grid (row-major, white gaps) to look at a result at a glance. The target
-    follows the output folder's rules, as video.write_video's does."""
+    """Writes all frames in one PNG grid (row-major, white gaps; a batch of videos gets a row per video) to look
+    at a result at a glance. The target
+    follows the output folder's rules, as video.write_video's does; the PNG carries the run's recipe in an iTXt
+    chunk `vdgraph_recipe` (`vdgraph inspect` prints it)."""
 
     id = "video.contact_sheet"
     version = 1
     category = "output"
     side_effects = True
     inputs = [
-        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1]"),
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3)"),
         Input("path", str, default="contact_sheet.png", output_path=True, doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
 
     def run(self, ctx, frames, path, columns):
-        data = encode_png(contact_sheet(frames, columns))
+        if frames.ndim == 5:  # a batch of videos: a row per video
+            columns, frames = frames.shape[1], frames.flatten(0, 1)
+        data = encode_png(contact_sheet(frames, columns), text={RECIPE_KEY: to_text(recipe_of(ctx))})
         with ctx.outputs.claim(path, port="path") as target:
             return write_bytes(data, target)
 
@@ -137,6 +182,13 @@ class ReadVideo(Node):
         (path,) = known.take("path")
         if path is not None and not path.strip():
             yield Invalid("path", "the video path is empty", "name a video file or a PNG-frame folder")
+
+    @classmethod
+    def infer(cls, known):
+        max_frames, height, width = (known.get(port) for port in ("max_frames", "height", "width"))
+        if max_frames is None and not (height or width):
+            return {}
+        return {"frames": FramesFacts(max_count=max_frames or None).resized(height, width)}
 
     def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
         frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,

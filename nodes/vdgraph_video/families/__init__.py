@@ -58,10 +58,14 @@ FAMILIES = {
 }
 
 
-def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0) -> ModelFamily:
+def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
+               image_latents: torch.Tensor | None = None) -> ModelFamily:
     """The adapter for `unet`'s model: looked up by its class in FAMILIES, else a 2-D image UNet with the frames
-    folded."""
+    folded.
+
+    `image_latents` (B, C', F, H, W) go to the model concatenated after the noisy latents on the channel axis
+    (InstructPix2Pix), stacked per guider chunk by the guider's `stack_image`."""
     import importlib
 
     module, name = FAMILIES.get(type(unet.module).__name__, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
-    return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size)
+    return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size, image_latents)

@@ -20,3 +20,27 @@ def folded_step(scheduler, noise_pred: torch.Tensor, t, x: torch.Tensor, kwargs:
     if x0 is None:
         x0 = x0_from_epsilon(scheduler, noise_pred, x, t)
     return out.prev_sample, x0
+
+
+def check_image_latents(unet, image_latents: torch.Tensor | None, batch: int, frames: int) -> None:
+    """The image latents (B, C', F, H, W) fit the loop's latents and the UNet's input channels; without image
+    latents, a UNet taking more channels than it predicts (InstructPix2Pix, inpainting) is refused clearly."""
+    config = unet.module.config
+    latent_channels = int(getattr(config, "out_channels", config.in_channels))
+    extra = 0 if image_latents is None else int(image_latents.shape[1])
+    if latent_channels + extra != unet.in_channels:
+        if image_latents is None:
+            raise ValueError(f"the UNet takes {unet.in_channels} input channels but predicts {latent_channels}: it "
+                             f"expects {unet.in_channels - latent_channels} channels of image latents beside the "
+                             "noisy latents (an InstructPix2Pix model): link image_latents")
+        raise ValueError(f"the UNet takes {unet.in_channels} input channels, but {latent_channels} latent channels "
+                         f"plus {extra} image-latent channels make {latent_channels + extra}: an image-conditioned "
+                         f"model (InstructPix2Pix) takes {2 * latent_channels}; use such a model or leave "
+                         "image_latents unlinked")
+    if image_latents is not None:
+        assert image_latents.ndim == 5, f"image_latents must be (B, C, F, H, W), got {tuple(image_latents.shape)}"
+        b, _, f = image_latents.shape[:3]
+        if (b, f) != (batch, frames):
+            raise ValueError(f"port 'image_latents': they hold {b} video(s) of {f} frames but the latents {batch} "
+                             f"of {frames}: "
+                             "give one image latent per frame (encode as many frames as are denoised)")

@@ -17,13 +17,14 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import x0_from_epsilon
+from vdgraph_video.families.common import check_image_latents, x0_from_epsilon
 from vdgraph_video.ops.free_noise import installed_split_inference, installed_windows
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 
 
 class MotionUNet:
-    def __init__(self, unet, batch: int, frames: int, chunk_size: int = 0):
+    def __init__(self, unet, batch: int, frames: int, chunk_size: int = 0,
+                 image_latents: torch.Tensor | None = None):
         if 0 < chunk_size < frames:
             raise ValueError("chunked denoising needs a 2-D UNet: a motion UNet's motion modules see the whole clip "
                              "(render long videos in context windows, video.context_windows)")
@@ -38,7 +39,9 @@ class MotionUNet:
         if windows is not None and frames < windows.length:
             raise ValueError(f"{frames} frames are fewer than the context windows' length of {windows.length}: ask "
                              "for more frames or shorten the windows")
+        check_image_latents(unet, image_latents, batch, frames)
         self.unet, self.batch, self.frames, self.windows = unet, batch, frames, windows
+        self.image = image_latents  # (B, C', F, H, W) or None
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         return latents  # (B, C, F, H, W)
@@ -71,6 +74,9 @@ class MotionUNet:
             yield module
 
     def predict(self, module, model_input, t, embeds, guider, index, steps):
+        if self.image is not None:  # image-conditioned motion UNets (PIA-style conv_in) as the other families
+            image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
+            model_input = torch.cat([model_input, image], dim=1)  # (chunks*B, C + C', F, H, W)
         return module(model_input, t, encoder_hidden_states=embeds).sample  # (chunks*B, C, F, H, W)
 
     def step(self, scheduler, noise_pred, t, x, kwargs):

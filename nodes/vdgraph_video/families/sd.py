@@ -5,7 +5,10 @@ of the guider holds the B clips' F frames, (chunks*B*F, C, H, W); every frame ge
 scheduler steps on the folded latents. The UNet's 3x3 convolutions act as space-only 1x3x3 3-D convolutions, so
 frames meet only through attention patches.
 
-Extra inputs: the ControlNets attached to the UNet value (`UNetHandle.controls`). Each one's residuals are computed
+Extra inputs: image latents (InstructPix2Pix: the VAE mode of each input frame), folded like the latents and
+concatenated after the scaled model input on the channel axis, one copy per guider chunk as the guider stacks them
+(`stack_image`), exactly as StableDiffusionInstructPix2PixPipeline; and the ControlNets attached to the UNet value
+(`UNetHandle.controls`). Each one's residuals are computed
 per frame every step, from the same folded input and the frame's condition image, summed over the ControlNets
 (as diffusers' MultiControlNetModel) and added inside the UNet.
 
@@ -19,7 +22,7 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import folded_step
+from vdgraph_video.families.common import check_image_latents, folded_step
 from vdgraph_video.ops.controlnet import control_residuals
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.values import UNetHandle, patched_module
@@ -48,27 +51,33 @@ def per_frame_embeddings(embeds: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 class FoldedFramesUNet:
-    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0):
+    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
+                 image_latents: torch.Tensor | None = None):
         self.unet, self.batch, self.frames = unet, batch, frames
+        check_image_latents(unet, image_latents, batch, frames)
+        self.image = None if image_latents is None else fold_frames(image_latents)  # (B*F, C', H, W)
         self.chunks = anchor_chunks(frames, chunk_size)
         if len(self.chunks) > 1:
             assert batch == 1, f"chunked denoising supports batch 1, got {batch}"
         for k, control in enumerate(unet.controls):
             count = control.condition.shape[0]
             if count != frames:
-                raise ValueError(f"ControlNet {k + 1} has {count} condition frames but the latents have {frames} "
-                                 "frames: give one condition image per frame (a control video with at least as many "
-                                 "frames, or ask for fewer frames)")
+                raise ValueError(f"port 'unet': ControlNet {k + 1} has {count} condition frames but the latents have "
+                                 f"{frames} frames: give one condition image per frame (a control video with at least "
+                                 "as many frames, or ask for fewer frames)")
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
+        if self.image is not None and tuple(self.image.shape[-2:]) != (h, w):
+            raise ValueError(f"port 'image_latents': they are {self.image.shape[-2]}x{self.image.shape[-1]} but "
+                             f"the latents {h}x{w}: encode frames of the size being denoised")
         for k, control in enumerate(self.unet.controls):
             factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
             size = tuple(control.condition.shape[-2:])
             if size != (h * factor, w * factor):
-                raise ValueError(f"ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} pixels but the "
-                                 f"video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the ControlNet's "
-                                 "condition embedding): give condition frames of the video's size")
+                raise ValueError(f"port 'unet': ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} "
+                                 f"pixels but the video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the "
+                                 "ControlNet's condition embedding): give condition frames of the video's size")
         return fold_frames(latents)  # (B*F, C, H, W)
 
     def end(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +107,9 @@ class FoldedFramesUNet:
 
     def predict(self, models, model_input, t, embeds, guider, index, steps):
         unet, controlnets = models
+        if self.image is not None:
+            image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
+            model_input = torch.cat([model_input, image], dim=1)  # (chunks*B*F, C + C', H, W)
         if len(self.chunks) == 1:
             return self._call(unet, controlnets, model_input, t, embeds, guider, index, steps,
                               list(range(self.frames)))
@@ -105,16 +117,17 @@ class FoldedFramesUNet:
         halves = guider.chunks
         x = model_input.reshape(halves, self.frames, c, h, w)
         e = embeds.reshape(halves, self.frames, *embeds.shape[1:])
-        pred = torch.empty_like(x)
+        pred = None  # (chunks, F, C_out, H, W): the model predicts fewer channels than it takes with image latents
         for k, frames in enumerate(self.chunks):
             n = len(frames)
             out = self._call(unet, controlnets, x[:, frames].reshape(halves * n, c, h, w), t,
                              e[:, frames].reshape(halves * n, *e.shape[2:]), guider, index, steps, frames)
-            out = out.reshape(halves, n, c, h, w)
+            out = out.reshape(halves, n, -1, h, w)
             if k == 0:
+                pred = out.new_empty((halves, self.frames) + tuple(out.shape[2:]))
                 pred[:, 0] = out[:, 0]
             pred[:, frames[1:]] = out[:, 1:]
-        return pred.reshape(halves * self.frames, c, h, w)
+        return pred.reshape(halves * self.frames, -1, h, w)
 
     def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
         """One UNet call on (chunks*B*n, C, H, W) holding frames `frames` of every clip, with ControlNet residuals."""

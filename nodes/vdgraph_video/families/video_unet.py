@@ -12,20 +12,23 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import folded_step
+from vdgraph_video.families.common import check_image_latents, folded_step
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.ops.prompt_travel import per_frame_cross_attention
 from vdgraph_video.values import UNetHandle
 
 
 class VideoUNet:
-    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0):
+    def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
+                 image_latents: torch.Tensor | None = None):
         if 0 < chunk_size < frames:
             raise ValueError("chunked denoising needs a 2-D UNet: a 3-D UNet's temporal layers see the whole clip")
         if unet.controls:
             raise ValueError("ControlNets are attached to this UNet, but a 3-D video UNet takes no ControlNet "
                              "residuals: use a 2-D UNet (its frames are folded into the batch)")
         self.unet, self.batch, self.frames = unet, batch, frames
+        check_image_latents(unet, image_latents, batch, frames)
+        self.image = image_latents  # (B, C', F, H, W) or None
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         return latents  # (B, C, F, H, W)
@@ -46,6 +49,9 @@ class VideoUNet:
         return self.unet.patched(batch_chunks=guider.chunks * self.batch)
 
     def predict(self, module, model_input, t, embeds, guider, index, steps):
+        if self.image is not None:
+            image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
+            model_input = torch.cat([model_input, image], dim=1)  # (chunks*B, C + C', F, H, W)
         if embeds.ndim == 4:  # the UNet repeats one embedding per clip: hand cross-attention the frames' own
             with per_frame_cross_attention(module, embeds.reshape(-1, *embeds.shape[2:])):
                 return module(model_input, t, encoder_hidden_states=embeds[:, 0]).sample

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from vdgraph_video.families import ModelFamily, family_for
-from vdgraph_video.ops.guiders import Guider, text_guider
+from vdgraph_video.ops.guiders import Guider, image_guider, text_guider
 from vdgraph_video.values import Conditioning, UNetHandle
 
 
@@ -123,9 +123,16 @@ def denoise(
     chunk_size: int = 0,
     on_step: Callable[[int, int], None] | None = None,
     hooks: Sequence[StepHook] = (),
+    image_latents: torch.Tensor | None = None,
+    image_guidance: float = 1.5,
 ) -> DenoiseResult:
-    """Text-guided denoising of `unet`'s family (classifier-free guidance when guidance > 1, as the references)."""
+    """Text-guided denoising of `unet`'s family (classifier-free guidance when guidance > 1, as the references).
+
+    With `image_latents` (B, C', F, H, W) the model also sees them on its channels (InstructPix2Pix) and the
+    guidance is InstructPix2Pix's 3-way one (text `guidance`, `image_guidance`), on when guidance > 1 and
+    image_guidance >= 1, as StableDiffusionInstructPix2PixPipeline decides."""
     b, _, f, _, _ = latents.shape
-    family = family_for(unet, b, f, chunk_size)
-    return denoise_loop(family, text_guider(guidance), scheduler, conditioning, latents, start, end, eta,
-                        generator, hooks, on_step)
+    family = family_for(unet, b, f, chunk_size, image_latents)
+    guider = text_guider(guidance) if image_latents is None else image_guider(guidance, image_guidance)
+    return denoise_loop(family, guider, scheduler, conditioning, latents, start, end, eta, generator, hooks,
+                        on_step)

@@ -7,8 +7,11 @@ attention patches how many chunks it has, and lets it combine the chunks' predic
 - `NoGuidance`: one chunk (the prompt); the prediction is used as it is.
 - `ClassifierFreeGuidance(scale)`: two chunks [uncond, cond]; uncond + scale (cond - uncond).
 - `InstructPix2PixGuidance(scale, image_scale)`: three chunks [text+image, image, none] as diffusers'
-  StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond). The
-  image latents that ride along on the channel axis are a model-family input, not the guider's.
+  StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond).
+
+Image latents that ride along on the channel axis (InstructPix2Pix) are a model-family input; the guider only says
+which chunks see them (`stack_image`): every chunk for no guidance and text CFG, [image, image, zeros] for
+InstructPix2Pix (the "none" chunk sees neither the prompt nor the image).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class Guider(Protocol):
         """The model input: `x` repeated for every chunk along dim 0."""
         ...
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The image latents of every chunk along dim 0 (zeros for a chunk that is unconditional on the image)."""
+        ...
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         """One noise prediction from the chunks' predictions (stacked along dim 0)."""
         ...
@@ -58,6 +65,9 @@ class NoGuidance:
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return image
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         return prediction
 
@@ -75,6 +85,9 @@ class ClassifierFreeGuidance:
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 2)
+
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image] * 2)
 
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         uncond, text = prediction.chunk(2)
@@ -97,6 +110,9 @@ class InstructPix2PixGuidance:
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 3)
 
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image, image, torch.zeros_like(image)])  # prepare_image_latents' layout
+
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         text, image, uncond = prediction.chunk(3)
         return uncond + self.scale * (text - image) + self.image_scale * (image - uncond)
@@ -108,3 +124,9 @@ class InstructPix2PixGuidance:
 def text_guider(scale: float) -> NoGuidance | ClassifierFreeGuidance:
     """Classifier-free guidance for scale > 1, none otherwise (as the references: scale 1 means no CFG)."""
     return ClassifierFreeGuidance(scale) if scale > 1.0 else NoGuidance()
+
+
+def image_guider(scale: float, image_scale: float) -> NoGuidance | InstructPix2PixGuidance:
+    """InstructPix2Pix's 3-way guidance when scale > 1 and image_scale >= 1, none otherwise (the pipeline's
+    do_classifier_free_guidance rule)."""
+    return InstructPix2PixGuidance(scale, image_scale) if scale > 1.0 and image_scale >= 1.0 else NoGuidance()

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-NoiseMode = Literal["independent", "same", "first_frame"]
+NoiseMode = Literal["independent", "same", "first_frame", "per_frame"]
 
 
 def sample_noise(
@@ -22,7 +22,9 @@ def sample_noise(
 
     - independent: one draw of shape (B, C, F, H, W) (the layout of diffusers' video pipelines);
     - same: one (B, C, 1, H, W) draw repeated over the F frames;
-    - first_frame: one (B, C, 1, H, W) draw and nothing else (Text2Video-Zero's anchor frame; F is ignored).
+    - first_frame: one (B, C, 1, H, W) draw and nothing else (Text2Video-Zero's anchor frame; F is ignored);
+    - per_frame: one (B*F, C, H, W) draw, frames as an image pipeline's batch (diffusers' image pipelines run on
+      a list of frames: InstructPix2Pix, ControlNet img2img), unfolded to (B, C, F, H, W).
     A CPU generator draws on the CPU and the result is moved, so numbers do not depend on the device.
     """
     b, c, f, h, w = shape
@@ -30,6 +32,9 @@ def sample_noise(
         noise = randn_tensor((b, c, f, h, w), generator=generator, device=device, dtype=dtype)
     elif mode == "same":
         noise = randn_tensor((b, c, 1, h, w), generator=generator, device=device, dtype=dtype).repeat(1, 1, f, 1, 1)
+    elif mode == "per_frame":
+        folded = randn_tensor((b * f, c, h, w), generator=generator, device=device, dtype=dtype)
+        noise = folded.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
     elif mode == "first_frame":
         noise = randn_tensor((b, c, 1, h, w), generator=generator, device=device, dtype=dtype)
     else:

@@ -47,18 +47,25 @@ Interpolator = Literal["mean", "flow"]
 
 
 def flow_midpoint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """The frame half-way between two frames (H, W, 3) float in [0, 1], by optical flow (weight-free).
+    """The frame half-way between two frames (H, W, 3) float in [0, 1], by optical flow (weight-free): see
+    `flow_between`. A static pair gives their mean, as the weight-free mean does."""
+    return flow_between(before, after, 0.5)
 
-    OpenCV's DIS flow is computed both ways on the grey images; each neighbour is warped half-way along its flow
-    (the midpoint frame at p is sampled from `before` at p - flow_ab(p) / 2 and from `after` at p - flow_ba(p) / 2,
-    taking the flow at p as the flow through p, which holds where motion is smooth) and the two are blended
-    equally. A static pair gives their mean, as the weight-free mean does.
+
+def flow_between(before: np.ndarray, after: np.ndarray, alpha: float) -> np.ndarray:
+    """The frame a fraction `alpha` of the way from `before` (0) to `after` (1), frames (H, W, 3) float in [0, 1].
+
+    OpenCV's DIS flow is computed both ways on the grey images; each neighbour is warped along its flow (the frame
+    at p is sampled from `before` at p - alpha flow_ab(p) and from `after` at p - (1 - alpha) flow_ba(p), taking the
+    flow at p as the flow through p, which holds where motion is smooth) and the two are blended with weights
+    1 - alpha and alpha.
     """
     import cv2
 
     assert before.shape == after.shape and before.ndim == 3, (
         f"frames {before.shape} and {after.shape} must both be (H, W, 3)"
     )
+    assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
     height, width = before.shape[:2]
     grey = [cv2.cvtColor(np.ascontiguousarray((f.clip(0, 1) * 255).round().astype(np.uint8)), cv2.COLOR_RGB2GRAY)
             for f in (before, after)]
@@ -67,11 +74,11 @@ def flow_midpoint(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     flow_ba = dis.calc(grey[1], grey[0], None)  # (H, W, 2)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)  # (H, W)
 
-    def half_way(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-        map_x, map_y = xs - 0.5 * flow[..., 0], ys - 0.5 * flow[..., 1]  # (H, W) where each output pixel samples
+    def warped(image: np.ndarray, flow: np.ndarray, fraction: float) -> np.ndarray:
+        map_x, map_y = xs - fraction * flow[..., 0], ys - fraction * flow[..., 1]  # where each output pixel samples
         return cv2.remap(image.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    return (0.5 * half_way(before, flow_ab) + 0.5 * half_way(after, flow_ba)).clip(0, 1)  # (H, W, 3)
+    return ((1 - alpha) * warped(before, flow_ab, alpha) + alpha * warped(after, flow_ba, 1 - alpha)).clip(0, 1)
 
 
 def interleave_interpolate(x: torch.Tensor, dim: int, parity: Literal["odd", "even"],

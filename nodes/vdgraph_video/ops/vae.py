@@ -45,8 +45,10 @@ def encode(
     sample: bool = False,
     generator: torch.Generator | None = None,
     chunk_size: int = 0,
+    scaled: bool = True,
 ) -> torch.Tensor:
-    """Frames (F, H, W, 3) in [0, 1] -> latents (1, C, F, h, w) times the VAE's scaling factor.
+    """Frames (F, H, W, 3) in [0, 1] -> latents (1, C, F, h, w) times the VAE's scaling factor (scaled=False: as
+    they come out of the VAE, InstructPix2Pix's image latents).
 
     sample=False takes the posterior mean; sample=True draws from it with `generator` (chunk by chunk, in order).
     """
@@ -56,5 +58,7 @@ def encode(
         x = frames[part].permute(0, 3, 1, 2).to(device=device, dtype=dtype) * 2 - 1  # (n, 3, H, W) in [-1, 1]
         dist = vae.encode(x).latent_dist
         latents.append(dist.sample(generator) if sample else dist.mode())
-    folded = torch.cat(latents) * vae.config.scaling_factor  # (F, C, h, w)
+    folded = torch.cat(latents)  # (F, C, h, w)
+    if scaled:
+        folded = folded * vae.config.scaling_factor
     return unfold_frames(folded, 1).contiguous()

@@ -23,9 +23,9 @@ import posixpath
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import fsspec
 import numpy as np
@@ -64,12 +64,15 @@ def _pad_even(images: np.ndarray) -> np.ndarray:
     return np.pad(images, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge") if h % 2 or w % 2 else images
 
 
-def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int) -> bytes:
+def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int, metadata: Mapping[str, str] | None = None,
+                 audio_from: str | None = None) -> bytes:
     """Encoded bytes of an mp4 (H.264, yuv420p), webm (VP9) or animated GIF.
 
     quality is the constant-rate factor of H.264/VP9 (lower is better; 0 is lossless for H.264 in yuv420p terms).
     GIF goes through Pillow with an adaptive palette per frame (PyAV's GIF encoder only offers a fixed 3-3-2
-    palette), at 1/100 s delay resolution.
+    palette), at 1/100 s delay resolution. `metadata` becomes container tags of an mp4 or webm (mp4 keeps any
+    key through ffmpeg's use_metadata_tags; WebM spells keys in capitals). `audio_from` is a local media file
+    whose first audio stream is added to an mp4 or webm, cut to the video's duration (see `_add_audio`).
     """
     images = to_uint8(frames)
     if fmt == "gif":
@@ -85,8 +88,13 @@ def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int) -> by
     codec, container_format = {"mp4": ("libx264", "mp4"), "webm": ("libvpx-vp9", "webm")}[fmt]
     images = _pad_even(images)
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format=container_format) as container:
+    options = {"movflags": "use_metadata_tags"} if fmt == "mp4" and metadata else {}
+    with av.open(buffer, "w", format=container_format, options=options) as container, \
+            _audio_source(audio_from) as audio:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        audio_stream, copying = _add_audio_stream(container, audio, fmt) if audio is not None else (None, False)
         stream.width, stream.height = images.shape[2], images.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(quality)} if fmt == "mp4" else {"crf": str(quality), "b:v": "0"}
@@ -95,7 +103,96 @@ def encode_video(frames: torch.Tensor, fmt: str, fps: float, quality: int) -> by
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio is not None:
+            _add_audio(container, audio, audio_stream, copying, len(images) / fps)
     return buffer.getvalue()
+
+
+# Audio codecs each container takes as they are (copied packet by packet); any other is re-encoded.
+AUDIO_COPY = {"mp4": ("aac", "mp3"), "webm": ("opus", "vorbis")}
+AUDIO_ENCODER = {"mp4": "aac", "webm": "libopus"}
+
+
+@contextlib.contextmanager
+def _audio_source(path: str | None) -> Iterator[Any]:
+    """The opened container of `path` (None: no audio wanted); a file without an audio stream is an error."""
+    if path is None:
+        yield None
+        return
+    import av
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such file to take audio from", path) from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"audio_from {path!r} is not a regular file")
+    try:
+        source = av.open(path)
+    except av.FFmpegError as exc:
+        raise ValueError(f"cannot read audio_from {path!r} as a media file: {exc}") from exc
+    with source:
+        if not source.streams.audio:
+            kinds = sorted({s.type for s in source.streams}) or ["no streams"]
+            raise ValueError(f"audio_from {path!r} has no audio stream (it holds {' and '.join(kinds)}); name a "
+                             "video or audio file with sound")
+        yield source
+
+
+def _add_audio_stream(container: Any, source: Any, fmt: str) -> tuple[Any, bool]:
+    """(the output audio stream, whether it copies): a copy of the source's stream when the container takes its
+    codec, else an encoder."""
+    audio = source.streams.audio[0]
+    if audio.codec_context.name in AUDIO_COPY[fmt]:
+        return container.add_stream_from_template(audio), True
+    rate = 48000 if fmt == "webm" else (audio.codec_context.sample_rate or 48000)  # Opus runs at 48 kHz
+    stream = container.add_stream(AUDIO_ENCODER[fmt], rate=rate)
+    stream.layout = "stereo" if audio.codec_context.channels > 1 else "mono"
+    return stream, False
+
+
+def _add_audio(container: Any, source: Any, stream: Any, copying: bool, seconds: float) -> None:
+    """Mux the source's first audio stream into `stream`, up to `seconds` (the video's duration).
+
+    Copied (remuxed) when the container takes the codec: whole packets whose start is before the end, so the
+    sound ends within one packet of the video (about 21 ms for AAC at 48 kHz). Re-encoded otherwise: decoded
+    frames are cut at the exact sample where the video ends.
+    """
+    audio = source.streams.audio[0]
+    if copying:
+        for packet in source.demux(audio):
+            if packet.dts is None:
+                continue  # the demuxer's flush packet
+            if packet.pts is not None and float(packet.pts * packet.time_base) >= seconds:
+                break
+            packet.stream = stream
+            container.mux(packet)
+        return
+    import av
+
+    resampler = av.AudioResampler(format=stream.codec_context.format or "fltp", layout=stream.layout,
+                                  rate=stream.codec_context.sample_rate)
+    end = round(seconds * stream.codec_context.sample_rate)  # in output samples
+    written = 0
+    for frame in source.decode(audio):
+        for out in resampler.resample(frame):
+            keep = min(out.samples, end - written)
+            if keep <= 0:
+                break
+            if keep < out.samples:
+                channels = 1 if out.format.is_planar else len(out.layout.channels)
+                array = out.to_ndarray()[:, :keep * channels]  # (channels, samples) planar, (1, samples*ch) packed
+                cut = av.AudioFrame.from_ndarray(array, format=out.format.name, layout=out.layout.name)
+                cut.sample_rate = out.sample_rate
+                out = cut
+            out.pts = written
+            written += out.samples
+            for packet in stream.encode(out):
+                container.mux(packet)
+        if written >= end:
+            break
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 @contextlib.contextmanager
@@ -127,13 +224,17 @@ def atomic_folder(url_or_path: str) -> Iterator[str]:
                 shutil.rmtree(staging, ignore_errors=True)  # ours: created above
 
 
-def write_png_frames(images: np.ndarray, path: str) -> str:
-    """(F, H, W, 3) uint8 frames as `frame_00000.png` ... in the folder `path` (filled, then renamed)."""
+def write_png_frames(images: np.ndarray, path: str, recipe: str | None = None) -> str:
+    """(F, H, W, 3) uint8 frames as `frame_00000.png` ... in the folder `path` (filled, then renamed); `recipe`
+    (JSON text) is written beside them as recipe.json."""
     from PIL import Image
 
     with atomic_folder(path) as folder:
         for i, image in enumerate(images):
             Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
+        if recipe is not None:
+            with open(os.path.join(folder, "recipe.json"), "w", encoding="utf-8") as handle:
+                handle.write(recipe + "\n")
     return path
 
 
@@ -165,11 +266,18 @@ def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.nd
     return sheet
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 image; `text` goes into compressed iTXt chunks (UTF-8, any length)."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(key, value, zip=True)
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
