@@ -66,7 +66,7 @@ def test_a_motion_adapter_of_another_layout_is_a_problem_before_anything_runs(mo
     found = problems(model, adapter)
     assert [(node, port) for node, port, _ in found] == [("inflate", "motion_adapter")]
     assert why in found[0][2]
-    with pytest.raises(ValueError, match="block layout does not match"):
+    with pytest.raises(ValueError, match="port 'motion_adapter': the motion adapter's block layout does not match"):
         inflate(load_components(model, CPU, torch.float32)[0], load_motion_adapter(adapter, CPU, torch.float32))
 
 

@@ -182,7 +182,7 @@ def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
     differences = layout_differences(dict(unet.module.config), MotionAdapterFacts.from_config(
         dict(adapter.module.config)))
     if differences:
-        raise ValueError("the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
+        raise ValueError("port 'motion_adapter': the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
                          + ", adapter vs UNet): use a motion adapter trained for this base model")
     module = UNetMotionModel.from_unet2d(unet.module, adapter.module).eval()
     return MotionUNetHandle(module=module, patches=unet.patches, controls=unet.controls,
