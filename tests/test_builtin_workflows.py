@@ -27,7 +27,9 @@ def test_every_shipped_workflow_is_covered():
     tested = {"hello", "text2video_zero", "text2video_zero_long", "text2video_3d_unet", "judge_shapes_video",
               "video2video",  # video2video: tests/test_video2video.py
               "video_instruct_pix2pix",  # needs an InstructPix2Pix model: tests/test_video_pix2pix.py
-              "text2video_zero_controlnet", "animatediff"}
+              "text2video_zero_controlnet",
+              "controlvideo", "controlvideo_long",  # controlvideo*: tests/test_controlvideo.py
+              "image2video_svd", "animatediff"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 
 

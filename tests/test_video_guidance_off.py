@@ -18,7 +18,7 @@ import vdgraph
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SHORT = {"frames": 3, "steps": 4, "t0": 1, "t1": 2, "guidance": 1.0}
 WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "video2video",
-                 "text2video_zero_controlnet", "animatediff"]
+                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
@@ -46,7 +46,8 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
 
         inputs["video"] = write_png_frames(torch.full((3, 64, 64, 3), 128, dtype=torch.uint8).numpy(),
                                            str(tmp_path / "input"))
-    if name == "text2video_zero_controlnet":  # no built-in ControlNet yet: one made from shapes-64's UNet
+    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # no built-in ControlNet yet:
+        # one made from shapes-64's UNet
         model = str(Path(video_fixtures.__file__).resolve().parents[1] / "nodes" / "vdgraph_shapes" / "model")
         inputs["controlnet"] = video_fixtures.save_controlnet_for(model, str(tmp_path / "controlnet"))
         inputs["control_video"] = video_fixtures.write_png_frames(str(tmp_path / "control"), 3, 64)

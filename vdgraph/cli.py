@@ -1,4 +1,4 @@
-"""The `vdgraph` command line: run, validate, nodes, schema, graph, inspect, models.
+"""The `vdgraph` command line: run, validate, nodes, schema, graph, inspect, models, serve.
 
 Exit codes: 0 success; 1 invalid workflow or failed run; 2 usage error (bad option, bad --set syntax, unknown
 device); 130 cancelled (Ctrl-C). A problem in the user's files or options is printed as a message, never as a
@@ -86,6 +86,7 @@ examples:
   vdgraph inspect out/clip.mp4
   vdgraph run --from out/clip.mp4
   vdgraph models
+  vdgraph serve --port 8188
 """
 
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_graph(commands)
     _add_inspect(commands)
     _add_models(commands)
+    _add_serve(commands, packs)
     return parser
 
 
@@ -167,6 +169,10 @@ Ctrl-C cancels at the next step (with --cache the next run resumes there); press
     p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE (an existing file "
                                                     "is replaced only with --overwrite)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
+    _add_preview_options(p)
+    p.add_argument("--previews", metavar="DIR",
+                   help="save previews of the denoiser's x0 prediction while it samples, as DIR/<node>_<step>.png "
+                        "(a taken name gets a counter unless --overwrite)")
     p.add_argument("--json", action="store_true", help="print outputs and the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars (ours or the libraries') and no per-node report lines: the outputs and "
@@ -243,6 +249,57 @@ examples:
     p.set_defaults(command=cmd_models)
 
 
+def _add_preview_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preview-every", type=int, default=1, metavar="N",
+                   help="a preview every N denoising steps (and after the last; default 1)")
+    p.add_argument("--preview-source", choices=("latent", "vae"), default="latent",
+                   help="latent: the model's cheap fitted latent-to-RGB map (default); vae: a real VAE decode")
+
+
+def _preview_settings(args: argparse.Namespace) -> Any:
+    from vdgraph.previews import PreviewSettings
+
+    try:
+        return PreviewSettings(every=args.preview_every, source=args.preview_source)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_serve(commands: Any, packs: argparse.ArgumentParser) -> None:
+    p = _command(commands, "serve", [packs], "Serve a job queue over HTTP, with a browser page at /.", """\
+examples:
+  vdgraph serve                                  # http://127.0.0.1:8188/
+  vdgraph serve --output-dir ~/vdgraph-out --workflows my_workflows --cache ~/.cache/vdgraph
+  vdgraph serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --model-root /models
+
+The queue and history live in DIR/jobs.sqlite3 (DIR: --output-dir); each job writes into DIR/jobs/<id>/.
+A job that was running when the server died is marked failed (interrupted) on the next start; queued jobs run.
+See docs/server.md for the HTTP API.""")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1); any other address requires --token")
+    p.add_argument("--port", type=int, default=8188, help="port to listen on (default 8188; 0: any free port)")
+    p.add_argument("--output-dir", default="out", metavar="DIR",
+                   help="jobs write into DIR/jobs/<job id>/; the queue database is DIR/jobs.sqlite3 (default ./out)")
+    p.add_argument("--workflows", action="append", default=[], metavar="DIR",
+                   help="also serve the workflow files (*.json) of DIR (repeatable); the shipped ones are always "
+                        "served")
+    p.add_argument("--cache", metavar="DIR_OR_URL", help="persistent cache of node outputs (as for `run`)")
+    p.add_argument("--token", default=os.environ.get("VDGRAPH_TOKEN") or None,
+                   help="require this bearer token on every API call (Authorization: Bearer TOKEN, or ?token=TOKEN "
+                        "for the page's media and event stream); default $VDGRAPH_TOKEN, which keeps it out of the "
+                        "process list")
+    p.add_argument("--model-root", action="append", default=[], metavar="DIR",
+                   help="with --token, jobs may load models only from folders inside DIR (repeatable) or by "
+                        "built-in name")
+    p.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
+                   help="largest request body accepted (default 1000000; larger is a 413)")
+    p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
+    p.add_argument("--dtype", help="float32, float16 or bfloat16 (default: float16 on CUDA, else float32)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: torch's own choice)")
+    _add_preview_options(p)
+    p.set_defaults(command=cmd_serve)
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments",
                    help="set a workflow input, typed by its declaration (repeatable; lists as JSON)")
@@ -262,14 +319,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow, recorded = _workflow_to_run(args)
     inputs, problems = _overrides(workflow, args.assignments)
     inputs = {**{k: v for k, v in recorded.items() if k in workflow.inputs}, **inputs}
-    if args.threads is not None:
-        most = max(64, 4 * (os.cpu_count() or 1))  # 100,000 threads crashed the process (SIGSEGV) at its first op
-        if not 1 <= args.threads <= most:
-            raise UsageError(f"--threads must be from 1 to {most} (this machine has {os.cpu_count()} CPUs), got "
-                             f"{args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool
+    _set_threads(args)
     executor = Executor(registry, device=args.device, dtype=args.dtype, cache_dir=args.cache)
     if args.sweeps:
         return _run_sweep(args, executor, workflow, inputs, problems)
@@ -279,11 +329,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise WorkflowInvalid(problems)
     if problems and not args.json:
         _print_problems(problems, False, sys.stderr)
+    previews = None
+    if args.previews is not None:
+        if not args.previews.strip():
+            raise UsageError("--previews is empty: name a folder (or leave the option out)")
+        previews = _preview_settings(args)
     token = CancelToken()
     with _listeners(args) as listeners, _cancel_on_interrupt(token):
         result = executor.run(plan, outputs=args.output, cancel=token, output_dir=args.output_dir,
                               overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
-                              explain=args.explain, on_event=_fan_out(listeners))
+                              explain=args.explain, on_event=_fan_out(listeners), previews=previews)
     if args.json:
         print(json.dumps({"outputs": value_json(result.outputs), "seconds": result.seconds,
                           "report": [r.to_json() for r in result.report]}, indent=2))
@@ -291,6 +346,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("outputs:\n" + format_outputs(result.outputs))
         print("report: " + format_report(result, args.explain, per_node=not args.quiet or args.explain))
     return EXIT_OK
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        most = max(64, 4 * (os.cpu_count() or 1))  # 100,000 threads crashed the process (SIGSEGV) at its first op
+        if not 1 <= args.threads <= most:
+            raise UsageError(f"--threads must be from 1 to {most} (this machine has {os.cpu_count()} CPUs), got "
+                             f"{args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)  # this process is ours: the CLI may set torch's process-wide pool
 
 
 def _run_sweep(args: argparse.Namespace, executor: Any, workflow: Any, inputs: dict, problems: list) -> int:
@@ -447,6 +513,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         lines += [f"  {m['name']}  {m['size_bytes'] / 1e6:.1f} MB" for m in hub]
     print("\n".join(lines))
     return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vdgraph.server.app import ServerConfig, ServerRefused, serve
+
+    _set_threads(args)
+    try:
+        config = ServerConfig(host=args.host, port=args.port, output_dir=args.output_dir,
+                              workflow_dirs=tuple(args.workflows), cache_dir=args.cache, token=args.token,
+                              model_roots=tuple(args.model_root), max_body=args.max_body, device=args.device,
+                              dtype=args.dtype, previews=_preview_settings(args))
+    except ServerRefused as exc:
+        raise UsageError(str(exc)) from None
+    return serve(config, _registry(args))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -631,6 +711,10 @@ def _listeners(args: argparse.Namespace) -> Iterator[list]:
     if not args.quiet and not args.json and sys.stderr.isatty():
         bars = ProgressBars(sys.stderr)
         listeners.append(bars)
+    if getattr(args, "previews", None):
+        from vdgraph.previews import PreviewWriter
+
+        listeners.append(PreviewWriter(args.previews, overwrite=args.overwrite))
     with contextlib.ExitStack() as stack:
         if args.events:
             listeners.append(_event_log(args.events, args.overwrite, stack))

@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from vdgraph.errors import Cancelled
-from vdgraph.events import Event, Progress
+from vdgraph.events import Event, Preview, Progress
 from vdgraph.outputs import OutputFolder
 
 if TYPE_CHECKING:  # torch is imported by whoever builds a context; `import vdgraph` stays fast without it
     import torch
+
+    from vdgraph.previews import PreviewSettings
 
 
 class CancelToken:
@@ -52,6 +54,8 @@ class RunContext:
     workflow_document: Mapping[str, Any] | None = None
     workflow_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     workflow_source: str | None = None
+    previews: PreviewSettings | None = None
+    """What previews the run wants (None: none); see vdgraph.previews."""
 
     def __post_init__(self) -> None:
         if self.outputs is None:
@@ -88,3 +92,16 @@ class RunContext:
         """Report `step` of `total` done; also the point where a long node honours cancellation."""
         self.check_cancelled()
         self.emit(Progress(node=self.node_id, node_type=self.node_type, step=step, total=total, message=message))
+
+    def wants_preview(self, step: int, total: int) -> bool:
+        """Whether the run wants a preview after step `step` of `total` (a node asks before making one)."""
+        return self.previews is not None and self.previews.wants(step, total)
+
+    def preview(self, step: int, total: int, png: bytes, width: int, height: int, frames: int = 1,
+                source: str = "") -> None:
+        """Send a preview picture (a PNG file's bytes) of what this node is making after `step` of `total`."""
+        import base64
+
+        self.emit(Preview(node=self.node_id, node_type=self.node_type, step=step, total=total,
+                          image=base64.b64encode(png).decode("ascii"), width=width, height=height, frames=frames,
+                          source=source))

@@ -1,7 +1,7 @@
 """The typed event stream of a run. Listeners receive these in order; `to_json()` gives one JSON line each.
 
 Order within one run: `run_started`, then for each visited node in topological order either `node_cached`, or
-`node_started`, any number of `progress`, and `node_finished` or `node_error`; finally `run_finished` (also after
+`node_started`, any number of `progress` (and `preview`, when the run asked for previews), and `node_finished` or `node_error`; finally `run_finished` (also after
 a failure or a cancellation, with `error` / `cancelled` set). A `cache_warning` comes right before the
 `node_started` of a node whose disk cache entry was unusable, and right after the `node_finished` of a node whose
 outputs could not be written to the disk cache.
@@ -18,7 +18,7 @@ from typing import Any, Literal
 @dataclasses.dataclass(frozen=True)
 class Event:
     kind: Literal["run_started", "node_started", "node_cached", "node_finished", "progress", "node_error",
-                  "cache_warning", "run_finished"]
+                  "cache_warning", "run_finished", "preview"]
     node: str | None = None
     node_type: str | None = None
     time: float = dataclasses.field(default_factory=time.time)
@@ -68,6 +68,23 @@ class Progress(Event):
     step: int = 0
     total: int = 0
     message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview(Event):
+    """A small picture of what a running node is making (the denoiser's current x0 prediction, for example), sent
+    every few steps when the run asks for previews (`vdgraph.previews.PreviewSettings`). `image` is the PNG file's
+    bytes, base64-encoded (so the event stays one JSON line); `frames` how many video frames it shows side by side;
+    `source` how it was made (`latent_rgb`: a fitted linear map from latents to colours; `vae`: a real decode)."""
+
+    kind: Literal["preview"] = "preview"
+    step: int = 0
+    total: int = 0
+    image: str = ""
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    source: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,6 +55,7 @@ from vdgraph.immutability import changed_inputs, input_versions
 from vdgraph.keys import cache_key, recipe, recipe_names
 from vdgraph.outputs import OutputFolder
 from vdgraph.persist import NotPersistable
+from vdgraph.previews import PreviewSettings
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
 from vdgraph.registry import Registry
 from vdgraph.representable import unrepresentable
@@ -147,7 +148,8 @@ class Executor:
     def run(self, workflow: Workflow | Plan | str | Mapping, inputs: Mapping[str, Any] | None = None,
             outputs: Iterable[str] | None = None, cancel: CancelToken | None = None,
             output_dir: str | os.PathLike = "out", explain: bool = False, on_event: Listener | None = None,
-            overwrite: bool = False, allow_outside_output_dir: bool = False) -> RunResult:
+            overwrite: bool = False, allow_outside_output_dir: bool = False,
+            previews: PreviewSettings | None = None) -> RunResult:
         """Validate, then compute the requested outputs (all declared outputs by default).
 
         Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
@@ -160,12 +162,15 @@ class Executor:
         Files go into `output_dir` (a folder or fsspec URL, created on the first write); an existing file is
         replaced only with `overwrite`, else a counter is added to the new name; a target outside the folder is
         refused unless `allow_outside_output_dir` (vdgraph.outputs has the rules).
+        `previews` (vdgraph.previews.PreviewSettings) asks nodes that can for `preview` events while they run.
         """
         if self._running_in == threading.get_ident():
             raise ReentrantRun("Executor.run was called from inside a run of the same executor (an event listener "
                                "or a node): it would wait for itself forever; use a second Executor, or start the "
                                "next run after this one returns")
         outputs = check_run_arguments(inputs, outputs, cancel, on_event)
+        if previews is not None and not isinstance(previews, PreviewSettings):
+            raise TypeError(f"previews must be a vdgraph.previews.PreviewSettings or None, got {previews!r}")
         folder = OutputFolder(output_dir, overwrite=overwrite, allow_outside=allow_outside_output_dir)
         if isinstance(workflow, Plan):
             if inputs:
@@ -182,7 +187,8 @@ class Executor:
         with self._lock:
             self._running_in = threading.get_ident()
             try:
-                return _Run(self, plan, names, cancel or CancelToken(), folder, explain, listeners).execute()
+                return _Run(self, plan, names, cancel or CancelToken(), folder, explain, listeners,
+                            previews).execute()
             finally:
                 self._running_in = None
 
@@ -222,8 +228,10 @@ class _Run:
     """The state of one run. Created per call, so nothing leaks from one run into the next."""
 
     def __init__(self, executor: Executor, plan: Plan, names: list[str], token: CancelToken,
-                 outputs: OutputFolder, explain: bool, listeners: list[Listener]) -> None:
+                 outputs: OutputFolder, explain: bool, listeners: list[Listener],
+                 previews: PreviewSettings | None = None) -> None:
         self.ex = executor
+        self.previews = previews
         self.plan = plan
         self.names = names
         self.token = token
@@ -405,7 +413,8 @@ class _Run:
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
                          emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id),
                          workflow_document=self.plan.workflow.document, workflow_inputs=self.plan.input_values,
-                         workflow_source=self.plan.workflow.source)
+                         workflow_source=self.plan.workflow.source,
+                         previews=self.previews)
         versions = input_versions(kwargs)
         self.outcomes[node.id] = "running"
         self.emit(NodeStarted(node=node.id, node_type=cls.id, reason=why or ""))

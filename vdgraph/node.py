@@ -97,6 +97,9 @@ class Input:
     output_path: bool = False
     """The port names a file the node writes into the run's output folder (`ctx.outputs.claim(value)`): validation
     checks the name, and the executor checks the target against the run's folder before any node runs."""
+    model_path: bool = False
+    """The port names a model to load (a folder, URL, built-in name or hub id): a server with a token confines such
+    values to its allowed model roots (`vdgraph serve --model-root`)."""
 
     def __post_init__(self) -> None:
         if self.type is None:
@@ -152,6 +155,8 @@ class Input:
             out["optional"] = True
         if self.output_path:
             out["output_path"] = True
+        if self.model_path:
+            out["model_path"] = True
         return out
 
 

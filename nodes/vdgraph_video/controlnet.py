@@ -83,7 +83,7 @@ class LoadControlNet(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
+        Input("model", str, model_path=True, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
         Input("allow_empty", bool, default=False, doc="an empty name means no ControlNet (the output is empty)"),
     ]

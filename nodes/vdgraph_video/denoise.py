@@ -9,11 +9,14 @@ import torch
 from vdgraph.errors import VdgraphError
 from vdgraph.node import Input, Invalid, Node, Output
 
+from vdgraph_video.controlvideo import SmootherFacts
 from vdgraph_video.facts import ResidualLayoutFacts, SchedulerFacts, condition_problems, step_index_problem
 
-from vdgraph_video.ops.denoise import denoise
+from vdgraph_video.ops.denoise import FramePlan, denoise
+from vdgraph_video.ops.interleaved_smoother import InterleavedSmoother
 from vdgraph_video.ops.latents import resolve_index
-from vdgraph_video.types import CONDITIONING, LATENTS, RNG, SCHEDULER, UNET
+from vdgraph_video.previews import preview_hooks
+from vdgraph_video.types import CONDITIONING, FRAME_PLAN, LATENTS, RNG, SCHEDULER, SMOOTHER, UNET
 from vdgraph_video.values import generator_from_state, seeded_state
 
 
@@ -36,6 +39,10 @@ class Denoise(Node):
     frames, frame 0's duplicate predictions are dropped, and one scheduler step covers all frames, so random
     draws are those of the unchunked run. Exact for per-frame UNets and first-frame cross-frame attention (up to
     batch-size-dependent float rounding); an approximation for sparse-causal and full attention.
+
+    Optional parts (ControlVideo): `smoother`, a step hook run after the scheduler step at its step indices
+    (video.interleaved_smoother), and `frame_plan`, which decides the frames of each UNet call instead of chunk_size
+    (video.hierarchical_sampler).
 
     Outputs the scheduler state after the steps (multistep samplers carry history), the advanced rng and the
     last step's prediction of the clean latents x0. Without an rng, a sampler that draws (eta > 0, DDPM, Euler
@@ -62,6 +69,10 @@ class Denoise(Node):
         Input("image_guidance", float, default=1.5, ge=0.0,
               doc="with image_latents: how strongly the output follows the input frames (InstructPix2Pix's "
                   "image guidance; guidance is on when guidance > 1 and image_guidance >= 1)"),
+        Input("smoother", SMOOTHER, optional=True,
+              doc="a step hook run after the scheduler step (video.interleaved_smoother)"),
+        Input("frame_plan", FRAME_PLAN, optional=True,
+              doc="which frames each UNet call sees (video.hierarchical_sampler); instead of chunk_size"),
     ]
     outputs = [
         Output("latents", LATENTS, doc="latents after the last step"),
@@ -90,6 +101,13 @@ class Denoise(Node):
         yield from _channel_problems(known)
         for message, hint in condition_problems(known.get("unet"), known.get("latents")):
             yield Invalid("unet", message, hint)
+        yield from _smoother_problems(known, facts)
+        if known.get("frame_plan") is not None and (known.get("chunk_size") or 0) > 0:
+            yield Invalid("chunk_size", "a frame plan and chunk_size both split the frames over UNet calls",
+                          "set chunk_size to 0 (the frame plan decides), or unlink frame_plan")
+        if known.get("frame_plan") is not None and known.linked("image_latents"):
+            yield Invalid("frame_plan", "the hierarchical sampler calls a text-to-image UNet on chosen frames; it takes "
+                                        "no image latents", "unlink frame_plan or image_latents")
         if known.get("chunk_size") == 1:
             yield Invalid("chunk_size", "chunk_size 1 leaves no room beside frame 0, the attention anchor",
                           "use 0 (all frames at once) or at least 2")
@@ -98,6 +116,9 @@ class Denoise(Node):
             if eta is not None and eta > 0:
                 yield Invalid("rng", f"eta = {eta} > 0 draws random numbers, but no rng is linked",
                               "link an rng (e.g. noise.rng from video.noise), or set eta to 0")
+            elif isinstance(known.get("smoother"), SmootherFacts) and known["smoother"].sample:
+                yield Invalid("rng", "the smoother samples the VAE posterior (sample is true), but no rng is linked",
+                              "link an rng (e.g. noise.rng from video.noise), or set the smoother's sample to false")
             elif isinstance(facts, SchedulerFacts) and facts.stochastic:
                 yield Invalid("rng", "the sampler draws random numbers at every step (DDPM, Euler ancestral), but "
                                      "no rng is linked", "link an rng (e.g. noise.rng from video.noise), or choose a "
@@ -109,7 +130,8 @@ class Denoise(Node):
         return {"scheduler": facts} if facts is not None else {}
 
     def run(self, ctx, unet, scheduler, conditioning, latents, guidance, start, end, eta, rng, chunk_size,
-            image_latents, image_guidance):
+            image_latents, image_guidance, smoother: InterleavedSmoother | None = None,
+            frame_plan: FramePlan | None = None):
         n = len(scheduler.timesteps)
         i_start = resolve_index(start, n, "start")
         i_end = n if end is None else resolve_index(end, n, "end")
@@ -119,6 +141,19 @@ class Denoise(Node):
             raise ValueError("chunk_size must be 0 (all frames) or at least 2 (frame 0 plus one more)")
         if rng is None and eta > 0:
             raise ValueError(f"eta {eta} > 0 draws random numbers: link an rng (from video.noise)")
+        if frame_plan is not None and chunk_size > 0:
+            raise ValueError("a frame plan and chunk_size both split the frames: set chunk_size to 0")
+        if frame_plan is not None and image_latents is not None:
+            raise ValueError("a frame plan takes no image latents: unlink frame_plan or image_latents")
+        hooks = ()
+        if smoother is not None:
+            smoother.check_scheduler(scheduler)
+            outside = [i for i in smoother.steps if not i_start <= i < i_end]
+            if outside:
+                raise ValueError(f"smoother steps {outside} fall outside this node's steps {i_start}..{i_end - 1}")
+            if smoother.sample and rng is None:
+                raise ValueError("the smoother samples the VAE posterior: link an rng (from video.noise)")
+            hooks = (smoother,)
         scheduler = copy.deepcopy(scheduler)
         unseeded = seeded_state(0)
         generator = generator_from_state(rng if rng is not None else unseeded)
@@ -127,7 +162,8 @@ class Denoise(Node):
         result = denoise(unet, scheduler, conditioning, latents, guidance, i_start, i_end, eta, generator,
                          chunk_size, on_step=lambda done, total: ctx.progress(done, total),
                          image_latents=None if image_latents is None else image_latents.to(ctx.device),
-                         image_guidance=image_guidance)
+                         image_guidance=image_guidance, hooks=(*hooks, *preview_hooks(ctx, unet, i_start, i_end)),
+                         plan=frame_plan)
         state = generator.get_state()
         if rng is None and not torch.equal(state, unseeded):
             raise VdgraphError("these steps draw random numbers (eta > 0 or a stochastic sampler): link an rng "
@@ -159,3 +195,25 @@ def _channel_problems(known):
                                        f"{channels - latent} channels of image latents beside the noisy latents",
                       "link image_latents (video.encode of the input frames with scaled false), or use a text-to-"
                       "image model")
+
+
+def _smoother_problems(known, facts):
+    """A smoother whose steps this node never runs, or that was set up for another schedule."""
+    smoother = known.get("smoother")
+    if not isinstance(smoother, SmootherFacts) or not isinstance(facts, SchedulerFacts):
+        return
+    if smoother.schedule_length != facts.steps:
+        yield Invalid("smoother", f"the smoother was set up for a schedule of {smoother.schedule_length} steps, this "
+                                  f"node's scheduler has {facts.steps}", "give both the same scheduler")
+        return
+    start, end = known.take("start", "end")
+    if start is None or step_index_problem(start, facts.steps, "start") or step_index_problem(
+            end, facts.steps, "end", allow_end=True):
+        return
+    first = start + facts.steps if start < 0 else start
+    stop = facts.steps if end is None else (end + facts.steps if end < 0 else end)
+    outside = [i for i in smoother.steps if not first <= i < stop]
+    if outside:
+        yield Invalid("smoother", f"smoother steps {outside} fall outside this node's steps {first}..{stop - 1}",
+                      "move the smoother's steps into this node's range, or link the smoother to the denoise node "
+                      "that runs them")

@@ -38,6 +38,8 @@ class SchedulerFacts:
     steps: int
     stochastic: bool | None
     """Whether a step draws random numbers (None: not known before running)."""
+    class_name: str | None = None
+    """The diffusers scheduler class (None: not known before running)."""
 
 
 def step_index_problem(index: int | None, steps: int, port: str, allow_end: bool = False) -> str | None:
@@ -73,9 +75,12 @@ def model_facts(model: str) -> dict[str, Any]:
     scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     if scheduler and isinstance(scheduler.get("_class_name"), str):
         facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
+    from vdgraph_video.loading_svd import svd_model_facts
+
     layout = unet_layout_facts(folder)
     if layout is not None:
         facts["unet"] = layout
+    facts.update(svd_model_facts(folder))
     return facts
 
 

@@ -166,6 +166,10 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
 
 def check_folder(folder: str) -> None:
     """Refuse a folder that lacks a diffusers component subfolder (cheap: looks at names only)."""
+    from vdgraph_video.loading_svd import check_svd_folder_names, is_svd_folder
+
+    if is_svd_folder(folder):
+        return check_svd_folder_names(folder)
     missing = [sub for sub in SUBFOLDERS if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
         raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
@@ -206,7 +210,14 @@ def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoder
     have safetensors weights (a folder with only pickles is refused, and so is a shard index naming a shard that
     is not a .safetensors file).
+
+    A Stable Video Diffusion folder (`vdgraph_video.loading_svd`) is checked by the same rules for its own
+    components (unet, vae, image_encoder, feature_extractor, scheduler).
     """
+    from vdgraph_video.loading_svd import check_svd_folder, is_svd_folder
+
+    if is_svd_folder(folder):
+        return check_svd_folder(folder)
     check_folder(folder)
     configs: dict[str, dict] = {}
     for sub in SUBFOLDERS:
@@ -227,13 +238,7 @@ def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
         if class_name not in allowed:
             raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
                                    f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
-    timesteps = configs["scheduler"].get("num_train_timesteps", 1000)
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TRAIN_TIMESTEPS:
-        raise ModelFolderError(f"{os.path.join(folder, 'scheduler', 'scheduler_config.json')}: num_train_timesteps "
-                               f"{short_repr(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} "
-                               "(models "
-                               "are trained with about 1,000; a schedule is built step by step, so a huge one would "
-                               "hang the run)")
+    check_scheduler_timesteps(folder, configs["scheduler"])
     tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
     if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
         raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
@@ -242,6 +247,17 @@ def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     for sub in WEIGHTED if weights else ():
         _check_weights(os.path.join(folder, sub))
     return configs
+
+
+def check_scheduler_timesteps(folder: str, config: dict) -> None:
+    """Refuse a scheduler config whose training schedule is not a whole number from 1 to MAX_TRAIN_TIMESTEPS."""
+    timesteps = config.get("num_train_timesteps", 1000)
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or not 1 <= timesteps <= MAX_TRAIN_TIMESTEPS:
+        raise ModelFolderError(f"{os.path.join(folder, 'scheduler', 'scheduler_config.json')}: num_train_timesteps "
+                               f"{short_repr(timesteps)} is not a whole number from 1 to {MAX_TRAIN_TIMESTEPS:,} "
+                               "(models "
+                               "are trained with about 1,000; a schedule is built step by step, so a huge one would "
+                               "hang the run)")
 
 
 def _refuse_custom_code(path: str, config: dict) -> None:

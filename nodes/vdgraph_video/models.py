@@ -10,7 +10,8 @@ from vdgraph.node import Input, Invalid, Node, Output
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
 from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components
-from vdgraph_video.types import SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
+from vdgraph_video.loading_svd import is_svd_folder, load_svd_components
+from vdgraph_video.types import IMAGE_ENCODER, SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
 
 class LoadModel(Node):
@@ -31,13 +32,17 @@ class LoadModel(Node):
     configuration shipped with vdgraph for the recognised architecture, or `config` (see
     vdgraph_video.single_file); its tokenizer comes from `tokenizer`, the config folder or the local Hugging Face
     cache. Names in the models folder (`vdgraph models`) are accepted for folders too.
+
+    A Stable Video Diffusion folder (StableVideoDiffusionPipeline layout) gives its UNetSpatioTemporalConditionModel,
+    its AutoencoderKLTemporalDecoder and its CLIP image encoder (with the image processor) on `image_encoder`;
+    `text_encoder` is then empty, as `image_encoder` is for text-conditioned models.
     """
 
     id = "video.load_model"
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
+        Input("model", str, model_path=True, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
                                      "models-folder name, or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
         Input("config", str, default="",
@@ -50,8 +55,10 @@ class LoadModel(Node):
     outputs = [
         Output("unet", UNET, doc="the denoising UNet (2-D or 3-D)"),
         Output("vae", VAE, doc="the autoencoder between latents and frames"),
-        Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer"),
+        Output("text_encoder", TEXT_ENCODER, doc="the text encoder and its tokenizer (empty for an image-to-video model)"),
         Output("scheduler_config", SCHEDULER_CONFIG, doc="the noise schedule the model was trained with"),
+        Output("image_encoder", IMAGE_ENCODER, doc="the CLIP image encoder of an image-to-video model (Stable Video "
+                                                   "Diffusion; empty for text-conditioned models)"),
     ]
 
     @classmethod
@@ -101,10 +108,16 @@ class LoadModel(Node):
             with resolve_model(model, search, variant) as found:
                 if os.path.isfile(found):  # a single file from the models folder's checkpoints/
                     loaded = load_checkpoint_components(found, ctx.device, ctx.dtype, config, tokenizer)
+                elif is_svd_folder(found):
+                    unet, vae, image_encoder, scheduler_config = load_svd_components(found, ctx.device, ctx.dtype,
+                                                                                     variant)
+                    return {"unet": unet, "vae": vae, "text_encoder": None, "scheduler_config": scheduler_config,
+                            "image_encoder": image_encoder}
                 else:
                     loaded = load_components(found, ctx.device, ctx.dtype, variant)
         unet, vae, text_encoder, scheduler_config = loaded
-        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config}
+        return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler_config": scheduler_config,
+                "image_encoder": None}
 
 
 def _local_path(name: str, search: tuple[str, ...]) -> str:

@@ -6,7 +6,7 @@ from vdgraph.node import Input, Invalid, Known, Node, Output
 
 from vdgraph_video.facts import SchedulerConfigFacts, SchedulerFacts, stochastic_class
 
-from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler, scheduler_class
+from vdgraph_video.ops.schedulers import SchedulerKind, build_scheduler, scheduler_class, scheduler_class_name
 from vdgraph_video.types import SCHEDULER, SCHEDULER_CONFIG
 
 
@@ -14,7 +14,8 @@ class MakeScheduler(Node):
     """Builds a sampler from the model's scheduler config and sets its number of steps.
 
     Kinds: "model" (the class the model ships with; it must be a diffusers scheduler class, anything else its
-    config names is refused before it is built), DDIM, DDPM, Euler, Euler ancestral and DPM-Solver++ (multistep).
+    config names is refused before it is built), DDIM, DDPM, Euler, Euler ancestral, DPM-Solver++ (multistep) and
+    Euler on Karras sigmas (euler_karras: the model's config with use_karras_sigmas, as Stable Video Diffusion's).
     Stochastic samplers (DDPM, Euler ancestral, DDIM with eta > 0) draw from the rng given to video.denoise. The
     scheduler value is never changed by a consumer: each works on its own copy.
     """
@@ -46,10 +47,12 @@ class MakeScheduler(Node):
             return {}
         if kind == "model":
             config = known.get("scheduler_config")
-            stochastic = stochastic_class(config.class_name) if config is not None else None
+            class_name = config.class_name if config is not None else None
+            stochastic = stochastic_class(class_name) if class_name is not None else None
         else:
+            class_name = scheduler_class_name(kind)
             stochastic = kind in ("ddpm", "euler_ancestral")
-        return {"scheduler": SchedulerFacts(steps, stochastic)}
+        return {"scheduler": SchedulerFacts(steps, stochastic, class_name)}
 
     def run(self, ctx, scheduler_config, kind, steps):
         return build_scheduler(scheduler_config.class_name, scheduler_config.config, kind, steps, ctx.device)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from vdgraph.node import Input, Node, Output
+from vdgraph.node import Input, Invalid, Node, Output
+
+from vdgraph_video.loading_svd import NoTextEncoder
 
 from vdgraph_video.ops.text import encode_text
 from vdgraph_video.types import CONDITIONING, TEXT_ENCODER
@@ -28,7 +30,17 @@ class EncodeText(Node):
     ]
     outputs = [Output("conditioning", CONDITIONING, doc="(1, 77, D) embeddings of both prompts")]
 
+    @classmethod
+    def check(cls, known):
+        if isinstance(known.get("text_encoder"), NoTextEncoder):
+            yield Invalid("text_encoder", "the model is image-conditioned (Stable Video Diffusion): it has no text "
+                                          "encoder", "condition it on an image with video.svd_encode_image and the "
+                                                     "model's image_encoder")
+
     def run(self, ctx, text_encoder, prompt, negative_prompt, truncate):
+        if text_encoder is None:
+            raise ValueError("port 'text_encoder': the model has no text encoder (an image-conditioned model such as "
+                             "Stable Video Diffusion): condition it with video.svd_encode_image")
         module, tokenizer = text_encoder.module, text_encoder.tokenizer
         cond = encode_text(module, tokenizer, prompt, ctx.device, truncate)
         uncond = encode_text(module, tokenizer, negative_prompt, ctx.device, truncate)

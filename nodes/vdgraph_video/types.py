@@ -30,4 +30,12 @@ CONTROLNET = Opaque("ControlNet", "a diffusers ControlNetModel (attach it to a U
 MASKS = Opaque("Masks", "(F, H, W) float32 foreground masks in {0, 1} (1: foreground), on the CPU", parent=TENSOR)
 MASK_DETECTOR = Opaque("MaskDetector", "a foreground detector: called on frames (F, H, W, 3) in [0, 1], it returns "
                                        "masks (F, H, W) in {0, 1} (e.g. shapes.judge_mask_detector)")
+SMOOTHER = Opaque("Smoother", "a step hook of video.denoise that smooths the clean-latent prediction at chosen steps "
+                             "(ControlVideo's interleaved-frame smoother)")
+FRAME_PLAN = Opaque("FramePlan", "how video.denoise splits the frames over model calls (ControlVideo's hierarchical "
+                                 "sampler: key frames, then clips between them)")
+IMAGE_ENCODER = Opaque("ImageEncoder", "a CLIP image encoder (transformers CLIPVisionModelWithProjection) with its image "
+                                       "processor")
+IMAGE_CONDITION = Opaque("ImageCondition", "Stable Video Diffusion's image condition: the VAE latents of the "
+                                           "noise-augmented image and the noise_aug_strength added")
 MOTION_ADAPTER = Opaque("MotionAdapter", "a diffusers MotionAdapter: AnimateDiff's temporal motion modules (inflate a 2-D UNet with video.apply_motion_adapter)")

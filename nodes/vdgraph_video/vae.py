@@ -17,7 +17,9 @@ class DecodeLatents(Node):
     video.write_video writes as one file per video. Arithmetic of diffusers' decode_latents; `unscale` says how the
     latents are divided by the VAE's scaling factor: "reciprocal" multiplies by 1 / factor (decode_latents,
     TextToVideoZeroPipeline, TextToVideoSDPipeline), "divide" divides (StableDiffusionPipeline and its ControlNet
-    pipeline); the two differ in the last bit."""
+    pipeline); the two differ in the last bit. A temporal decoder (Stable Video Diffusion's
+    AutoencoderKLTemporalDecoder) mixes the frames of each call and is told their count, so chunk_size is
+    StableVideoDiffusionPipeline's decode_chunk_size: fewer frames per call bound memory and change the result."""
 
     id = "video.decode"
     version = 1

@@ -67,5 +67,11 @@ def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
     (InstructPix2Pix), stacked per guider chunk by the guider's `stack_image`."""
     import importlib
 
+    from vdgraph_video.families.svd import is_spatio_temporal
+
+    if is_spatio_temporal(unet.module):
+        raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
+                         "denoise it with video.svd_denoise, which gives it the image condition and time ids")
+
     module, name = FAMILIES.get(type(unet.module).__name__, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
     return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size, image_latents)

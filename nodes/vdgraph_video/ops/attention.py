@@ -10,8 +10,12 @@ works). Modes, for frame i of a chunk:
 - sparse_causal: keys/values of frame 0 and frame i-1 concatenated along the tokens (Tune-A-Video; frame 0 uses
   frame 0 twice).
 - full: the clip attends as one large image: queries of every frame against the keys/values of all F frames
-  (ControlVideo). One scaled_dot_product_attention call over F*T tokens, so memory stays linear in the tokens
-  where SDPA's fused kernels apply, never a materialised (F*T)^2 score matrix per frame.
+  (ControlVideo). One scaled_dot_product_attention call over F*T tokens: on CPU (float32) and CUDA torch picks a
+  fused flash / memory-efficient kernel, so memory stays linear in the tokens and the (F*T)^2 score matrix is never
+  materialised (bench/controlvideo_memory.py measures it).
+- references: every frame attends to the keys/values of the frames at fixed clip positions (`references`),
+  concatenated along the tokens (ControlVideo's hierarchical sampler: a clip [key i, key i+1, inner frames...]
+  attends to both key frames; first_frame is references (0,)).
 Text cross-attention is untouched in every mode. Temporal attention layers of video UNets (modules whose class
 name contains "Temporal", and AnimateDiff's motion modules) are left alone: they attend over frames already.
 """
@@ -26,7 +30,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-CrossFrameMode = Literal["first_frame", "sparse_causal", "full"]
+CrossFrameMode = Literal["first_frame", "sparse_causal", "full", "references"]
 
 
 def _split_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -44,11 +48,14 @@ def _merge_frames(x: torch.Tensor) -> torch.Tensor:
 class CrossFrameAttnProcessor:
     """An attention processor (diffusers' processor protocol) implementing the modes above."""
 
-    def __init__(self, mode: CrossFrameMode, batch_chunks: int):
-        assert mode in ("first_frame", "sparse_causal", "full"), f"unknown cross-frame mode {mode!r}"
+    def __init__(self, mode: CrossFrameMode, batch_chunks: int, references: tuple[int, ...] = ()):
+        assert mode in ("first_frame", "sparse_causal", "full", "references"), f"unknown cross-frame mode {mode!r}"
         assert batch_chunks >= 1, f"batch_chunks (clips per model call) must be >= 1, got {batch_chunks}"
+        assert (mode == "references") == bool(references), (
+            f"reference frames {references} go with mode 'references' only (mode {mode!r})")
         self.mode = mode
         self.batch_chunks = batch_chunks
+        self.references = tuple(references)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         batch_size, sequence_length, _ = (
@@ -84,6 +91,11 @@ class CrossFrameAttnProcessor:
             if self.mode == "first_frame":
                 key = key[:, first]
                 value = value[:, first]
+            elif self.mode == "references":  # (chunks, F, T, C) -> (chunks, F, R*T, C): the same R frames for all
+                assert all(-frames <= r < frames for r in self.references), (
+                    f"reference positions {self.references} fall outside a clip of {frames} frames")
+                key = _references(key, self.references)
+                value = _references(value, self.references)
             else:  # sparse_causal: [frame 0, frame i-1] along the tokens
                 previous = [max(i - 1, 0) for i in range(frames)]
                 key = torch.cat([key[:, first], key[:, previous]], dim=2)
@@ -120,6 +132,14 @@ class CrossFrameAttnProcessor:
         return attn.to_out[1](out)
 
 
+def _references(x: torch.Tensor, positions: tuple[int, ...]) -> torch.Tensor:
+    """(chunks, F, T, C) -> (chunks, F, R*T, C): the frames at `positions` side by side along the tokens, for
+    every frame."""
+    chunks, frames, tokens, channels = x.shape
+    picked = x[:, list(positions)].reshape(chunks, 1, len(positions) * tokens, channels)
+    return picked.expand(chunks, frames, -1, -1)
+
+
 _TEMPORAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -139,9 +159,11 @@ class CrossFrameAttention:
     """An attention patch (see `vdgraph_video.values.AttentionPatch`): one processor on every spatial attention."""
 
     mode: CrossFrameMode = "first_frame"
+    references: tuple[int, ...] = ()
+    """Clip positions whose keys/values every frame attends to (mode "references" only)."""
 
     def processors(self, module: torch.nn.Module, current: Mapping[str, Any], batch_chunks: int) -> dict[str, Any]:
-        processor = CrossFrameAttnProcessor(self.mode, batch_chunks)
+        processor = CrossFrameAttnProcessor(self.mode, batch_chunks, self.references)
         temporal = _temporal_prefixes(module)
         out = dict(current)
         for name in current:

@@ -46,6 +46,14 @@ class StepState:
     scheduler: Any
     noise_pred: torch.Tensor | None = None
     x0: torch.Tensor | None = None
+    generator: torch.Generator | None = None  # the loop's random state (a hook that draws takes it from here)
+
+
+class FramePlan(Protocol):
+    """How the frames of a clip are split over model calls (e.g. ControlVideo's hierarchical sampler): it wraps a
+    UNet in a model-family adapter whose `predict` makes those calls."""
+
+    def family(self, unet: UNetHandle, batch: int, frames: int) -> ModelFamily: ...
 
 
 class StepHook(Protocol):
@@ -92,7 +100,7 @@ def denoise_loop(
     with family.models(guider) as models:
         for done, i in enumerate(range(start, end)):
             t = timesteps[i]
-            state = StepState(i, t, x, family, scheduler)
+            state = StepState(i, t, x, family, scheduler, generator=generator)
             for hook in hooks:
                 hook.before(state)
             model_input = scheduler.scale_model_input(guider.stack(state.latents), t)
@@ -125,14 +133,18 @@ def denoise(
     hooks: Sequence[StepHook] = (),
     image_latents: torch.Tensor | None = None,
     image_guidance: float = 1.5,
+    plan: FramePlan | None = None,
 ) -> DenoiseResult:
     """Text-guided denoising of `unet`'s family (classifier-free guidance when guidance > 1, as the references).
 
     With `image_latents` (B, C', F, H, W) the model also sees them on its channels (InstructPix2Pix) and the
     guidance is InstructPix2Pix's 3-way one (text `guidance`, `image_guidance`), on when guidance > 1 and
-    image_guidance >= 1, as StableDiffusionInstructPix2PixPipeline decides."""
+    image_guidance >= 1, as StableDiffusionInstructPix2PixPipeline decides. A frame plan, when given, decides which
+    frames each model call sees (instead of `chunk_size`; 2-D text-to-image UNets)."""
     b, _, f, _, _ = latents.shape
-    family = family_for(unet, b, f, chunk_size, image_latents)
+    assert plan is None or chunk_size == 0, "a frame plan and chunk_size both split the frames: give one"
+    assert plan is None or image_latents is None, "a frame plan takes no image latents"
+    family = plan.family(unet, b, f) if plan is not None else family_for(unet, b, f, chunk_size, image_latents)
     guider = text_guider(guidance) if image_latents is None else image_guider(guidance, image_guidance)
     return denoise_loop(family, guider, scheduler, conditioning, latents, start, end, eta, generator, hooks,
                         on_step)

@@ -8,6 +8,9 @@ attention patches how many chunks it has, and lets it combine the chunks' predic
 - `ClassifierFreeGuidance(scale)`: two chunks [uncond, cond]; uncond + scale (cond - uncond).
 - `InstructPix2PixGuidance(scale, image_scale)`: three chunks [text+image, image, none] as diffusers'
   StableDiffusionInstructPix2PixPipeline: uncond + scale (text - image) + image_scale (image - uncond).
+- `FrameRampGuidance(min_scale, max_scale)`: two chunks [uncond, cond] with a guidance scale per frame, linear
+  from min_scale at the first frame to max_scale at the last (StableVideoDiffusionPipeline); the predictions carry
+  frames on `frame_axis` (1 in the (B, F, C, H, W) layout of Stable Video Diffusion).
 
 Image latents that ride along on the channel axis (InstructPix2Pix) are a model-family input; the guider only says
 which chunks see them (`stack_image`): every chunk for no guidance and text CFG, [image, image, zeros] for
@@ -119,6 +122,37 @@ class InstructPix2PixGuidance:
 
     def conditional_chunks(self) -> tuple[int, ...]:
         return (0,)
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRampGuidance:
+    min_scale: float
+    max_scale: float
+    frame_axis: int = 1
+    chunks: int = dataclasses.field(default=2, init=False)
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(conditioning.uncond, batch), per_batch(conditioning.cond, batch)])
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 2)
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (1,)
+
+    def combine(self, prediction: torch.Tensor) -> torch.Tensor:
+        uncond, cond = prediction.chunk(2)
+        frames = prediction.shape[self.frame_axis]
+        ramp = torch.linspace(self.min_scale, self.max_scale, frames).to(prediction.device, prediction.dtype)
+        shape = [1] * prediction.ndim
+        shape[self.frame_axis] = frames
+        return uncond + ramp.reshape(shape) * (cond - uncond)
+
+
+def frame_ramp_guider(min_scale: float, max_scale: float, frame_axis: int = 1) -> NoGuidance | FrameRampGuidance:
+    """A per-frame guidance ramp when max_scale > 1, none otherwise (StableVideoDiffusionPipeline decides
+    classifier-free guidance on the largest scale)."""
+    return FrameRampGuidance(min_scale, max_scale, frame_axis) if max_scale > 1.0 else NoGuidance()
 
 
 def text_guider(scale: float) -> NoGuidance | ClassifierFreeGuidance:

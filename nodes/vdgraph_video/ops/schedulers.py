@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import torch
 
-SchedulerKind = Literal["model", "ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++"]
+SchedulerKind = Literal["model", "ddim", "ddpm", "euler", "euler_ancestral", "dpmsolver++", "euler_karras"]
 
 _CLASSES = {
     "ddim": ("DDIMScheduler", {}),
@@ -19,6 +19,8 @@ _CLASSES = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
     "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    # Euler on Karras sigmas (Stable Video Diffusion's scheduler config): the rest of the model's config is kept.
+    "euler_karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}),
 }
 
 
@@ -36,6 +38,11 @@ def scheduler_class(name: Any) -> type:
         raise ValueError(f"{shown} is not a diffusers scheduler class (for example DDIMScheduler, "
                          "EulerDiscreteScheduler, DPMSolverMultistepScheduler)")
     return cls
+
+
+def scheduler_class_name(kind: SchedulerKind) -> str:
+    """The diffusers class behind a kind other than "model" (e.g. "ddim" -> "DDIMScheduler")."""
+    return _CLASSES[kind][0]
 
 
 def build_scheduler(class_name: str, config: Mapping[str, Any], kind: SchedulerKind, steps: int,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
@@ -21,7 +23,9 @@ def decode(vae: torch.nn.Module, latents: torch.Tensor, chunk_size: int = 0,
     TextToVideoSDPipeline) or latents / scaling_factor ("divide", StableDiffusionPipeline and its ControlNet
     pipeline; the two round differently), decode, (x / 2 + 0.5).clamp(0, 1). The output is cast to float32 before
     the [-1, 1] -> [0, 1] mapping (identical in fp32, more precise in fp16). chunk_size 0 decodes all frames in
-    one call.
+    one call. A temporal decoder (AutoencoderKLTemporalDecoder, Stable Video Diffusion) mixes the frames of each
+    call: it is told the call's frame count, as StableVideoDiffusionPipeline.decode_latents does, so chunk_size is
+    its decode_chunk_size (fewer frames per call bound memory and change the result).
     """
     assert unscale in ("reciprocal", "divide"), f"unscale must be 'reciprocal' or 'divide', got {unscale!r}"
     folded = fold_frames(latents)  # (B*F, C, h, w)
@@ -29,9 +33,11 @@ def decode(vae: torch.nn.Module, latents: torch.Tensor, chunk_size: int = 0,
         folded = folded / vae.config.scaling_factor
     else:
         folded = 1 / vae.config.scaling_factor * folded
+    temporal = "num_frames" in inspect.signature(vae.forward).parameters  # AutoencoderKLTemporalDecoder
     frames = []
     for part in _chunks(folded.shape[0], chunk_size):
-        image = vae.decode(folded[part]).sample.float()  # (n, 3, H, W) in about [-1, 1]
+        extra = {"num_frames": part.stop - part.start} if temporal else {}
+        image = vae.decode(folded[part], **extra).sample.float()  # (n, 3, H, W) in about [-1, 1]
         frames.append((image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu())  # (n, H, W, 3)
     return torch.cat(frames) if len(frames) > 1 else frames[0].contiguous()
 
