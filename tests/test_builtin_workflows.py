@@ -49,13 +49,11 @@ def test_text2video_zero_long_on_shapes_64(executor, tmp_path):
 
 
 def test_text2video_zero_controlnet_on_shapes_64(executor, tmp_path):
-    """No built-in ControlNet ships yet: one made from shapes-64's UNet (ControlNetModel.from_unet) stands in."""
+    """On the built-in ControlNet shapes-64-canny, the workflow's default (its gates: tests/test_shapes_controlnet.py)."""
     import video_fixtures
 
-    model = str(ROOT / "nodes" / "vdgraph_shapes" / "model")
-    controlnet = video_fixtures.save_controlnet_for(model, str(tmp_path / "controlnet"))
     control_video = video_fixtures.write_png_frames(str(tmp_path / "control"), 4, 64)
-    inputs = {"controlnet": controlnet, "control_video": control_video, "frames": 4, "steps": 4, "output": "cn.gif"}
+    inputs = {"control_video": control_video, "frames": 4, "steps": 4, "output": "cn.gif"}
     result = executor.run(WORKFLOWS / "text2video_zero_controlnet.json", inputs, output_dir=str(tmp_path))
     assert result["frames"].shape == (4, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
     assert Path(result["video"]).name == "cn.gif" and Path(result["video"]).is_file()

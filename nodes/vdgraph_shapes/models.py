@@ -11,7 +11,10 @@ import pathlib
 MODEL_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "model"
 """The trained shapes-64 pipeline folder (StableDiffusionPipeline layout, safetensors weights)."""
 
-BUILTIN_MODELS: dict[str, str] = {"shapes-64": str(MODEL_DIR)}
+CONTROLNET_CANNY_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent / "controlnet_canny"
+"""shapes-64's ControlNet on canny edges ("shapes-64-canny", a ControlNetModel folder; see train_controlnet.py)."""
+
+BUILTIN_MODELS: dict[str, str] = {"shapes-64": str(MODEL_DIR), "shapes-64-canny": str(CONTROLNET_CANNY_DIR)}
 """Built-in model name -> absolute path of its diffusers folder."""
 
 

@@ -42,7 +42,9 @@ class InterleavedSmootherNode(Node):
     re-derived with the DDIM update for the new x0. Bit for bit the chain video.decode (reciprocal) ->
     video.interleave_frames -> video.encode -> video.replace_x0 at that step. `steps` empty: the paper's loop
     indices 30 and 31 of 50 scaled to the schedule (floor(30 n / 50) and the next). Interpolators: "mean" of the
-    neighbours, or their optical-flow midpoint "flow" (OpenCV DIS; the paper's RIFE needs weights). DDIM only.
+    neighbours, or their optical-flow midpoint "flow" (OpenCV DIS; the paper's RIFE needs weights); "none" gives no
+    smoother (video.denoise then runs plain steps), so a workflow can switch the technique off with one input and
+    measure what it does. DDIM only.
     """
 
     id = "video.interleaved_smoother"
@@ -54,18 +56,18 @@ class InterleavedSmootherNode(Node):
         Input("steps", list[int], optional=True, default=None,
               doc="step indices after which to smooth (negative: from the end; empty: the paper's 30, 31 of 50, "
                   "scaled)"),
-        Input("interpolator", Literal["mean", "flow"], default="mean",
-              doc="mean of the two neighbours, or their optical-flow midpoint"),
+        Input("interpolator", Literal["mean", "flow", "none"], default="mean",
+              doc="mean of the two neighbours, their optical-flow midpoint, or none (no smoother)"),
         Input("sample", bool, default=True,
               doc="re-encode by sampling the VAE posterior with the denoise rng (the reference), else its mean"),
         Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
     ]
-    outputs = [Output("smoother", SMOOTHER, doc="link to video.denoise's smoother input")]
+    outputs = [Output("smoother", SMOOTHER, doc="link to video.denoise's smoother input (empty for none)")]
 
     @classmethod
     def check(cls, known):
         facts = known.get("scheduler")
-        if not isinstance(facts, SchedulerFacts):
+        if not isinstance(facts, SchedulerFacts) or known.get("interpolator") == "none":
             return
         if facts.class_name is not None and facts.class_name != DDIM:
             yield Invalid("scheduler", f"the smoother re-derives the latents with the DDIM update, but the scheduler "
@@ -80,6 +82,8 @@ class InterleavedSmootherNode(Node):
     @classmethod
     def infer(cls, known):
         facts, sample = known.get("scheduler"), known.get("sample")
+        if known.get("interpolator") == "none":
+            return {"smoother": None}
         if not isinstance(facts, SchedulerFacts) or "steps" not in known or sample is None:
             return {}
         try:
@@ -89,7 +93,9 @@ class InterleavedSmootherNode(Node):
         return {"smoother": SmootherFacts(steps, facts.steps, sample)}
 
     def run(self, ctx: RunContext, vae: VAEHandle, scheduler, steps: list[int] | None, interpolator: str,
-            sample: bool, chunk_size: int) -> InterleavedSmoother:
+            sample: bool, chunk_size: int) -> InterleavedSmoother | None:
+        if interpolator == "none":
+            return None
         length = len(scheduler.timesteps)
         smoother = InterleavedSmoother(vae.module, resolve_smooth_steps(steps, length), length, interpolator,
                                        sample, chunk_size)

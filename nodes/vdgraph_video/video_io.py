@@ -17,6 +17,7 @@ from vdgraph_video.ops.video_io import (
     encode_png,
     encode_video,
     format_for,
+    labelled_sheet,
     local_copy,
     read_video,
     to_uint8,
@@ -124,9 +125,11 @@ def batch_item_name(path: str, index: int) -> str:
 
 class ContactSheet(Node):
     """Writes all frames in one PNG grid (row-major, white gaps; a batch of videos gets a row per video) to look
-    at a result at a glance. The target
-    follows the output folder's rules, as video.write_video's does; the PNG carries the run's recipe in an iTXt
-    chunk `vdgraph_recipe` (`vdgraph inspect` prints it)."""
+    at a result at a glance. With `input` and/or `condition` linked (one video), the sheet is labelled rows instead,
+    one frame per column: input, condition, then the output `frames` last, so a person sees at a glance whether the
+    output follows its input (`columns` is then unused). The target follows the output folder's rules, as
+    video.write_video's does; the PNG carries the run's recipe in an iTXt chunk `vdgraph_recipe` (`vdgraph inspect`
+    prints it)."""
 
     id = "video.contact_sheet"
     version = 1
@@ -136,13 +139,21 @@ class ContactSheet(Node):
         Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3)"),
         Input("path", str, default="contact_sheet.png", output_path=True, doc="target PNG, inside the output folder"),
         Input("columns", int, default=0, ge=0, doc="frames per row (0: about square)"),
+        Input("input", FRAMES, optional=True, doc="the input video's frames, drawn as a row labelled 'input'"),
+        Input("condition", FRAMES, optional=True, doc="condition images, drawn as a row labelled 'condition'"),
     ]
     outputs = [Output("file", FILE, doc="the written path")]
 
-    def run(self, ctx, frames, path, columns):
-        if frames.ndim == 5:  # a batch of videos: a row per video
-            columns, frames = frames.shape[1], frames.flatten(0, 1)
-        data = encode_png(contact_sheet(frames, columns), text={RECIPE_KEY: to_text(recipe_of(ctx))})
+    def run(self, ctx, frames, path, columns, input=None, condition=None):
+        extra = [(label, rows) for label, rows in (("input", input), ("condition", condition)) if rows is not None]
+        if extra:
+            assert frames.ndim == 4, f"labelled rows take one video (F, H, W, 3), got frames {tuple(frames.shape)}"
+            sheet = labelled_sheet([*extra, ("output", frames)])
+        else:
+            if frames.ndim == 5:  # a batch of videos: a row per video
+                columns, frames = frames.shape[1], frames.flatten(0, 1)
+            sheet = contact_sheet(frames, columns)
+        data = encode_png(sheet, text={RECIPE_KEY: to_text(recipe_of(ctx))})
         with ctx.outputs.claim(path, port="path") as target:
             return write_bytes(data, target)
 

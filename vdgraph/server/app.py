@@ -282,6 +282,7 @@ class Server:
         job["position"] = self.store.position(job_id) if job["state"] == "queued" else None
         if job["state"] == "running":
             job["nodes"] = self.worker.live_nodes(job_id) or job["nodes"]
+        job["nodes"] = job["nodes"] or {}  # a job between being taken and its first event has none yet
         try:
             from vdgraph.workflow import load_workflow
 

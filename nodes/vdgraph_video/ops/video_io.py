@@ -266,6 +266,38 @@ def contact_sheet(frames: torch.Tensor, columns: int = 0, gap: int = 2) -> np.nd
     return sheet
 
 
+LABEL_WIDTH = 64
+"""Width in pixels of the label column of a labelled contact sheet (fits "condition" in Pillow's default font)."""
+
+
+def labelled_sheet(rows: list[tuple[str, torch.Tensor]], gap: int = 2) -> np.ndarray:
+    """One row per (label, frames (F, H, W, 3)), frames left to right, the label written in a white column on the
+    left, `gap` pixels of white between rows and frames: (R*H + gaps, LABEL_WIDTH + cols*(W + gap), 3) uint8.
+
+    Rows are drawn at the size of the last row's frames (the output; others are resized to it) and a row with
+    fewer frames ends early (white). Why: input | condition | output stacked frame over frame shows at a glance
+    whether the output follows its condition.
+    """
+    from PIL import Image, ImageDraw
+
+    assert rows, "a labelled sheet needs at least one row"
+    _, h, w, _ = rows[-1][1].shape
+    columns = max(frames.shape[0] for _, frames in rows)
+    sheet = np.full((len(rows) * h + (len(rows) - 1) * gap, LABEL_WIDTH + columns * (w + gap), 3), 255, np.uint8)
+    for r, (_, frames) in enumerate(rows):
+        assert frames.ndim == 4 and frames.shape[-1] == 3, f"row {r} must be (F, H, W, 3), got {tuple(frames.shape)}"
+        images = to_uint8(resize_frames(frames, h, w))  # (F, h, w, 3)
+        top = r * (h + gap)
+        for c, image in enumerate(images):
+            left = LABEL_WIDTH + c * (w + gap)
+            sheet[top:top + h, left:left + w] = image
+    canvas = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, _) in enumerate(rows):
+        draw.text((2, r * (h + gap) + h // 2 - 5), label, fill=(0, 0, 0))
+    return np.asarray(canvas).copy()
+
+
 def encode_png(image: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
     """PNG bytes of an (H, W, 3) uint8 image; `text` goes into compressed iTXt chunks (UTF-8, any length)."""
     from PIL import Image
