@@ -29,7 +29,7 @@ def test_every_shipped_workflow_is_covered():
               "video_instruct_pix2pix",  # needs an InstructPix2Pix model: tests/test_video_pix2pix.py
               "text2video_zero_controlnet",
               "controlvideo", "controlvideo_long",  # controlvideo*: tests/test_controlvideo.py
-              "image2video_svd"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
+              "image2video_svd", "animatediff"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 
 
@@ -57,6 +57,21 @@ def test_text2video_zero_controlnet_on_shapes_64(executor, tmp_path):
     result = executor.run(WORKFLOWS / "text2video_zero_controlnet.json", inputs, output_dir=str(tmp_path))
     assert result["frames"].shape == (4, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
     assert Path(result["video"]).name == "cn.gif" and Path(result["video"]).is_file()
+
+
+def test_animatediff_on_shapes_64_with_free_noise_and_prompt_travel(executor, tmp_path):
+    """No built-in motion adapter ships yet: a random one made for shapes-64's UNet stands in. 10 frames in
+    windows of 8 with a travelling prompt and two FreeInit passes."""
+    import video_fixtures
+
+    model = str(ROOT / "nodes" / "vdgraph_shapes" / "model")
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "adapter"), model_folder=model, max_frames=8)
+    inputs = {"motion_adapter": adapter, "frames": 10, "steps": 3, "context_length": 8, "context_stride": 2,
+              "free_init_iterations": 2, "prompt": "0: a red circle on a blue background | 6: a green square on a "
+              "blue background", "output": "ad.gif"}
+    result = executor.run(WORKFLOWS / "animatediff.json", inputs, output_dir=str(tmp_path))
+    assert result["frames"].shape == (10, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
+    assert Path(result["video"]).name == "ad.gif" and Path(result["contact_sheet"]).is_file()
 
 
 def test_judge_reads_back_what_text2video_zero_wrote(executor, tmp_path):

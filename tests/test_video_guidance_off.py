@@ -18,7 +18,7 @@ import vdgraph
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SHORT = {"frames": 3, "steps": 4, "t0": 1, "t1": 2, "guidance": 1.0}
 WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "video2video",
-                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long"]
+                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
@@ -52,6 +52,10 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
     if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # text2video_zero_controlnet:
         # the built-in shapes-64-canny, its default
         inputs["control_video"] = video_fixtures.write_png_frames(str(tmp_path / "control"), 3, 64)
+    if name == "animatediff":  # no built-in motion adapter yet: a random one made for shapes-64's UNet
+        model = str(Path(video_fixtures.__file__).resolve().parents[1] / "nodes" / "vdgraph_shapes" / "model")
+        inputs["motion_adapter"] = video_fixtures.save_motion_adapter_for(str(tmp_path / "adapter"),
+                                                                          model_folder=model)
     inputs.update(output=str(tmp_path / "clip.gif"), contact_sheet=str(tmp_path / "sheet.png"))
     result = executor.run(WORKFLOWS / f"{name}.json", inputs, output_dir=str(tmp_path))
     frames = result["frames"]

@@ -11,7 +11,7 @@ import video_fixtures
 import vdgraph
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
-SHIPPED = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet"]
+SHIPPED = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "animatediff"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 

@@ -245,3 +245,53 @@ def write_png_frames(folder: str, frames: int, size: int, seed: int = 0) -> str:
         Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(
             os.path.join(folder, f"{k:05d}.png"))
     return folder
+
+
+def save_motion_adapter_for(folder: str, seed: int = 0, max_frames: int = 32, blocks: tuple[int, ...] = (16, 32),
+                            layers: int = 1, model_folder: str | None = None) -> str:
+    """A seeded MotionAdapter matching the tiny 2-D UNet (block_out_channels (16, 32), one layer per block; pass
+    other blocks/layers for a mismatching one, or `model_folder` to match that model's UNet), saved with
+    safetensors weights to `folder`, which is returned. The motion modules' output projections start at zero in
+    diffusers (an identity at init): they get seeded weights so the tests exercise the temporal path."""
+    from diffusers import MotionAdapter
+
+    if model_folder is not None:
+        with open(os.path.join(model_folder, "unet", "config.json")) as f:
+            config = json.load(f)
+        blocks, layers = tuple(config["block_out_channels"]), config["layers_per_block"]
+    torch.manual_seed(seed)
+    adapter = MotionAdapter(block_out_channels=blocks, motion_layers_per_block=layers, motion_norm_num_groups=8,
+                            motion_num_attention_heads=2, motion_max_seq_length=max_frames)
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "proj_out" in name:
+                p.normal_(0, 0.2)
+    adapter.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@functools.cache
+def tiny_motion_adapter_folder(max_frames: int = 32) -> str:
+    """A saved tiny motion adapter for the tiny 2-D model, built once per test process; removed at exit."""
+    root = tempfile.mkdtemp(prefix="vdgraph-tiny-motion-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return save_motion_adapter_for(os.path.join(root, "adapter"), max_frames=max_frames)
+
+
+def load_animatediff_pipeline(model_folder: str, adapter_folder: str):
+    """diffusers' AnimateDiffPipeline on a saved tiny 2-D model folder and motion adapter (its own weights)."""
+    from diffusers import AnimateDiffPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(model_folder, subfolder="unet", use_safetensors=True).eval()
+    vae = AutoencoderKL.from_pretrained(model_folder, subfolder="vae", use_safetensors=True).eval()
+    text_encoder = CLIPTextModel.from_pretrained(os.path.join(model_folder, "text_encoder"),
+                                                 use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(model_folder, "tokenizer"))
+    scheduler = DDIMScheduler.from_pretrained(model_folder, subfolder="scheduler")
+    adapter = MotionAdapter.from_pretrained(adapter_folder, use_safetensors=True).eval()
+    pipe = AnimateDiffPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                               motion_adapter=adapter, scheduler=scheduler)
+    pipe.unet.eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

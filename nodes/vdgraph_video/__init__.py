@@ -3,6 +3,7 @@ parts), built on diffusers. Tensor math lives in `vdgraph_video.ops`; nodes are 
 
 from __future__ import annotations
 
+from vdgraph_video.animatediff import ContextWindowsNode, DenoiseFreeInit, FreeNoiseLatents
 from vdgraph_video.attention import CrossFrameAttentionNode
 from vdgraph_video.background import ForegroundMasks, SmoothBackground
 from vdgraph_video.conditions import CannyCondition, Condition, DepthCondition, PoseCondition, VideoCondition
@@ -14,8 +15,10 @@ from vdgraph_video.frames import ConcatLatents, SelectLatentFrames
 from vdgraph_video.lora import ApplyLora
 from vdgraph_video.images import ReadImage
 from vdgraph_video.models import LoadModel
+from vdgraph_video.motion_adapter import ApplyMotionAdapter, LoadMotionAdapter
 from vdgraph_video.motion import TranslationFlowNode, WarpLatents
 from vdgraph_video.noise import Renoise, SampleNoise
+from vdgraph_video.prompt_travel import PromptTravel
 import vdgraph_video.persist  # noqa: F401  (registers the cache codecs of the pack's values)
 from vdgraph_video.schedulers import MakeScheduler, Text2VideoZeroSteps
 from vdgraph_video.smooth import InterleaveFrames, ReplaceX0, SmoothFrames, SmoothLatents
@@ -35,4 +38,5 @@ NODES = [
     ApplyLora,
     InterleavedSmootherNode, HierarchicalSamplerNode,
     ReadImage, SVDEncodeImage, SVDNoise, SVDDenoise,
+    LoadMotionAdapter, ApplyMotionAdapter, ContextWindowsNode, FreeNoiseLatents, DenoiseFreeInit, PromptTravel,
 ]

@@ -50,6 +50,11 @@ class SampleNoise(Node):
 
     @classmethod
     def check(cls, known):
+        frames_problem = getattr(known.get("unet"), "frames_problem", None)  # a model family's frame limits
+        if frames_problem is not None and known.get("mode") != "first_frame":
+            found = frames_problem(known.get("frames"))
+            if found:
+                yield Invalid("frames", *found)
         vae = known.get("vae")
         if isinstance(vae, VAEFacts):
             for port in ("height", "width"):

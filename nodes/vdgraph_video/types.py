@@ -38,3 +38,4 @@ IMAGE_ENCODER = Opaque("ImageEncoder", "a CLIP image encoder (transformers CLIPV
                                        "processor")
 IMAGE_CONDITION = Opaque("ImageCondition", "Stable Video Diffusion's image condition: the VAE latents of the "
                                            "noise-augmented image and the noise_aug_strength added")
+MOTION_ADAPTER = Opaque("MotionAdapter", "a diffusers MotionAdapter: AnimateDiff's temporal motion modules (inflate a 2-D UNet with video.apply_motion_adapter)")

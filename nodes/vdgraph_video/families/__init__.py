@@ -50,21 +50,28 @@ class ModelFamily(Protocol):
         ...
 
 
+# Model classes with a family adapter of their own, by class name -> (module, class); any other UNet is a 2-D
+# image UNet with the frames folded into its batch (families/sd.py).
+FAMILIES = {
+    "UNet3DConditionModel": ("vdgraph_video.families.video_unet", "VideoUNet"),
+    "UNetMotionModel": ("vdgraph_video.families.motion_unet", "MotionUNet"),
+}
+
+
 def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
                image_latents: torch.Tensor | None = None) -> ModelFamily:
-    """The adapter for `unet`'s model: a 3-D video UNet or a 2-D image UNet with the frames folded.
+    """The adapter for `unet`'s model: looked up by its class in FAMILIES, else a 2-D image UNet with the frames
+    folded.
 
     `image_latents` (B, C', F, H, W) go to the model concatenated after the noisy latents on the channel axis
     (InstructPix2Pix), stacked per guider chunk by the guider's `stack_image`."""
+    import importlib
+
     from vdgraph_video.families.svd import is_spatio_temporal
 
     if is_spatio_temporal(unet.module):
         raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
                          "denoise it with video.svd_denoise, which gives it the image condition and time ids")
-    if unet.is_3d:
-        from vdgraph_video.families.video_unet import VideoUNet
 
-        return VideoUNet(unet, batch, frames, chunk_size, image_latents)
-    from vdgraph_video.families.sd import FoldedFramesUNet
-
-    return FoldedFramesUNet(unet, batch, frames, chunk_size, image_latents)
+    module, name = FAMILIES.get(type(unet.module).__name__, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
+    return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size, image_latents)

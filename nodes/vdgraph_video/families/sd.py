@@ -42,7 +42,10 @@ def anchor_chunks(frames: int, chunk_size: int) -> list[list[int]]:
 
 def per_frame_embeddings(embeds: torch.Tensor, frames: int) -> torch.Tensor:
     """(chunks*B, L, D) -> (chunks*B*F, L, D), frames contiguous inside each clip (TextToVideoZeroPipeline's
-    `prompt_embeds[:, None].repeat(1, F, 1, 1)`)."""
+    `prompt_embeds[:, None].repeat(1, F, 1, 1)`); per-frame (chunks*B, F, L, D) embeddings are flattened."""
+    if embeds.ndim == 4:  # per-frame (chunks*B, F, L, D) from prompt travel
+        assert embeds.shape[1] == frames, f"per-frame conditioning has {embeds.shape[1]} frames, the latents {frames}"
+        return embeds.reshape(-1, *embeds.shape[2:])
     n, length, width = embeds.shape
     return embeds[:, None].repeat(1, frames, 1, 1).reshape(n * frames, length, width)
 

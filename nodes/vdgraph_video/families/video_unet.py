@@ -2,7 +2,8 @@
 
 The call order follows TextToVideoSDPipeline: the guider-stacked (chunks*B, C, F, H, W) input goes to the UNet as it
 is; the scheduler steps on the folded (B*F, C, H, W) latents and prediction, unfolded afterwards exactly as the
-reference does, so eta > 0 draws have the reference's shapes and order.
+reference does, so eta > 0 draws have the reference's shapes and order. Per-frame (prompt travel) embeddings reach
+the cross-attention layers through `per_frame_cross_attention`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from vdgraph_video.families.common import check_image_latents, folded_step
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.ops.prompt_travel import per_frame_cross_attention
 from vdgraph_video.values import UNetHandle
 
 
@@ -38,6 +40,9 @@ class VideoUNet:
         return unfold_frames(x, self.batch)
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        if embeds.ndim == 4:  # per-frame (chunks*B, F, L, D) from prompt travel
+            assert embeds.shape[1] == self.frames, (
+                f"per-frame conditioning has {embeds.shape[1]} frames but the latents have {self.frames}")
         return embeds  # (chunks*B, L, D): one per clip
 
     def models(self, guider):
@@ -47,6 +52,9 @@ class VideoUNet:
         if self.image is not None:
             image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
             model_input = torch.cat([model_input, image], dim=1)  # (chunks*B, C + C', F, H, W)
+        if embeds.ndim == 4:  # the UNet repeats one embedding per clip: hand cross-attention the frames' own
+            with per_frame_cross_attention(module, embeds.reshape(-1, *embeds.shape[2:])):
+                return module(model_input, t, encoder_hidden_states=embeds[:, 0]).sample
         return module(model_input, t, encoder_hidden_states=embeds).sample  # (chunks*B, C, F, H, W)
 
     def step(self, scheduler, noise_pred, t, x, kwargs):

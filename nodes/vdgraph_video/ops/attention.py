@@ -17,7 +17,7 @@ works). Modes, for frame i of a chunk:
   concatenated along the tokens (ControlVideo's hierarchical sampler: a clip [key i, key i+1, inner frames...]
   attends to both key frames; first_frame is references (0,)).
 Text cross-attention is untouched in every mode. Temporal attention layers of video UNets (modules whose class
-name contains "Temporal" or "Motion") are left alone: they attend over frames already.
+name contains "Temporal", and AnimateDiff's motion modules) are left alone: they attend over frames already.
 """
 
 from __future__ import annotations
@@ -144,10 +144,13 @@ _TEMPORAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _temporal_prefixes(module: torch.nn.Module) -> tuple[str, ...]:
-    """Names of the temporal submodules (cached per module: loaded modules never change)."""
+    """Names of the temporal submodules (cached per module: loaded modules never change): 3-D UNets' temporal
+    transformers and AnimateDiff's motion modules (not the "...Motion" blocks holding them: their spatial
+    attention is per frame)."""
     if module not in _TEMPORAL:
         _TEMPORAL[module] = tuple(name for name, sub in module.named_modules()
-                                  if name and ("Temporal" in type(sub).__name__ or "Motion" in type(sub).__name__))
+                                  if name and ("Temporal" in type(sub).__name__
+                                               or type(sub).__name__ == "AnimateDiffTransformer3D"))
     return _TEMPORAL[module]
 
 

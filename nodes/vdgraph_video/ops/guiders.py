@@ -28,9 +28,9 @@ from vdgraph_video.values import Conditioning
 
 
 def per_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(1 or B, L, D) embeddings -> (B, L, D)."""
+    """(1 or B, L, D) embeddings -> (B, L, D); per-frame (1 or B, F, L, D) -> (B, F, L, D)."""
     assert x.shape[0] in (1, batch), f"conditioning batch {x.shape[0]} does not match latents batch {batch}"
-    return x if x.shape[0] == batch else x.expand(batch, -1, -1)
+    return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
 
 
 class Guider(Protocol):

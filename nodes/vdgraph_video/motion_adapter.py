@@ -1,0 +1,289 @@
+"""AnimateDiff motion adapters: loading a diffusers MotionAdapter folder and inflating a 2-D UNet with it.
+
+`video.apply_motion_adapter` returns a new UNet value holding diffusers' `UNetMotionModel.from_unet2d(unet,
+adapter)`: a copy of the 2-D UNet's weights with the adapter's temporal motion modules inserted after every
+resnet/attention pair (the input UNet value and its module are never changed). The denoise loop runs it through its
+own family adapter (`vdgraph_video.families.motion_unet`); FreeNoise context windows travel on the value
+(`MotionUNetHandle.windows`, set by video.context_windows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+
+from vdgraph.context import RunContext
+from vdgraph.errors import short_repr
+from vdgraph.node import Input, Invalid, Node, Output
+
+from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
+from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
+                                   read_config, resolve_model)
+from vdgraph_video.types import MOTION_ADAPTER, UNET
+from vdgraph_video.values import UNetHandle, module_nbytes
+
+MOTION_ADAPTER_CLASS = "MotionAdapter"
+DEFAULT_MAX_FRAMES = 32  # MotionAdapter's default motion_max_seq_length
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MotionAdapterHandle:
+    """A loaded diffusers MotionAdapter (never mutated after loading)."""
+
+    module: torch.nn.Module
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.module.config.motion_max_seq_length)
+
+    def __vdgraph_nbytes__(self) -> int:
+        return module_nbytes(self.module)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextWindows:
+    """FreeNoise's sliding windows over frames in every motion module (diffusers' enable_free_noise): windows of
+    `length` frames every `stride` frames, the overlaps blended with `weighting` ("flat", "pyramid",
+    "delayed_reverse_sawtooth"); `split_frames` > 0 adds diffusers' FreeNoise split inference
+    (enable_free_noise_split_inference), which bounds activation memory."""
+
+    length: int
+    stride: int
+    weighting: str
+    split_frames: int = 0  # > 0: spatial layers see at most this many frames per call (split inference)
+    split_pixels: int = 256  # with split_frames: motion modules see at most this many pixels' sequences per call
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MotionUNetHandle(UNetHandle):
+    """A UNet inflated with a motion adapter (diffusers UNetMotionModel), plus its FreeNoise context windows."""
+
+    max_frames: int = DEFAULT_MAX_FRAMES
+    windows: ContextWindows | None = None
+
+    def with_windows(self, windows: ContextWindows | None) -> MotionUNetHandle:
+        return dataclasses.replace(self, windows=windows)
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionAdapterFacts:
+    """What validation reads from a MotionAdapter's config.json: its block layout and its frame window."""
+
+    block_out_channels: tuple[int, ...]
+    layers_per_block: tuple[int, ...]
+    max_frames: int
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> MotionAdapterFacts | None:
+        if not config:
+            return None
+        blocks = config.get("block_out_channels", (320, 640, 1280, 1280))
+        layers = config.get("motion_layers_per_block", 2)
+        frames = config.get("motion_max_seq_length", DEFAULT_MAX_FRAMES)
+        if not isinstance(blocks, (list, tuple)) or not isinstance(frames, int):
+            return None
+        layers = tuple(layers) if isinstance(layers, (list, tuple)) else (layers,) * len(blocks)
+        return cls(tuple(blocks), layers, frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class MotionUNetFacts(ResidualLayoutFacts):
+    """A motion UNet's residual layout (for ControlNets) plus its frame window and whether context windows are on.
+
+    `frames_problem(frames)` is asked by nodes that set the frame count (video.noise) before anything runs."""
+
+    max_frames: int = DEFAULT_MAX_FRAMES
+    window: int = 0  # FreeNoise context length (0: no context windows)
+
+    def frames_problem(self, frames: int | None) -> tuple[str, str] | None:
+        if frames is None:
+            return None
+        if self.window and frames < self.window:
+            return (f"{frames} frames are fewer than the context windows' length of {self.window} frames",
+                    f"ask for at least {self.window} frames, or shorten the windows (context_length; 0 turns them "
+                    "off)")
+        if self.window or frames <= self.max_frames:
+            return None
+        return (f"{frames} frames are more than the motion module's window of {self.max_frames} frames "
+                "(its positional embeddings end there)",
+                f"ask for at most {self.max_frames} frames, or render in context windows (video.context_windows, "
+                "the workflow's context_length input)")
+
+
+def layout_differences(unet_config: dict, adapter: MotionAdapterFacts) -> list[str]:
+    """Why a motion adapter does not fit a 2-D UNet (the checks of UNetMotionModel.from_unet2d, and the channel
+    widths its motion modules are built for), as `what adapter vs UNet` strings; [] when it fits."""
+    blocks = tuple(unet_config.get("block_out_channels", ()))
+    layers = unet_config.get("layers_per_block", 2)
+    layers = tuple(layers) if isinstance(layers, (list, tuple)) else (layers,) * len(blocks)
+    differences = []
+    if len(adapter.block_out_channels) != len(blocks):
+        differences.append(f"{len(adapter.block_out_channels)} blocks vs {len(blocks)}")
+    elif adapter.block_out_channels != blocks:
+        differences.append(f"block_out_channels {list(adapter.block_out_channels)} vs {list(blocks)}")
+    if len(adapter.block_out_channels) == len(blocks) and adapter.layers_per_block != layers:
+        differences.append(f"layers per block {list(adapter.layers_per_block)} vs {list(layers)}")
+    return differences
+
+
+def adapter_folder(folder: str) -> str:
+    """The folder holding the adapter's config.json: `folder` itself or its `motion_adapter/` subfolder."""
+    for candidate in (folder, os.path.join(folder, "motion_adapter")):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise ModelNotFound(f"{folder!r} is not a diffusers MotionAdapter folder: no config.json in it or in its "
+                        "motion_adapter/ subfolder")
+
+
+def check_adapter_folder(folder: str) -> dict:
+    """Refuse a folder that would run code (auto_map, another class) or has only pickle weights; its config."""
+    path = os.path.join(folder, "config.json")
+    config = read_config(path)
+    _refuse_custom_code(path, config)
+    class_name = config.get("_class_name", MOTION_ADAPTER_CLASS)
+    if class_name != MOTION_ADAPTER_CLASS:
+        raise ModelFolderError(f"{path}: _class_name {short_repr(class_name)} is not supported: expected "
+                               f"{MOTION_ADAPTER_CLASS}")
+    _check_weights(folder)
+    return config
+
+
+def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, variant: str = "") -> MotionAdapterHandle:
+    """A MotionAdapter from safetensors weights, in eval mode on `device` in `dtype`."""
+    from diffusers import MotionAdapter
+
+    folder = adapter_folder(folder)
+    check_adapter_folder(folder)
+    with _loading(folder):
+        module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
+                                               variant=variant or None)
+    return MotionAdapterHandle(module.to(device).eval())
+
+
+def adapter_facts(model: str) -> MotionAdapterFacts | None:
+    folder = _local_folder(model)
+    if folder is None:
+        return None
+    for candidate in (folder, os.path.join(folder, "motion_adapter")):
+        config = _read_json(os.path.join(candidate, "config.json"))
+        if config is not None:
+            return MotionAdapterFacts.from_config(config)
+    return None
+
+
+def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
+    """A new motion UNet value: UNetMotionModel.from_unet2d of the UNet's module (copied, never changed) with the
+    adapter's motion modules; the UNet value's attention patches and ControlNets carry over."""
+    from diffusers import UNetMotionModel
+
+    differences = layout_differences(dict(unet.module.config), MotionAdapterFacts.from_config(
+        dict(adapter.module.config)))
+    if differences:
+        raise ValueError("port 'motion_adapter': the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
+                         + ", adapter vs UNet): use a motion adapter trained for this base model")
+    module = UNetMotionModel.from_unet2d(unet.module, adapter.module).eval()
+    return MotionUNetHandle(module=module, patches=unet.patches, controls=unet.controls,
+                            max_frames=adapter.max_frames)
+
+
+class LoadMotionAdapter(Node):
+    """Loads a diffusers MotionAdapter folder (AnimateDiff's temporal motion modules: its config.json and
+    safetensors weights, or a folder's motion_adapter/ subfolder): a local folder, an fsspec URL, a built-in name
+    (entry points `vdgraph.models`) or a cached hub id, found as video.load_model finds models. Data, never code:
+    a config naming custom code (`auto_map`, a `_class_name` other than MotionAdapter) or pickle-only weights is
+    refused."""
+
+    id = "video.load_motion_adapter"
+    version = 1
+    category = "model"
+    inputs = [
+        Input("model", str, doc="a MotionAdapter folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
+        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+    ]
+    outputs = [Output("motion_adapter", MOTION_ADAPTER, doc="the motion modules, for video.apply_motion_adapter")]
+
+    @classmethod
+    def check(cls, known):
+        (model,) = known.take("model")
+        if model is not None and not model.strip():
+            yield Invalid("model", "the motion adapter name is empty",
+                          "give a MotionAdapter folder (config.json and safetensors weights), a built-in name or a "
+                          "hub id such as guoyww/animatediff-motion-adapter-v1-5-2")
+        elif model is not None and os.path.isabs(model) and "://" not in model and not os.path.isdir(model):
+            yield Invalid("model", f"there is no motion adapter folder at {short_repr(model)}",
+                          "give a MotionAdapter folder, an fsspec URL, a built-in name or a hub id")
+
+    @classmethod
+    def infer(cls, known):
+        (model,) = known.take("model")
+        facts = adapter_facts(model) if model else None
+        return {"motion_adapter": facts} if facts is not None else {}
+
+    def run(self, ctx: RunContext, model: str, variant: str) -> MotionAdapterHandle:
+        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        with resolve_model(model, search, variant) as folder:
+            return load_motion_adapter(folder, ctx.device, ctx.dtype, variant)
+
+
+class ApplyMotionAdapter(Node):
+    """Inflates a 2-D UNet with a motion adapter (AnimateDiff): returns a new UNet value holding diffusers'
+    UNetMotionModel.from_unet2d of it; the input UNet value and its module are never changed. The result takes
+    (B, C, F, H, W) latents: its spatial layers see every frame alone, its motion modules attend over the frames at
+    every pixel, up to the adapter's window (motion_max_seq_length frames; longer videos need
+    video.context_windows). A motion adapter whose block layout (block count, channel widths, layers per block)
+    does not match the UNet is a problem on `motion_adapter`."""
+
+    id = "video.apply_motion_adapter"
+    version = 1
+    category = "model"
+    inputs = [
+        Input("unet", UNET, doc="a 2-D UNet (UNet2DConditionModel) from video.load_model (not modified)"),
+        Input("motion_adapter", MOTION_ADAPTER, doc="from video.load_motion_adapter"),
+    ]
+    outputs = [Output("unet", UNET, doc="the inflated motion UNet (UNetMotionModel)")]
+
+    @classmethod
+    def check(cls, known):
+        unet, adapter = known.get("unet"), known.get("motion_adapter")
+        if isinstance(unet, ResidualLayoutFacts) and isinstance(adapter, MotionAdapterFacts):
+            differences = layout_differences(dict(unet.layout), adapter)
+            if differences:
+                yield Invalid("motion_adapter", "the motion adapter's block layout does not match the UNet's ("
+                              + "; ".join(differences) + ", adapter vs UNet)",
+                              "use a motion adapter trained for this base model (its block_out_channels and "
+                              "motion_layers_per_block are the UNet's block_out_channels and layers_per_block)")
+
+    @classmethod
+    def infer(cls, known):
+        unet, adapter = known.get("unet"), known.get("motion_adapter")
+        if isinstance(unet, ResidualLayoutFacts) and isinstance(adapter, MotionAdapterFacts):
+            return {"unet": MotionUNetFacts(unet.layout, max_frames=adapter.max_frames)}
+        return {}
+
+    def run(self, ctx: RunContext, unet: UNetHandle, motion_adapter: MotionAdapterHandle) -> MotionUNetHandle:
+        if type(unet.module).__name__ != "UNet2DConditionModel":
+            raise ValueError(f"a motion adapter inflates a 2-D UNet (UNet2DConditionModel), got "
+                             f"{type(unet.module).__name__}: load an image model (e.g. shapes-64)")
+        return inflate(unet, motion_adapter)
+
+
+def windows_problem(length: Any, stride: Any, max_frames: int | None, weighting: Any = None
+                    ) -> list[tuple[str, str, str]]:
+    """(port, problem, hint) for FreeNoise window settings that cannot work."""
+    problems = []
+    if weighting == "delayed_reverse_sawtooth" and isinstance(length, int) and length % 2:
+        problems.append(("context_length", f"the delayed_reverse_sawtooth weighting needs an even context_length, "
+                         f"got {length} (diffusers' weights for an odd length have one entry too many, and its "
+                         "FreeNoise fails on them)", f"use {length - 1} or {length + 1}, or another weighting"))
+    if isinstance(length, int) and max_frames is not None and length > max_frames:
+        problems.append(("context_length", f"context_length {length} is longer than the motion module's window of "
+                         f"{max_frames} frames", f"use at most {max_frames} (usually the frames the adapter was "
+                                                 "trained on, 16)"))
+    if isinstance(length, int) and isinstance(stride, int) and stride > length:
+        problems.append(("context_stride", f"context_stride {stride} is longer than context_length {length}: frames "
+                         "between windows would never be denoised together", "use a stride of at most the length "
+                                                                              "(a quarter of it is usual)"))
+    return problems
