@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from vdgraph.node import Input, Invalid, Node, Output
+from vdgraph.node import Input, Node, Output
 
+from vdgraph_video.frames import empty_slice_problems
 from vdgraph_video.ops import frames as ops
 from vdgraph_video.types import FRAMES, RNG, VAE
 from vdgraph_video.values import seeded_state
@@ -100,10 +101,7 @@ class SelectFrames(Node):
 
     @classmethod
     def check(cls, known):
-        start, end = known.take("start", "end")
-        if start is not None and end is not None and (start < 0) == (end < 0) and start >= end:
-            yield Invalid("end", f"frames [{start}:{end}] select nothing, whatever the clip's length",
-                          "end must come after start (both count from the start, or both from the end)")
+        yield from empty_slice_problems(known)
 
     def run(self, ctx, frames, start, end, step):
         return ops.select(frames, start, end, step)

@@ -8,6 +8,14 @@ from vdgraph_video.ops.latents import concat_frames
 from vdgraph_video.types import LATENTS
 
 
+def empty_slice_problems(known):
+    """A frame range [start:end] that selects nothing whatever the clip's length (both ends counted the same way)."""
+    start, end = known.take("start", "end")
+    if start is not None and end is not None and (start < 0) == (end < 0) and start >= end:
+        yield Invalid("end", f"frames [{start}:{end}] select nothing, whatever the clip's length",
+                      "end must come after start (both count from the start, or both from the end)")
+
+
 class ConcatLatents(Node):
     """Joins two clips of latents along the frame axis: (B, C, F1, H, W) + (B, C, F2, H, W) -> F1 + F2 frames
     (Text2Video-Zero: frame 0's own latent at T1 followed by the re-noised warped copies)."""
@@ -41,10 +49,7 @@ class SelectLatentFrames(Node):
 
     @classmethod
     def check(cls, known):
-        start, end = known.take("start", "end")
-        if start is not None and end is not None and (start < 0) == (end < 0) and start >= end:
-            yield Invalid("end", f"frames [{start}:{end}] select nothing, whatever the clip's length",
-                          "end must come after start (both count from the start, or both from the end)")
+        yield from empty_slice_problems(known)
 
     def run(self, ctx, latents, start, end, step):
         out = latents[:, :, start:end:step]

@@ -201,6 +201,34 @@ def check_config_folder(folder: str) -> dict[str, dict]:
     return check_model_folder(folder, weights=False)
 
 
+def read_component_configs(folder: str, subfolders, config_names: dict[str, str],
+                           supported: dict[str, tuple[str, ...]], kind: str, optional=()) -> dict[str, dict]:
+    """The config of each component subfolder, by subfolder, after refusing what would run code or is not ours:
+    every config file in a component (`config.json`, `*_config.json`) is a JSON object without `auto_map`; the
+    expected one is there (except for the `optional` subfolders); the `_class_name` of each `supported` component
+    is one of its classes. `kind` names the folder layout in messages."""
+    configs: dict[str, dict] = {}
+    for sub in subfolders:
+        component = os.path.join(folder, sub)
+        expected = config_names[sub]
+        if sub not in optional and not os.path.isfile(os.path.join(component, expected)):
+            raise ModelFolderError(f"{os.path.join(component, expected)} is missing: every {sub}/ of a {kind} "
+                                   "folder has one")
+        for name in sorted(os.listdir(component)):
+            if name == "config.json" or name.endswith("_config.json"):
+                path = os.path.join(component, name)
+                config = read_config(path)
+                _refuse_custom_code(path, config)
+                if name == expected:
+                    configs[sub] = config
+    for sub, allowed in supported.items():
+        class_name = configs[sub].get("_class_name", allowed[0])
+        if class_name not in allowed:
+            raise ModelFolderError(f"{os.path.join(folder, sub, config_names[sub])}: _class_name "
+                                   f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
+    return configs
+
+
 def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
@@ -219,25 +247,8 @@ def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     if is_svd_folder(folder):
         return check_svd_folder(folder)
     check_folder(folder)
-    configs: dict[str, dict] = {}
-    for sub in SUBFOLDERS:
-        component = os.path.join(folder, sub)
-        expected = COMPONENT_CONFIGS[sub]
-        if sub != "tokenizer" and not os.path.isfile(os.path.join(component, expected)):
-            raise ModelFolderError(f"{os.path.join(component, expected)} is missing: every {sub}/ of a "
-                                   "diffusers-format folder has one")
-        for name in sorted(os.listdir(component)):
-            if name == "config.json" or name.endswith("_config.json"):
-                path = os.path.join(component, name)
-                config = read_config(path)
-                _refuse_custom_code(path, config)
-                if name == expected:
-                    configs[sub] = config
-    for sub, allowed in SUPPORTED_CLASSES.items():
-        class_name = configs[sub].get("_class_name", allowed[0])
-        if class_name not in allowed:
-            raise ModelFolderError(f"{os.path.join(folder, sub, COMPONENT_CONFIGS[sub])}: _class_name "
-                                   f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
+    configs = read_component_configs(folder, SUBFOLDERS, COMPONENT_CONFIGS, SUPPORTED_CLASSES, "diffusers-format",
+                                     optional=("tokenizer",))
     check_scheduler_timesteps(folder, configs["scheduler"])
     tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
     if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):

@@ -25,9 +25,8 @@ from vdgraph_video.loading import (
     _check_weights,
     _loading,
     _no_transformers_progress_bar,
-    _refuse_custom_code,
     check_scheduler_timesteps,
-    read_config,
+    read_component_configs,
 )
 from vdgraph_video.values import SchedulerConfig, UNetHandle, VAEHandle
 from vdgraph_video.values_svd import ImageEncoderHandle
@@ -72,25 +71,7 @@ def check_svd_folder_names(folder: str) -> None:
 def check_svd_folder(folder: str) -> dict[str, dict]:
     """The checks of `check_model_folder` for an SVD folder; returns the component configs by subfolder."""
     check_svd_folder_names(folder)
-    configs: dict[str, dict] = {}
-    for sub in SVD_SUBFOLDERS:
-        component = os.path.join(folder, sub)
-        expected = SVD_CONFIGS[sub]
-        if not os.path.isfile(os.path.join(component, expected)):
-            raise ModelFolderError(f"{os.path.join(component, expected)} is missing: every {sub}/ of a Stable Video "
-                                   "Diffusion folder has one")
-        for name in sorted(os.listdir(component)):
-            if name == "config.json" or name.endswith("_config.json"):
-                path = os.path.join(component, name)
-                config = read_config(path)
-                _refuse_custom_code(path, config)
-                if name == expected:
-                    configs[sub] = config
-    for sub, allowed in SVD_CLASSES.items():
-        class_name = configs[sub].get("_class_name", allowed[0])
-        if class_name not in allowed:
-            raise ModelFolderError(f"{os.path.join(folder, sub, SVD_CONFIGS[sub])}: _class_name "
-                                   f"{short_repr(class_name)} is not supported: expected " + " or ".join(allowed))
+    configs = read_component_configs(folder, SVD_SUBFOLDERS, SVD_CONFIGS, SVD_CLASSES, "Stable Video Diffusion")
     architectures = configs["image_encoder"].get("architectures") or list(IMAGE_ENCODER_ARCHITECTURES)
     if not isinstance(architectures, list) or any(a not in IMAGE_ENCODER_ARCHITECTURES for a in architectures):
         raise ModelFolderError(f"{os.path.join(folder, 'image_encoder', 'config.json')}: architectures "
