@@ -127,3 +127,28 @@ def test_a_workflow_reads_fits_stacks_retimes_and_writes(tmp_path):
     assert out["frames"].shape == (8, 64, 56 + 4 + 56, 3)
     assert out["video"].endswith("pair.mp4")
     assert torch.equal(out["rng"], torch.Generator().manual_seed(7).get_state())
+
+
+@pytest.mark.parametrize("fmt, exact", [("png", True), ("jpg", False), ("webp", False)])
+def test_write_images_writes_an_image_sequence_with_its_recipe(tmp_path, fmt, exact):
+    from PIL import Image
+
+    clip = moving_square(3, 4.0)
+    write_png_frames((clip * 255).round().to(torch.uint8).numpy(), str(tmp_path / "clip"))
+    workflow = {
+        "vdgraph": 1,
+        "nodes": {
+            "src": {"type": "video.read_video", "params": {"path": str(tmp_path / "clip")}},
+            "write": {"type": "video.write_images", "in": {"frames": "src.frames"},
+                      "params": {"path": "seq", "format": fmt, "quality": 90}},
+        },
+        "outputs": {"folder": "write.folder"},
+    }
+    folder = vdgraph.run(workflow, output_dir=tmp_path / "out", device="cpu")["folder"]
+    names = sorted(p.name for p in (tmp_path / "out" / "seq").iterdir() if p.name != ".vdgraph-output")
+    assert folder.endswith("seq") and names == [f"frame_0000{i}.{fmt}" for i in range(3)] + ["recipe.json"]
+    first = torch.from_numpy(np.asarray(Image.open(tmp_path / "out" / "seq" / f"frame_00000.{fmt}").convert("RGB")))
+    error = (first.float() / 255 - clip[0]).abs().max().item()
+    assert error == 0 if exact else error < 0.35  # lossy formats stay close to the frame
+    again = vdgraph.run(workflow, output_dir=tmp_path / "out", device="cpu")["folder"]
+    assert again.endswith("seq_00001")  # never replaced without overwrite

@@ -26,13 +26,13 @@ from vdgraph_video.strength import NoiseToStep, StrengthSteps
 from vdgraph_video.svd import SVDDenoise, SVDEncodeImage, SVDNoise
 from vdgraph_video.text import EncodeText
 from vdgraph_video.vae import DecodeLatents, EncodeFrames
-from vdgraph_video.video_io import ContactSheet, ReadVideo, WriteVideo
+from vdgraph_video.video_io import ContactSheet, ReadVideo, WriteImages, WriteVideo
 
 NODES = [
     LoadModel, EncodeText, MakeScheduler, Text2VideoZeroSteps, SampleNoise, Renoise, Denoise,
     TranslationFlowNode, WarpLatents, CrossFrameAttentionNode, ConcatLatents, SelectLatentFrames,
     DecodeLatents, EncodeFrames, SmoothFrames, SmoothLatents, InterleaveFrames, ReplaceX0,
-    WriteVideo, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
+    WriteVideo, WriteImages, ContactSheet, ReadVideo, LoadControlNet, ApplyControlNet,
     CannyCondition, PoseCondition, DepthCondition, VideoCondition, Condition,
     StrengthSteps, NoiseToStep, ForegroundMasks, SmoothBackground, *FRAME_NODES,
     ApplyLora,

@@ -12,6 +12,7 @@ from vdgraph.types import FILE, FLOAT
 from vdgraph_video.ops.video_io import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_TOTAL_PIXELS,
+    ImageFormat,
     VideoFormat,
     contact_sheet,
     encode_png,
@@ -22,6 +23,7 @@ from vdgraph_video.ops.video_io import (
     read_video,
     to_uint8,
     write_bytes,
+    write_image_frames,
     write_png_frames,
 )
 from vdgraph_video.facts import FramesFacts
@@ -121,6 +123,37 @@ def batch_item_name(path: str, index: int) -> str:
     head, sep, tail = path.rstrip("/").rpartition("/")
     stem, ext = posixpath.splitext(tail)
     return f"{head}{sep}{stem}_b{index}{ext}"
+
+
+class WriteImages(Node):
+    """Writes frames as an image sequence: `frame_00000.png`, `frame_00001.png`, ... in the folder `path` (lossless
+    PNG, or JPEG / WebP at `quality`), with the run's recipe in recipe.json beside them. The folder follows the
+    output folder's rules (inside it; never replaced without --overwrite, a counter is added instead) and is filled
+    under a temporary name, then renamed. A batch (B, F, H, W, 3) writes one folder per video (path_b0, ...)."""
+
+    id = "video.write_images"
+    version = 1
+    category = "output"
+    side_effects = True
+    inputs = [
+        Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], or (B, F, H, W, 3): one folder per video"),
+        Input("path", str, default="frames", output_path=True, doc="target folder, inside the output folder"),
+        Input("format", ImageFormat, default="png", doc="png (lossless), jpg or webp"),
+        Input("quality", int, default=95, ge=1, le=100, doc="JPEG / WebP quality (ignored for png)"),
+    ]
+    outputs = [Output("folder", FILE, doc="the written folder (of the first video, for a batch)"),
+               Output("folders", list[str], doc="every written folder: one per video of a batch")]
+
+    def run(self, ctx, frames, path, format, quality):
+        clips = list(frames) if frames.ndim == 5 else [frames]
+        recipe = to_text(recipe_of(ctx))
+        folders = []
+        for b, clip in enumerate(clips):
+            name = batch_item_name(path, b) if frames.ndim == 5 else path
+            images = to_uint8(clip)
+            with ctx.outputs.claim(name, port="path", folder=True) as target:
+                folders.append(write_image_frames(images, target, recipe, format, quality))
+        return {"folder": folders[0], "folders": folders}
 
 
 class ContactSheet(Node):

@@ -227,11 +227,25 @@ def atomic_folder(url_or_path: str) -> Iterator[str]:
 def write_png_frames(images: np.ndarray, path: str, recipe: str | None = None) -> str:
     """(F, H, W, 3) uint8 frames as `frame_00000.png` ... in the folder `path` (filled, then renamed); `recipe`
     (JSON text) is written beside them as recipe.json."""
+    return write_image_frames(images, path, recipe)
+
+
+ImageFormat = Literal["png", "jpg", "webp"]
+
+
+def write_image_frames(images: np.ndarray, path: str, recipe: str | None = None, image_format: ImageFormat = "png",
+                       quality: int = 95) -> str:
+    """(F, H, W, 3) uint8 frames as an image sequence `frame_00000.<ext>` ... in the folder `path` (filled under a
+    temporary name, then renamed): lossless PNG, or JPEG / WebP at `quality` (1-100); `recipe` (JSON text) is
+    written beside them as recipe.json."""
     from PIL import Image
 
+    assert image_format in ("png", "jpg", "webp"), f"unknown image format {image_format!r}"
+    options = {} if image_format == "png" else {"quality": int(quality)}
     with atomic_folder(path) as folder:
         for i, image in enumerate(images):
-            Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.png"))
+            Image.fromarray(image).save(os.path.join(folder, f"frame_{i:05d}.{image_format}"),
+                                        format={"jpg": "JPEG"}.get(image_format, image_format.upper()), **options)
         if recipe is not None:
             with open(os.path.join(folder, "recipe.json"), "w", encoding="utf-8") as handle:
                 handle.write(recipe + "\n")
