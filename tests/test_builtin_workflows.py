@@ -29,6 +29,7 @@ def test_every_shipped_workflow_is_covered():
               "video_instruct_pix2pix",  # needs an InstructPix2Pix model: tests/test_video_pix2pix.py
               "text2video_zero_controlnet",
               "controlvideo", "controlvideo_long",  # controlvideo*: tests/test_controlvideo.py
+              "animatediff_video2video",  # tests/test_video_animatediff_v2v.py (parity and a built-in run)
               "image2video_svd", "animatediff"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 

@@ -56,7 +56,8 @@ class NoiseToStep(Node):
     strength 1 ignores the input. The noise is drawn from a CPU generator seeded with `seed` (or continuing `rng`):
     one (B, C, F, H, W) draw ("independent"), one frame repeated over the frames ("same"), or one (B*F, C, H, W)
     draw ("per_frame": the layout of an image pipeline given the frames as its batch, e.g. diffusers'
-    StableDiffusionControlNetImg2ImgPipeline)."""
+    StableDiffusionControlNetImg2ImgPipeline). `at_start` "noised_input" noises step 0 like any other step
+    instead of starting from pure noise, as diffusers' img2img and video-to-video pipelines do at strength 1."""
 
     id = "video.noise_to_step"
     version = 1
@@ -70,6 +71,9 @@ class NoiseToStep(Node):
         Input("mode", Literal["independent", "same", "per_frame"], default="independent",
               doc="independent noise per frame, one frame of noise for every frame, or per_frame (an image "
                   "batch's draw layout)"),
+        Input("at_start", Literal["pure_noise", "noised_input"], default="pure_noise",
+              doc="at step 0: pure noise (the input ignored) or the input noised to the first timestep (diffusers' "
+                  "img2img and video-to-video pipelines at strength 1)"),
     ]
     outputs = [
         Output("latents", LATENTS, doc="the latents at the timestep of step `step`"),
@@ -83,12 +87,13 @@ class NoiseToStep(Node):
             yield Invalid("step", f"step {step} is outside the scheduler's {facts.steps} steps",
                           "name a step index of the schedule (video.strength_steps gives one)")
 
-    def run(self, ctx, latents: torch.Tensor, scheduler, step: int, seed: int, rng, mode: str) -> dict:
+    def run(self, ctx, latents: torch.Tensor, scheduler, step: int, seed: int, rng, mode: str,
+            at_start: str) -> dict:
         index = resolve_index(step, len(scheduler.timesteps), "step")
         if index == len(scheduler.timesteps):
             raise IndexError(f"step {step} is past the last of the {index} steps")
         generator = generator_from_state(rng if rng is not None else seeded_state(seed))
         noise = sample_noise(tuple(latents.shape), mode, generator, latents.device, latents.dtype)
         with torch.no_grad():
-            out = noise_to_timestep(latents, noise, scheduler, index)
+            out = noise_to_timestep(latents, noise, scheduler, index, at_start == "pure_noise")
         return {"latents": out, "rng": generator.get_state()}

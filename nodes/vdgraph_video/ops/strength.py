@@ -13,12 +13,15 @@ def strength_start_step(steps: int, strength: float) -> int:
     return steps - min(int(steps * strength), steps)
 
 
-def noise_to_timestep(clean: torch.Tensor, noise: torch.Tensor, scheduler, step: int) -> torch.Tensor:
+def noise_to_timestep(clean: torch.Tensor, noise: torch.Tensor, scheduler, step: int,
+                      pure_at_start: bool = True) -> torch.Tensor:
     """Clean latents (B, C, F, H, W) noised to the timestep of step `step` by the scheduler's forward process
     (x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps for DDIM/DDPM); step 0 (strength 1) gives pure noise, scaled
-    by init_noise_sigma, as a text-to-video run starts (the input is ignored there)."""
+    by init_noise_sigma, as a text-to-video run starts (the input is ignored there), unless pure_at_start is
+    false: then step 0 is noised like any other (diffusers' img2img and video-to-video pipelines, where a trace of
+    the input stays at strength 1)."""
     assert clean.shape == noise.shape, f"clean {tuple(clean.shape)} and noise {tuple(noise.shape)} must match"
-    if step == 0:
+    if step == 0 and pure_at_start:
         return noise * float(scheduler.init_noise_sigma)
     b, c, f, h, w = clean.shape
     fold = lambda x: x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # noqa: E731  (B*F, C, H, W)
