@@ -102,3 +102,18 @@ def test_a_bad_strength_is_a_validation_problem(strength, code):
                 if p.severity == "error"]
     assert [(p.code, p.node, p.port) for p in problems] == [(code, "strength", "strength")]
     assert validate(load_workflow(str(WORKFLOW)), registry, {"video": "in.mp4"}) == []
+
+
+def test_at_start_noised_input_noises_step_0_like_any_other_step():
+    from diffusers import DDIMScheduler
+    from vdgraph_video.ops.strength import noise_to_timestep
+
+    scheduler = DDIMScheduler()
+    scheduler.set_timesteps(4)
+    noise = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    clean = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(noise_to_timestep(clean, noise, scheduler, 0), noise)  # the default: pure noise
+    noisy = noise_to_timestep(clean, noise, scheduler, 0, pure_at_start=False)
+    abar = scheduler.alphas_cumprod[int(scheduler.timesteps[0])]
+    assert torch.allclose(noisy, abar.sqrt() * clean + (1 - abar).sqrt() * noise, atol=1e-6)
+    assert float(abar.sqrt()) > 0.05  # a trace of the input stays at the first timestep
