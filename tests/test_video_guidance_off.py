@@ -18,7 +18,8 @@ import vdgraph
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SHORT = {"frames": 3, "steps": 4, "t0": 1, "t1": 2, "guidance": 1.0}
 WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "video2video",
-                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff"]
+                 "text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff",
+                 "animatediff_video2video"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
@@ -41,7 +42,7 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
     inputs = {k: v for k, v in SHORT.items() if k in vdgraph.load_workflow(WORKFLOWS / f"{name}.json").inputs}
     if name == "text2video_zero_long":
         inputs["chunk_size"] = 2  # two UNet calls per step in the final pass, each one clip of anchor + 1 frame
-    if name == "video2video":  # an input video: 3 grey frames
+    if name in ("video2video", "animatediff_video2video"):  # an input video: 3 grey frames
         from vdgraph_video.ops.video_io import write_png_frames
 
         inputs["video"] = write_png_frames(torch.full((3, 64, 64, 3), 128, dtype=torch.uint8).numpy(),
