@@ -47,16 +47,9 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
 
         inputs["video"] = write_png_frames(torch.full((3, 64, 64, 3), 128, dtype=torch.uint8).numpy(),
                                            str(tmp_path / "input"))
-    if name in ("controlvideo", "controlvideo_long"):  # no built-in default ControlNet in these: shapes-64's UNet
-        model = str(Path(video_fixtures.__file__).resolve().parents[1] / "nodes" / "vdgraph_shapes" / "model")
-        inputs["controlnet"] = video_fixtures.save_controlnet_for(model, str(tmp_path / "controlnet"))
-    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # text2video_zero_controlnet:
-        # the built-in shapes-64-canny, its default
+    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # on their default, the
+        # built-in shapes-64-canny (animatediff: the built-in shapes-64-motion)
         inputs["control_video"] = video_fixtures.write_png_frames(str(tmp_path / "control"), 3, 64)
-    if name == "animatediff":  # no built-in motion adapter yet: a random one made for shapes-64's UNet
-        model = str(Path(video_fixtures.__file__).resolve().parents[1] / "nodes" / "vdgraph_shapes" / "model")
-        inputs["motion_adapter"] = video_fixtures.save_motion_adapter_for(str(tmp_path / "adapter"),
-                                                                          model_folder=model)
     inputs.update(output=str(tmp_path / "clip.gif"), contact_sheet=str(tmp_path / "sheet.png"))
     result = executor.run(WORKFLOWS / f"{name}.json", inputs, output_dir=str(tmp_path))
     frames = result["frames"]
