@@ -223,7 +223,7 @@ class LoadMotionAdapter(Node):
         return {"motion_adapter": facts} if facts is not None else {}
 
     def run(self, ctx: RunContext, model: str, variant: str) -> MotionAdapterHandle:
-        search = tuple(d for d in (ctx.workflow_dir,) if d and "://" not in d)
+        search = ctx.search_dirs()
         with resolve_model(model, search, variant) as folder:
             return load_motion_adapter(folder, ctx.device, ctx.dtype, variant)
 
