@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from vdgraph_video.ops.latents import unfold_frames
+
+
+class WholeClipLayout:
+    """For families whose model takes the clip as it is, (B, C, F, H, W) (3-D and motion UNets): the loop layout
+    is the video layout, and a folded x0 (B*F, C, H, W) unfolds by the batch."""
+
+    batch: int
+
+    def begin(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents  # (B, C, F, H, W)
+
+    def end(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def to_video(self, x: torch.Tensor) -> torch.Tensor:
+        return unfold_frames(x, self.batch)
+
 
 def x0_from_epsilon(scheduler, noise_pred: torch.Tensor, sample: torch.Tensor, t) -> torch.Tensor | None:
     """x0 = (x - sqrt(1 - abar) eps) / sqrt(abar), for schedulers whose step output has no x0."""

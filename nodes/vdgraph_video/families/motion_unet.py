@@ -17,12 +17,12 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import check_image_latents, x0_from_epsilon
+from vdgraph_video.families.common import WholeClipLayout, check_image_latents, x0_from_epsilon
 from vdgraph_video.ops.free_noise import installed_split_inference, installed_windows
-from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.ops.latents import fold_frames
 
 
-class MotionUNet:
+class MotionUNet(WholeClipLayout):
     def __init__(self, unet, batch: int, frames: int, chunk_size: int = 0,
                  image_latents: torch.Tensor | None = None):
         if 0 < chunk_size < frames:
@@ -42,15 +42,6 @@ class MotionUNet:
         check_image_latents(unet, image_latents, batch, frames)
         self.unet, self.batch, self.frames, self.windows = unet, batch, frames, windows
         self.image = image_latents  # (B, C', F, H, W) or None
-
-    def begin(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents  # (B, C, F, H, W)
-
-    def end(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def to_video(self, x: torch.Tensor) -> torch.Tensor:
-        return unfold_frames(x, self.batch)
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         """(chunks*B, L, D) -> (chunks*B*F, L, D) as AnimateDiffPipeline's repeat_interleave; per-frame

@@ -8,17 +8,16 @@ the cross-attention layers through `per_frame_cross_attention`.
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 
-from vdgraph_video.families.common import check_image_latents, folded_step
-from vdgraph_video.ops.latents import fold_frames, unfold_frames
+from vdgraph_video.families.common import WholeClipLayout, check_image_latents, folded_step
+from vdgraph_video.ops.latents import fold_frames
 from vdgraph_video.ops.prompt_travel import per_frame_cross_attention
 from vdgraph_video.values import UNetHandle
 
 
-class VideoUNet:
+class VideoUNet(WholeClipLayout):
     def __init__(self, unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
                  image_latents: torch.Tensor | None = None):
         if 0 < chunk_size < frames:
@@ -29,15 +28,6 @@ class VideoUNet:
         self.unet, self.batch, self.frames = unet, batch, frames
         check_image_latents(unet, image_latents, batch, frames)
         self.image = image_latents  # (B, C', F, H, W) or None
-
-    def begin(self, latents: torch.Tensor) -> torch.Tensor:
-        return latents  # (B, C, F, H, W)
-
-    def end(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-    def to_video(self, x: torch.Tensor) -> torch.Tensor:
-        return unfold_frames(x, self.batch)
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         if embeds.ndim == 4:  # per-frame (chunks*B, F, L, D) from prompt travel
