@@ -452,8 +452,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def start_run(args: argparse.Namespace) -> tuple[pathlib.Path, Callable[[str], None], float]:
+    """What every shapes trainer does first: torch's thread count and seed from `args`, the output folder
+    `args.out` made, and a log that prefixes each line with the seconds since now; returns (the folder, the log,
+    the start time)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out: pathlib.Path = args.out
@@ -462,6 +464,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def log(msg: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
+
+    return out, log, start
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    out, log, start = start_run(args)
 
     scenes = sample_scenes(args.num_images, args.seed)
     images = render_scenes(scenes)  # (N, 64, 64, 3)

@@ -32,7 +32,7 @@ from transformers import CLIPTextModel, PreTrainedTokenizerFast
 from vdgraph_shapes.components import build_scheduler
 from vdgraph_shapes.models import MODEL_DIR
 from vdgraph_shapes.train import (Ema, foreground_weights, latent_targets, lr_at, render_scenes, sample_timesteps,
-                                  tokenize)
+                                  start_run, tokenize)
 from vdgraph_shapes.world import IMAGE_SIZE, Scene, caption, sample_scene, shape_coverage
 
 CONDITIONS: tuple[str, ...] = ("canny", "mask")
@@ -191,14 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    out: pathlib.Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-
-    def log(msg: str) -> None:
-        print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
+    out, log, start = start_run(args)
 
     model = args.model
     vae = AutoencoderKL.from_pretrained(str(model / "vae")).eval()

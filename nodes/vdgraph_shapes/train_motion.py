@@ -47,6 +47,7 @@ from vdgraph_shapes.train import (
     lr_at,
     render_scenes,
     sample_timesteps,
+    start_run,
     tokenize,
 )
 from vdgraph_shapes.world import COLOURS, IMAGE_SIZE, MARGIN, SHAPES, Scene, sample_scene
@@ -261,14 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    out: pathlib.Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-
-    def log(msg: str) -> None:
-        print(f"[{time.time() - start:7.1f}s] {msg}", flush=True)
+    out, log, start = start_run(args)
 
     rng = np.random.default_rng(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
@@ -292,7 +286,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{sum(p.numel() for p in unet.parameters()):,}")
 
     noise_sched = DDPMScheduler.from_config(build_scheduler().config)
-    alphas_cumprod = noise_sched.alphas_cumprod  # (1000,)
     assert noise_sched.config.prediction_type == "v_prediction"
     # weight decay 0 on the embedding table: AdamW's decay would shrink the frozen rows even with a zero gradient
     embedding_lr = args.lr if args.embedding_lr is None else args.embedding_lr
