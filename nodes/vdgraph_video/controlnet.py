@@ -13,46 +13,21 @@ import os
 import torch
 
 from vdgraph.context import RunContext
-from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
-                                   read_config, resolve_model)
+from vdgraph_video.loading import ModelNotFound, _loading, resolve_model, single_model_folder
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
 from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
 
 CONTROLNET_CLASS = "ControlNetModel"
 
 
-def controlnet_folder(folder: str) -> str:
-    """The folder holding the ControlNet's config.json: `folder` itself or its `controlnet/` subfolder."""
-    for candidate in (folder, os.path.join(folder, "controlnet")):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    raise ModelNotFound(f"{folder!r} is not a diffusers ControlNetModel folder: no config.json in it or in its "
-                        "controlnet/ subfolder")
-
-
-def check_controlnet_folder(folder: str) -> dict:
-    """Refuse a folder that would run code (auto_map, another class) or has only pickle weights; its config."""
-    path = os.path.join(folder, "config.json")
-    config = read_config(path)
-    _refuse_custom_code(path, config)
-    class_name = config.get("_class_name", CONTROLNET_CLASS)
-    if class_name != CONTROLNET_CLASS:
-        raise ModelFolderError(f"{path}: _class_name {short_repr(class_name)} is not supported: expected "
-                               f"{CONTROLNET_CLASS}")
-    _check_weights(folder)
-    return config
-
-
 def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, variant: str = "") -> ControlNetHandle:
     """A ControlNetModel from safetensors weights, in eval mode on `device` in `dtype`."""
     import diffusers
 
-    folder = controlnet_folder(folder)
-    check_controlnet_folder(folder)
+    folder = single_model_folder(folder, "controlnet", CONTROLNET_CLASS)
     with _loading(folder):
         module = diffusers.ControlNetModel.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                            variant=variant or None)

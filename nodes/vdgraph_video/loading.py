@@ -229,6 +229,26 @@ def read_component_configs(folder: str, subfolders, config_names: dict[str, str]
     return configs
 
 
+def single_model_folder(folder: str, subfolder: str, class_name: str) -> str:
+    """The folder of one diffusers model saved on its own (a ControlNetModel, a MotionAdapter): `folder` itself or
+    its `<subfolder>/` (inside a pipeline folder), checked by check_model_folder's rules: its config.json is a JSON
+    object without `auto_map` naming `class_name` (or no class), and its weights are safetensors."""
+    for candidate in (folder, os.path.join(folder, subfolder)):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            break
+    else:
+        raise ModelNotFound(f"{folder!r} is not a diffusers {class_name} folder: no config.json in it or in its "
+                            f"{subfolder}/ subfolder")
+    path = os.path.join(candidate, "config.json")
+    config = read_config(path)
+    _refuse_custom_code(path, config)
+    found = config.get("_class_name", class_name)
+    if found != class_name:
+        raise ModelFolderError(f"{path}: _class_name {short_repr(found)} is not supported: expected {class_name}")
+    _check_weights(candidate)
+    return candidate
+
+
 def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 

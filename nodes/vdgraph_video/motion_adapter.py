@@ -20,8 +20,7 @@ from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
-from vdgraph_video.loading import (ModelFolderError, ModelNotFound, _check_weights, _loading, _refuse_custom_code,
-                                   read_config, resolve_model)
+from vdgraph_video.loading import _loading, resolve_model, single_model_folder
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
 
@@ -129,34 +128,11 @@ def layout_differences(unet_config: dict, adapter: MotionAdapterFacts) -> list[s
     return differences
 
 
-def adapter_folder(folder: str) -> str:
-    """The folder holding the adapter's config.json: `folder` itself or its `motion_adapter/` subfolder."""
-    for candidate in (folder, os.path.join(folder, "motion_adapter")):
-        if os.path.isfile(os.path.join(candidate, "config.json")):
-            return candidate
-    raise ModelNotFound(f"{folder!r} is not a diffusers MotionAdapter folder: no config.json in it or in its "
-                        "motion_adapter/ subfolder")
-
-
-def check_adapter_folder(folder: str) -> dict:
-    """Refuse a folder that would run code (auto_map, another class) or has only pickle weights; its config."""
-    path = os.path.join(folder, "config.json")
-    config = read_config(path)
-    _refuse_custom_code(path, config)
-    class_name = config.get("_class_name", MOTION_ADAPTER_CLASS)
-    if class_name != MOTION_ADAPTER_CLASS:
-        raise ModelFolderError(f"{path}: _class_name {short_repr(class_name)} is not supported: expected "
-                               f"{MOTION_ADAPTER_CLASS}")
-    _check_weights(folder)
-    return config
-
-
 def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, variant: str = "") -> MotionAdapterHandle:
     """A MotionAdapter from safetensors weights, in eval mode on `device` in `dtype`."""
     from diffusers import MotionAdapter
 
-    folder = adapter_folder(folder)
-    check_adapter_folder(folder)
+    folder = single_model_folder(folder, "motion_adapter", MOTION_ADAPTER_CLASS)
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
