@@ -1,4 +1,4 @@
-"""Diffusers modules -> one state dict in the original Stable Diffusion 1.x single-file key layout.
+"""Diffusers modules -> one state dict in the original Stable Diffusion single-file key layout (1.x, 2.x, SDXL).
 
 The reverse of diffusers' single-file converters (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
 convert_ldm_clip_checkpoint), written for the tests: diffusers ships only the forward direction. Generic in the
@@ -124,17 +124,19 @@ OPEN_CLIP_LAYER = (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_
                    ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"))
 
 
-def open_clip_to_original(text_encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+def open_clip_to_original(text_encoder: torch.nn.Module, prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
     """SD 2.x: the text encoder in OpenCLIP's layout under cond_stage_model.model (q, k and v stacked into one
-    in_proj; a text_projection as SD 2 checkpoints carry, which the CLIPTextModel does not use)."""
+    in_proj; a text_projection as SD 2 checkpoints carry, which the CLIPTextModel does not use). SDXL's second
+    encoder (a CLIPTextModelWithProjection) goes under `prefix` conditioner.embedders.1.model. with its own
+    projection, stored transposed (OpenCLIP multiplies x @ text_projection; diffusers' converter transposes it)."""
     state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
-    prefix = "cond_stage_model.model."
     out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
            prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
            prefix + "ln_final.weight": state["final_layer_norm.weight"],
            prefix + "ln_final.bias": state["final_layer_norm.bias"]}
     width = state["final_layer_norm.weight"].shape[0]
-    out[prefix + "text_projection"] = torch.eye(width)
+    projection = state.get("text_projection.weight")
+    out[prefix + "text_projection"] = torch.eye(width) if projection is None else projection.T.contiguous()
     for layer in range(text_encoder.config.num_hidden_layers):
         source, target = f"encoder.layers.{layer}.", f"{prefix}transformer.resblocks.{layer}."
         for kind in ("weight", "bias"):
@@ -147,3 +149,12 @@ def open_clip_to_original(text_encoder: torch.nn.Module) -> dict[str, torch.Tens
 
 def sd2_checkpoint(unet, vae, text_encoder) -> dict[str, torch.Tensor]:
     return {**unet_to_original(unet), **vae_to_original(vae), **open_clip_to_original(text_encoder)}
+
+
+def sdxl_checkpoint(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
+    """SDXL base: the UNet (its added embedding as label_emb) and VAE as SD's, the first text encoder (CLIP) under
+    conditioner.embedders.0.transformer, the second (OpenCLIP with projection) under conditioner.embedders.1.model."""
+    first = {k.replace("cond_stage_model.transformer.", "conditioner.embedders.0.transformer."): v
+             for k, v in clip_to_original(text_encoder).items()}
+    return {**unet_to_original(unet), **vae_to_original(vae), **first,
+            **open_clip_to_original(text_encoder_2, "conditioner.embedders.1.model.")}

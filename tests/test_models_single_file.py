@@ -160,8 +160,16 @@ def test_an_unknown_layout_is_a_validation_problem_naming_the_supported_ones(tmp
     assert (problem.node, problem.port) == ("load", "model")
     assert "SD 1.x" in problem.message and "SD 2.x" in problem.message and "SDXL base" in problem.message
     sdxl = layout(str(tmp_path / "xl.safetensors"), {**BASE, ARCHITECTURES["sdxl"].text_key: (1,)})
-    with pytest.raises(WorkflowInvalid, match="is an SDXL checkpoint"):
-        executor.run(load_workflow_for(sdxl), output_dir=str(tmp_path))
+    # An SDXL layout is recognised and accepted (the SDXL family runs it: tests/test_video_sdxl.py), and validation
+    # knows it from the shipped sdxl-base configuration: its two text encoders and its VAE factor.
+    assert [p for p in executor.validate(load_workflow_for(sdxl)) if p.severity == "error"] == []
+    from vdgraph.node import Known
+    from vdgraph_video.models import LoadModel
+    from vdgraph_video.values_sdxl import SDXLTextEncoderFacts
+
+    facts = LoadModel.infer(Known({"model": sdxl, "config": ""}))
+    assert isinstance(facts["text_encoder"], SDXLTextEncoderFacts) and facts["vae"].scale_factor == 8
+    assert facts["unet"].is_sdxl
     with pytest.raises(WorkflowInvalid, match="no checkpoint file at"):
         executor.run(load_workflow_for(str(tmp_path / "absent.safetensors")), output_dir=str(tmp_path))
     with pytest.raises(WorkflowInvalid, match="no folder at"):

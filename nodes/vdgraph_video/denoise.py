@@ -10,7 +10,7 @@ from vdgraph.errors import VdgraphError
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.controlvideo import SmootherFacts
-from vdgraph_video.facts import ResidualLayoutFacts, SchedulerFacts, condition_problems, step_index_problem
+from vdgraph_video.facts import ResidualLayoutFacts, SchedulerFacts, UNetFacts, condition_problems, step_index_problem
 
 from vdgraph_video.ops.denoise import FramePlan, denoise
 from vdgraph_video.ops.interleaved_smoother import InterleavedSmoother
@@ -99,6 +99,7 @@ class Denoise(Node):
                     yield Invalid("end", f"end ({end}) comes before start ({start}) in a schedule of {facts.steps} "
                                          "steps", "swap them, or check which step each counts from")
         yield from _channel_problems(known)
+        yield from _sdxl_problems(known)
         for message, hint in condition_problems(known.get("unet"), known.get("latents")):
             yield Invalid("unet", message, hint)
         yield from _smoother_problems(known, facts)
@@ -217,3 +218,20 @@ def _smoother_problems(known, facts):
         yield Invalid("smoother", f"smoother steps {outside} fall outside this node's steps {first}..{stop - 1}",
                       "move the smoother's steps into this node's range, or link the smoother to the denoise node "
                       "that runs them")
+
+
+def _sdxl_problems(known):
+    """What the SDXL family (families/sdxl.py) does not take yet: ControlNets, image latents, a frame plan."""
+    unet = known.get("unet")
+    if not isinstance(unet, UNetFacts) or not unet.is_sdxl:
+        return
+    if unet.conditions:
+        yield Invalid("unet", "ControlNets are attached to an SDXL UNet, and the SDXL family takes no ControlNet "
+                              "residuals yet", "denoise the SDXL model without video.apply_controlnet, or use an "
+                                               "SD 1.x / 2.x model with its ControlNets")
+    if known.linked("image_latents"):
+        yield Invalid("image_latents", "an SDXL UNet takes no image latents (the SDXL family has no InstructPix2Pix "
+                                       "form yet)", "leave image_latents unlinked")
+    if known.linked("frame_plan"):
+        yield Invalid("frame_plan", "the hierarchical sampler (ControlVideo) calls Stable Diffusion's 2-D UNet "
+                                    "family; SDXL's is not supported by it yet", "unlink frame_plan")

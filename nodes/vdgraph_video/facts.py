@@ -75,12 +75,14 @@ def model_facts(model: str) -> dict[str, Any]:
     scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
     if scheduler and isinstance(scheduler.get("_class_name"), str):
         facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
+    from vdgraph_video.loading_sdxl import sdxl_model_facts
     from vdgraph_video.loading_svd import svd_model_facts
 
     layout = unet_layout_facts(folder)
     if layout is not None:
         facts["unet"] = layout
     facts.update(svd_model_facts(folder))
+    facts.update(sdxl_model_facts(folder))
     return facts
 
 
@@ -170,6 +172,12 @@ class UNetFacts(ResidualLayoutFacts):
 
     out_channels: int | None = None
     conditions: tuple[FramesFacts | None, ...] = ()
+    added_conditions: str | None = None
+    """The config's addition_embed_type: "text_time" for SDXL (pooled text embedding and size time ids)."""
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.added_conditions == "text_time"
 
 
 def condition_problems(unet: Any, latents: Any) -> list[tuple[str, str]]:
@@ -206,4 +214,6 @@ def unet_layout_facts(model: str) -> UNetFacts | None:
     if layout is None:
         return None
     out = config.get("out_channels", dict(layout.layout)["in_channels"])
-    return UNetFacts(layout.layout, out if isinstance(out, int) else None)
+    added = config.get("addition_embed_type")
+    return UNetFacts(layout.layout, out if isinstance(out, int) else None,
+                     added_conditions=added if isinstance(added, str) else None)

@@ -42,7 +42,7 @@ SUPPORTED_CLASSES = {"unet": ("UNet2DConditionModel", "UNet3DConditionModel"), "
 # The config each component must have (the tokenizer's is optional: a tokenizer.json alone is enough).
 COMPONENT_CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
                      "tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
-WEIGHTED = ("unet", "vae", "text_encoder")
+WEIGHTED = ("unet", "vae", "text_encoder", "text_encoder_2")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MAX_TRAIN_TIMESTEPS = 100_000
 """The largest training schedule a scheduler config may declare (diffusers builds it in a Python loop)."""
@@ -164,13 +164,21 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
     )
 
 
+def subfolders(folder: str) -> tuple[str, ...]:
+    """The component subfolders of a text-to-image model folder: SUBFOLDERS, plus text_encoder_2/ and
+    tokenizer_2/ for an SDXL folder (`vdgraph_video.loading_sdxl`)."""
+    from vdgraph_video.loading_sdxl import SECOND_TEXT, is_sdxl_folder
+
+    return SUBFOLDERS + SECOND_TEXT if is_sdxl_folder(folder) else SUBFOLDERS
+
+
 def check_folder(folder: str) -> None:
     """Refuse a folder that lacks a diffusers component subfolder (cheap: looks at names only)."""
     from vdgraph_video.loading_svd import check_svd_folder_names, is_svd_folder
 
     if is_svd_folder(folder):
         return check_svd_folder_names(folder)
-    missing = [sub for sub in SUBFOLDERS if not os.path.isdir(os.path.join(folder, sub))]
+    missing = [sub for sub in subfolders(folder) if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
         raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
                             f"{', '.join(m + '/' for m in missing)}")
@@ -252,10 +260,10 @@ def single_model_folder(folder: str, subfolder: str, class_name: str) -> str:
 def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
-    Checks, before anything is built: the five subfolders exist; every config in them (`config.json`,
+    Checks, before anything is built: the five subfolders exist (seven for SDXL: text_encoder_2/, tokenizer_2/); every config in them (`config.json`,
     `*_config.json`) is a JSON object without `auto_map` (which points transformers at Python files in the folder);
-    the UNet and VAE `_class_name` are classes we support; the tokenizer's `tokenizer_class` is a transformers
-    class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoder
+    the UNet and VAE `_class_name` are classes we support; each tokenizer's `tokenizer_class` is a transformers
+    class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoders
     have safetensors weights (a folder with only pickles is refused, and so is a shard index naming a shard that
     is not a .safetensors file).
 
@@ -266,16 +274,20 @@ def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
 
     if is_svd_folder(folder):
         return check_svd_folder(folder)
+    from vdgraph_video.loading_sdxl import SECOND_TEXT_CONFIGS
+
     check_folder(folder)
-    configs = read_component_configs(folder, SUBFOLDERS, COMPONENT_CONFIGS, SUPPORTED_CLASSES, "diffusers-format",
-                                     optional=("tokenizer",))
+    subs = subfolders(folder)
+    configs = read_component_configs(folder, subs, {**COMPONENT_CONFIGS, **SECOND_TEXT_CONFIGS}, SUPPORTED_CLASSES,
+                                     "diffusers-format", optional=("tokenizer", "tokenizer_2"))
     check_scheduler_timesteps(folder, configs["scheduler"])
-    tokenizer_class = configs.get("tokenizer", {}).get("tokenizer_class")
-    if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
-        raise ModelFolderError(f"{os.path.join(folder, 'tokenizer', 'tokenizer_config.json')}: tokenizer_class "
-                               f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph loads "
-                               "no tokenizer code from a model folder")
-    for sub in WEIGHTED if weights else ():
+    for tokenizer in (sub for sub in subs if sub.startswith("tokenizer")):
+        tokenizer_class = configs.get(tokenizer, {}).get("tokenizer_class")
+        if tokenizer_class is not None and not _is_transformers_tokenizer(tokenizer_class):
+            raise ModelFolderError(f"{os.path.join(folder, tokenizer, 'tokenizer_config.json')}: tokenizer_class "
+                                   f"{short_repr(tokenizer_class)} is not a tokenizer class of transformers; vdgraph "
+                                   "loads no tokenizer code from a model folder")
+    for sub in (sub for sub in subs if sub in WEIGHTED) if weights else ():
         _check_weights(os.path.join(folder, sub))
     return configs
 
@@ -357,7 +369,8 @@ def _loading(path: str) -> Iterator[None]:
 
 
 def load_components(folder: str, device: torch.device, dtype: torch.dtype, variant: str = ""):
-    """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) from a diffusers-format folder.
+    """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) from a diffusers-format folder (an SDXL folder
+    gives SDXL's UNet and text-encoder values, see `model_values`).
 
     `variant` picks weight files named like `diffusion_pytorch_model.<variant>.safetensors` ("" the plain ones).
     The UNet class comes from unet/config.json's `_class_name` (UNet2DConditionModel or UNet3DConditionModel).
@@ -382,12 +395,34 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
                                                      trust_remote_code=False, **weights)
     with _loading(os.path.join(folder, "tokenizer")):
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer"), trust_remote_code=False)
-    scheduler_config = configs["scheduler"]
-    modules = []
-    for module in (unet, vae, text_encoder):
+    texts, tokenizers = [text_encoder], [tokenizer]
+    if "text_encoder_2" in configs:  # SDXL: the second encoder, with the projection that gives the pooled embedding
+        from transformers import CLIPTextModelWithProjection
+
+        with _loading(os.path.join(folder, "text_encoder_2")), _no_transformers_progress_bar():
+            texts.append(CLIPTextModelWithProjection.from_pretrained(
+                os.path.join(folder, "text_encoder_2"), dtype=dtype, trust_remote_code=False, **weights))
+        with _loading(os.path.join(folder, "tokenizer_2")):
+            tokenizers.append(AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer_2"),
+                                                            trust_remote_code=False))
+    for module in (unet, vae, *texts):
         module.to(device).eval()
-        modules.append(module)
+    scheduler_config = configs["scheduler"]
     class_name = scheduler_config.get("_class_name", "DDIMScheduler")
-    config = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}
-    return (UNetHandle(unet), VAEHandle(vae), TextEncoderHandle(text_encoder, tokenizer),
-            SchedulerConfig(class_name, config))
+    scheduler = SchedulerConfig(class_name, {k: v for k, v in scheduler_config.items() if not k.startswith("_")})
+    return model_values(unet, vae, texts, tokenizers, scheduler, folder)
+
+
+def model_values(unet, vae, text_encoders, tokenizers, scheduler_config: SchedulerConfig, config_folder: str):
+    """(UNet value, VAEHandle, text-encoder value, SchedulerConfig) of loaded text-to-image modules: plain handles
+    for one text encoder (SD 1.x / 2.x), SDXL's (`vdgraph_video.values_sdxl`) for two. `config_folder` is the
+    diffusers folder describing the model (its model_index.json settings)."""
+    if len(text_encoders) == 2:
+        from vdgraph_video.loading_sdxl import zero_empty_negative
+        from vdgraph_video.values_sdxl import sdxl_values
+
+        unet_value, text_value = sdxl_values(unet, vae, tuple(text_encoders), tuple(tokenizers),
+                                             zero_empty_negative(config_folder))
+        return unet_value, VAEHandle(vae), text_value, scheduler_config
+    (text_encoder,), (tokenizer,) = text_encoders, tokenizers
+    return UNetHandle(unet), VAEHandle(vae), TextEncoderHandle(text_encoder, tokenizer), scheduler_config

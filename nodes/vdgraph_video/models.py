@@ -9,7 +9,7 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
-from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components
+from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components, shipped_config
 from vdgraph_video.loading_svd import is_svd_folder, load_svd_components
 from vdgraph_video.types import IMAGE_ENCODER, SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
@@ -27,11 +27,16 @@ class LoadModel(Node):
     is named with its JSON error. Weights load only from safetensors, on the run's device in the run's dtype
     (float16 on CUDA, float32 on CPU by default), in eval mode with gradients off; no node changes them afterwards.
 
-    `model` may also be a single-file checkpoint (one .safetensors in the original SD 1.x / 2.x key layout, as a
-    path or a name in the models folder's checkpoints/), loaded through diffusers' single-file loading with a
+    `model` may also be a single-file checkpoint (one .safetensors in the original SD 1.x / 2.x / SDXL base key
+    layout, as a path or a name in the models folder's checkpoints/), loaded through diffusers' single-file loading with a
     configuration shipped with vdgraph for the recognised architecture, or `config` (see
     vdgraph_video.single_file); its tokenizer comes from `tokenizer`, the config folder or the local Hugging Face
     cache. Names in the models folder (`vdgraph models`) are accepted for folders too.
+
+    An SDXL model (a StableDiffusionXLPipeline folder with text_encoder_2/ and tokenizer_2/, or an SDXL
+    checkpoint) gives SDXL's values on the same ports: `text_encoder` holds both text encoders (video.encode_text
+    then gives the pooled embedding too) and `unet` carries the VAE factor its size conditioning needs; the
+    denoise nodes call it through the SDXL family adapter (vdgraph_video.families.sdxl).
 
     A Stable Video Diffusion folder (StableVideoDiffusionPipeline layout) gives its UNetSpatioTemporalConditionModel,
     its AutoencoderKLTemporalDecoder and its CLIP image encoder (with the image processor) on `image_encoder`;
@@ -80,9 +85,10 @@ class LoadModel(Node):
                 yield Invalid("model", f"there is no checkpoint file at {short_repr(model)}", "check the path")
             elif os.path.isfile(model):
                 try:
-                    load_checkpoint_check(model)
+                    detect_architecture(model)
                 except CheckpointError as exc:
-                    yield Invalid("model", str(exc), "give an SD 1.x or 2.x checkpoint, or a diffusers-format folder")
+                    yield Invalid("model", str(exc), "give an SD 1.x, SD 2.x or SDXL base checkpoint, or a "
+                                                     "diffusers-format folder")
             return
         hint = "give a diffusers-format model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id"
         if os.path.isabs(model) and not os.path.isdir(model):  # no search folder, built-in or hub id can match it
@@ -95,7 +101,14 @@ class LoadModel(Node):
 
     @classmethod
     def infer(cls, known):
-        (model,) = known.take("model")
+        model = known.get("model")
+        if model and model.lower().endswith(".safetensors") and os.path.isfile(model):
+            if "config" not in known:
+                return {}
+            try:  # a checkpoint is described by its configuration folder (the shipped one unless `config`)
+                return model_facts(known["config"] or shipped_config(detect_architecture(model)))
+            except CheckpointError:
+                return {}
         return model_facts(model) if model else {}
 
     def run(self, ctx, model, variant, config="", tokenizer=""):
@@ -128,10 +141,3 @@ def _local_path(name: str, search: tuple[str, ...]) -> str:
         if os.path.exists(os.path.join(folder, name)):
             return os.path.join(folder, name)
     return name
-
-
-def load_checkpoint_check(path: str) -> None:
-    """What validation can tell of a checkpoint file from its header: a recognised layout the pack can run."""
-    if detect_architecture(path) == "sdxl":
-        raise CheckpointError(f"{short_repr(path)} is an SDXL checkpoint; the video pack runs SD 1.x and 2.x UNets "
-                              "(SDXL needs two text encoders and size conditioning, not provided yet)")

@@ -7,9 +7,13 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.ops.prompt_travel import (ScheduleError, is_schedule, parse_schedule, schedule_problems,
                                              travel_embeddings)
-from vdgraph_video.ops.text import encode_text
 from vdgraph_video.types import CONDITIONING, TEXT_ENCODER
 from vdgraph_video.values import Conditioning
+from vdgraph_video.values_sdxl import SDXLTextEncoderFacts, SDXLTextEncoderHandle
+
+SDXL_TRAVEL = ("the model is SDXL, whose pooled text embedding has no per-frame form in the SDXL family yet: a "
+               "prompt schedule cannot be encoded for it", "give one prompt for the whole video (a plain prompt, "
+                                                          "as video.encode_text takes)")
 
 
 class PromptTravel(Node):
@@ -21,7 +25,8 @@ class PromptTravel(Node):
     and motion UNets).
 
     When neither text is a schedule, the output is plain conditioning (1, 77, D), exactly what video.encode_text
-    computes, so a plain prompt is not changed by the interpolation's rounding. A schedule "0: <prompt>" holds one
+    computes, so a plain prompt is not changed by the interpolation's rounding (on any model, SDXL included;
+    a schedule on an SDXL model is refused: its pooled embedding has no per-frame form yet). A schedule "0: <prompt>" holds one
     prompt per frame through the interpolation, as diffusers' FreeNoise encodes a plain prompt.
     """
 
@@ -44,6 +49,9 @@ class PromptTravel(Node):
             text = known.get(port)
             if not isinstance(text, str) or not is_schedule(text):
                 continue
+            if isinstance(known.get("text_encoder"), SDXLTextEncoderFacts):
+                yield Invalid(port, *SDXL_TRAVEL)
+                continue
             try:
                 entries = parse_schedule(text)
             except ScheduleError as exc:
@@ -55,10 +63,11 @@ class PromptTravel(Node):
 
     def run(self, ctx: RunContext, text_encoder, prompt: str, negative_prompt: str, frames: int,
             truncate: bool) -> Conditioning:
-        module, tokenizer = text_encoder.module, text_encoder.tokenizer
         if not (is_schedule(prompt) or is_schedule(negative_prompt)):
-            return Conditioning(cond=encode_text(module, tokenizer, prompt, ctx.device, truncate),
-                                uncond=encode_text(module, tokenizer, negative_prompt, ctx.device, truncate))
+            return text_encoder.encode(prompt, negative_prompt, ctx.device, truncate)
+        if isinstance(text_encoder, SDXLTextEncoderHandle):
+            raise ValueError(SDXL_TRAVEL[0] + "; " + SDXL_TRAVEL[1])
+        module, tokenizer = text_encoder.module, text_encoder.tokenizer
         cond = travel_embeddings(module, tokenizer, prompt, frames, ctx.device, truncate)
         uncond = travel_embeddings(module, tokenizer, negative_prompt, frames, ctx.device, truncate)
         return Conditioning(cond=cond, uncond=uncond)

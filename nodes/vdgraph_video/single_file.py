@@ -35,7 +35,7 @@ import torch
 from vdgraph.errors import short_repr
 
 from vdgraph_video.loading import ModelFolderError, ModelNotFound, _loading, _no_transformers_progress_bar
-from vdgraph_video.values import SchedulerConfig, TextEncoderHandle, UNetHandle, VAEHandle
+from vdgraph_video.values import SchedulerConfig
 
 CLIP_TOKENIZER_REPO = "openai/clip-vit-large-patch14"
 VOCABULARY = ("vocab.json", "merges.txt")
@@ -225,14 +225,13 @@ def load_single_file(path: str, device: torch.device, dtype: torch.dtype, config
 
 def load_checkpoint_components(path: str, device: torch.device, dtype: torch.dtype, config: str = "",
                                tokenizer: str = ""):
-    """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) of an SD 1.x / 2.x checkpoint, as
-    `loading.load_components` gives them for a folder. An SDXL checkpoint is recognised and refused: the video
-    pack's denoise loop has no SDXL family (two text encoders and size conditioning) yet."""
+    """(UNet value, VAEHandle, text-encoder value, SchedulerConfig) of a checkpoint, as `loading.load_components`
+    gives them for a folder: plain handles for SD 1.x / 2.x, SDXL's two-encoder values for SDXL."""
+    from vdgraph_video.loading import model_values
+
     architecture = detect_architecture(path)
-    if architecture == "sdxl":
-        raise CheckpointError(f"{path!r} is an SDXL checkpoint; the video pack runs SD 1.x and 2.x UNets (SDXL "
-                              "needs two text encoders and size conditioning, which no model family of the pack "
-                              "provides yet)")
     loaded = load_single_file(path, device, dtype, config, tokenizer)
-    return (UNetHandle(loaded["unet"]), VAEHandle(loaded["vae"]),
-            TextEncoderHandle(loaded["text_encoder"], loaded["tokenizer"]), loaded["scheduler_config"])
+    names = ARCHITECTURES[architecture].tokenizers  # ("tokenizer",) or ("tokenizer", "tokenizer_2")
+    texts = [loaded["text_encoder" + name.removeprefix("tokenizer")] for name in names]
+    return model_values(loaded["unet"], loaded["vae"], texts, [loaded[name] for name in names],
+                        loaded["scheduler_config"], config or shipped_config(architecture))

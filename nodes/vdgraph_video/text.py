@@ -6,9 +6,7 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.loading_svd import NoTextEncoder
 
-from vdgraph_video.ops.text import encode_text
 from vdgraph_video.types import CONDITIONING, TEXT_ENCODER
-from vdgraph_video.values import Conditioning
 
 
 class EncodeText(Node):
@@ -17,6 +15,10 @@ class EncodeText(Node):
     Computes what diffusers' StableDiffusionPipeline.encode_prompt computes (the negative prompt "" is the
     unconditional embedding of classifier-free guidance). A prompt longer than the encoder takes is an error
     that says by how much, unless `truncate` is true (then its tail is cut, as diffusers does).
+
+    On an SDXL model it computes what StableDiffusionXLPipeline.encode_prompt computes: both encoders'
+    penultimate hidden states concatenated (1, 77, D1 + D2) and the second encoder's pooled embedding; an empty
+    negative prompt is zeros when the model says so (force_zeros_for_empty_prompt, as SDXL base does).
     """
 
     id = "video.encode_text"
@@ -28,7 +30,8 @@ class EncodeText(Node):
         Input("negative_prompt", str, default="", doc="what to steer away from ('' is plain unconditional)"),
         Input("truncate", bool, default=False, doc="cut over-long prompts instead of failing"),
     ]
-    outputs = [Output("conditioning", CONDITIONING, doc="(1, 77, D) embeddings of both prompts")]
+    outputs = [Output("conditioning", CONDITIONING, doc="(1, 77, D) embeddings of both prompts (SDXL: and their "
+                                                        "pooled embeddings)")]
 
     @classmethod
     def check(cls, known):
@@ -41,7 +44,4 @@ class EncodeText(Node):
         if text_encoder is None:
             raise ValueError("port 'text_encoder': the model has no text encoder (an image-conditioned model such as "
                              "Stable Video Diffusion): condition it with video.svd_encode_image")
-        module, tokenizer = text_encoder.module, text_encoder.tokenizer
-        cond = encode_text(module, tokenizer, prompt, ctx.device, truncate)
-        uncond = encode_text(module, tokenizer, negative_prompt, ctx.device, truncate)
-        return Conditioning(cond=cond, uncond=uncond)
+        return text_encoder.encode(prompt, negative_prompt, ctx.device, truncate)

@@ -134,6 +134,11 @@ class UNetHandle:
     def in_channels(self) -> int:
         return int(self.module.config.in_channels)
 
+    @property
+    def family(self) -> str:
+        """The key of this UNet's model-family adapter (`vdgraph_video.families.FAMILIES`): its model class."""
+        return type(self.module).__name__
+
     def with_patch(self, patch: AttentionPatch) -> UNetHandle:
         """A new handle with `patch` appended; this handle and the module are untouched."""
         return dataclasses.replace(self, patches=self.patches + (patch,))
@@ -180,6 +185,14 @@ class TextEncoderHandle:
     def max_length(self) -> int:
         return int(self.tokenizer.model_max_length)
 
+    def encode(self, prompt: str, negative_prompt: str, device: torch.device, truncate: bool = False) -> Conditioning:
+        """The conditioning of a prompt and a negative prompt, as StableDiffusionPipeline.encode_prompt computes
+        it (a model family with other text encoders subclasses this handle and encodes its own way)."""
+        from vdgraph_video.ops.text import encode_text
+
+        return Conditioning(cond=encode_text(self.module, self.tokenizer, prompt, device, truncate),
+                            uncond=encode_text(self.module, self.tokenizer, negative_prompt, device, truncate))
+
     def __vdgraph_nbytes__(self) -> int:
         return module_nbytes(self.module)
 
@@ -197,18 +210,31 @@ class SchedulerConfig:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Conditioning:
-    """Text conditioning: `cond` (B, L, D) for the prompt and `uncond` (B, L, D) for the negative prompt."""
+    """Text conditioning: `cond` (B, L, D) for the prompt and `uncond` (B, L, D) for the negative prompt
+    (per-frame (B, F, L, D) from prompt travel).
+
+    Models with a pooled text embedding besides the sequence (SDXL: the projected output of its second text
+    encoder) carry it in `pooled` (B, K) for the prompt and `uncond_pooled` (B, K) for the negative prompt; both
+    are None for models without one. The guider arranges them per chunk as it arranges the embeddings.
+    """
 
     cond: torch.Tensor
     uncond: torch.Tensor
+    pooled: torch.Tensor | None = None
+    uncond_pooled: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         assert self.cond.shape == self.uncond.shape, (
             f"prompt embeddings {tuple(self.cond.shape)} and negative embeddings {tuple(self.uncond.shape)} differ"
         )
+        assert (self.pooled is None) == (self.uncond_pooled is None), "give both pooled embeddings or neither"
+        if self.pooled is not None:
+            assert self.pooled.ndim == 2 and self.pooled.shape == self.uncond_pooled.shape, (
+                f"pooled embeddings must be (B, K) for both prompts, got {tuple(self.pooled.shape)} and "
+                f"{tuple(self.uncond_pooled.shape)}")
 
     def __vdgraph_nbytes__(self) -> int:
-        return tensor_nbytes(self.cond, self.uncond)
+        return tensor_nbytes(self.cond, self.uncond, self.pooled, self.uncond_pooled)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The loop (`vdgraph_video.ops.denoise`) is the same for every family; an adapter owns the parts that differ:
 the latents' layout during the loop (`begin` / `end`), the text embeddings per model call (`embeddings`), the
 model call itself with its extra inputs (`predict`: ControlNet residuals for Stable Diffusion UNets; image latents
-and time ids for the families of later issues), the scheduler step in the layout the reference steps in (`step`),
+and time ids for Stable Video Diffusion; the pooled text embedding, taken in `prepare`, and the size time ids
+for SDXL), the scheduler step in the layout the reference steps in (`step`),
 and the modules to patch for the duration of the loop (`models`). A new family arrives as a new file here.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from vdgraph_video.ops.guiders import Guider
-from vdgraph_video.values import UNetHandle
+from vdgraph_video.values import Conditioning, UNetHandle
 
 
 class ModelFamily(Protocol):
@@ -35,6 +36,11 @@ class ModelFamily(Protocol):
         """The guider's (chunks*B, L, D) embeddings -> those of one model call."""
         ...
 
+    def prepare(self, conditioning: Conditioning, guider: Guider) -> None:
+        """Before the first step: take the prompt-dependent model inputs besides the embeddings (SDXL's pooled
+        embedding), arranged per chunk by the guider; a family without any refuses conditioning that has them."""
+        ...
+
     def models(self, guider: Guider) -> contextlib.AbstractContextManager[Any]:
         """Patched modules for the loop's duration (restored on exit); passed back to `predict`."""
         ...
@@ -50,17 +56,19 @@ class ModelFamily(Protocol):
         ...
 
 
-# Model classes with a family adapter of their own, by class name -> (module, class); any other UNet is a 2-D
-# image UNet with the frames folded into its batch (families/sd.py).
+# Model families with an adapter of their own, by the UNet value's `family` (its model class name, or "SDXL" for
+# SDXL's UNet value) -> (module, class); any other UNet is a 2-D image UNet with the frames folded into its batch
+# (families/sd.py).
 FAMILIES = {
     "UNet3DConditionModel": ("vdgraph_video.families.video_unet", "VideoUNet"),
     "UNetMotionModel": ("vdgraph_video.families.motion_unet", "MotionUNet"),
+    "SDXL": ("vdgraph_video.families.sdxl", "SDXLUNet"),  # the key of SDXL's UNet value (values_sdxl)
 }
 
 
 def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
                image_latents: torch.Tensor | None = None) -> ModelFamily:
-    """The adapter for `unet`'s model: looked up by its class in FAMILIES, else a 2-D image UNet with the frames
+    """The adapter for `unet`'s model: looked up by its family in FAMILIES, else a 2-D image UNet with the frames
     folded.
 
     `image_latents` (B, C', F, H, W) go to the model concatenated after the noisy latents on the channel axis
@@ -73,5 +81,9 @@ def family_for(unet: UNetHandle, batch: int, frames: int, chunk_size: int = 0,
         raise ValueError("this is Stable Video Diffusion's image-conditioned UNet (UNetSpatioTemporalConditionModel): "
                          "denoise it with video.svd_denoise, which gives it the image condition and time ids")
 
-    module, name = FAMILIES.get(type(unet.module).__name__, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
+    if getattr(unet.module.config, "addition_embed_type", None) == "text_time" and unet.family != "SDXL":
+        raise ValueError(f"port 'unet': this {unet.family} takes SDXL's added conditions (a pooled text embedding "
+                         "and size time ids), which its model family does not give it: SDXL runs as a 2-D UNet "
+                         "loaded by video.load_model, without a motion adapter")
+    module, name = FAMILIES.get(unet.family, ("vdgraph_video.families.sd", "FoldedFramesUNet"))
     return getattr(importlib.import_module(module), name)(unet, batch, frames, chunk_size, image_latents)

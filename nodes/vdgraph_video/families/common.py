@@ -22,6 +22,9 @@ class WholeClipLayout:
     def to_video(self, x: torch.Tensor) -> torch.Tensor:
         return unfold_frames(x, self.batch)
 
+    def prepare(self, conditioning, guider) -> None:
+        refuse_pooled(conditioning)
+
 
 def x0_from_epsilon(scheduler, noise_pred: torch.Tensor, sample: torch.Tensor, t) -> torch.Tensor | None:
     """x0 = (x - sqrt(1 - abar) eps) / sqrt(abar), for schedulers whose step output has no x0."""
@@ -62,3 +65,12 @@ def check_image_latents(unet, image_latents: torch.Tensor | None, batch: int, fr
             raise ValueError(f"port 'image_latents': they hold {b} video(s) of {f} frames but the latents {batch} "
                              f"of {frames}: "
                              "give one image latent per frame (encode as many frames as are denoised)")
+
+
+def refuse_pooled(conditioning) -> None:
+    """For families whose model takes the text embeddings alone: conditioning with a pooled embedding comes from
+    SDXL's two text encoders, whose concatenated embeddings this model cannot take."""
+    if getattr(conditioning, "pooled", None) is not None:
+        raise ValueError("port 'conditioning': it comes from an SDXL model's two text encoders (it has a pooled "
+                         "embedding) but the UNet is not SDXL's: encode the prompt with this model's own text "
+                         "encoder")

@@ -35,6 +35,9 @@ class HierarchicalFrames:
                              "layers see the whole clip: use a 2-D UNet")
         if batch != 1:
             raise ValueError(f"the hierarchical sampler takes one video (batch 1), got batch {batch}")
+        if unet.family == "SDXL":
+            raise ValueError("port 'frame_plan': the hierarchical sampler calls Stable Diffusion's 2-D UNet family; "
+                             "SDXL's (with its added conditions) is not supported by it yet: unlink frame_plan")
         self.frames = frames
         self.whole = FoldedFramesUNet(unet, batch, frames)  # layout, embeddings, step, condition-frame checks
         self.keys = key_frames(frames, window)
@@ -53,6 +56,9 @@ class HierarchicalFrames:
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         return self.whole.embeddings(embeds)
+
+    def prepare(self, conditioning, guider) -> None:
+        self.whole.prepare(conditioning, guider)
 
     @contextlib.contextmanager
     def models(self, guider):

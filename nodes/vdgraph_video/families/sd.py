@@ -22,7 +22,7 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import check_image_latents, folded_step
+from vdgraph_video.families.common import check_image_latents, folded_step, refuse_pooled
 from vdgraph_video.ops.controlnet import control_residuals
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
 from vdgraph_video.values import UNetHandle, patched_module
@@ -88,6 +88,9 @@ class FoldedFramesUNet:
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         return per_frame_embeddings(embeds, self.frames)
+
+    def prepare(self, conditioning, guider) -> None:
+        refuse_pooled(conditioning)
 
     @contextlib.contextmanager
     def models(self, guider):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from vdgraph_video.families.common import refuse_pooled
 from vdgraph_video.values import UNetHandle
 
 
@@ -53,6 +54,9 @@ class SpatioTemporalUNet:
 
     def embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
         return embeds  # (chunks*B, 1, D): one image token per clip
+
+    def prepare(self, conditioning, guider) -> None:
+        refuse_pooled(conditioning)
 
     def models(self, guider):
         return self.unet.patched(batch_chunks=guider.chunks * self.batch)

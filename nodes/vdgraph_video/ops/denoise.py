@@ -4,7 +4,8 @@ A step is made of swappable parts (as diffusers' Modular Diffusers' loop blocks)
 - the guider (`vdgraph_video.ops.guiders`) says how many batch chunks a model call carries, builds the stacked
   input and text embeddings, and combines the chunks' predictions;
 - the model-family adapter (`vdgraph_video.families`) owns the latents' layout, the model call with its extra
-  inputs (ControlNet residuals) and the scheduler step in the reference's layout;
+  inputs (ControlNet residuals; SDXL's pooled embedding, arranged by the guider, and size time ids) and the
+  scheduler step in the reference's layout;
 - step hooks run before the model call and after the scheduler step (a smoother replaces the latents there).
 The loop tells the attention patches each call's batch layout (guider chunks x B clips of F frames) through the
 family's `models`, so no workflow states it.
@@ -91,6 +92,7 @@ def denoise_loop(
     in place (pass a copy). The family's patched modules are installed for the call and restored in `finally`."""
     assert latents.ndim == 5, f"latents must be (B, C, F, H, W), got {tuple(latents.shape)}"
     embeds = family.embeddings(guider.embeddings(conditioning, latents.shape[0]))
+    family.prepare(conditioning, guider)
     kwargs = step_kwargs(scheduler, eta, generator)
     timesteps = scheduler.timesteps
     steps = len(timesteps)

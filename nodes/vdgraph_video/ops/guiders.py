@@ -1,7 +1,8 @@
 """Guiders: how many batch chunks a model call carries, how they are stacked, and how predictions combine.
 
 A guider is the one place that knows the guidance layout of a model call (as diffusers' Modular Diffusers'
-guiders do): the denoise loop asks it for the text embeddings of every chunk, stacks the latents with it, tells the
+guiders do): the denoise loop asks it for the text embeddings of every chunk (a family with more prompt-dependent
+inputs, SDXL's pooled embedding, has them arranged the same way by `arrange`), stacks the latents with it, tells the
 attention patches how many chunks it has, and lets it combine the chunks' predictions into one noise prediction.
 
 - `NoGuidance`: one chunk (the prompt); the prediction is used as it is.
@@ -28,7 +29,8 @@ from vdgraph_video.values import Conditioning
 
 
 def per_batch(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(1 or B, L, D) embeddings -> (B, L, D); per-frame (1 or B, F, L, D) -> (B, F, L, D)."""
+    """(1 or B, L, D) embeddings -> (B, L, D); per-frame (1 or B, F, L, D) -> (B, F, L, D); pooled (1 or B, K) ->
+    (B, K)."""
     assert x.shape[0] in (1, batch), f"conditioning batch {x.shape[0]} does not match latents batch {batch}"
     return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
 
@@ -37,8 +39,12 @@ class Guider(Protocol):
     chunks: int
     """How many copies of the latents a model call stacks along its batch (each with B items)."""
 
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        """(chunks*B, ...): a prompt's and a negative prompt's tensors (1 or B, ...) in the chunk order, chunk-major."""
+        ...
+
     def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        """(chunks*B, L, D): the text embeddings of every chunk, chunk-major."""
+        """(chunks*B, L, D): the text embeddings of every chunk, chunk-major (`arrange` of the embeddings)."""
         ...
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +68,11 @@ class Guider(Protocol):
 class NoGuidance:
     chunks: int = dataclasses.field(default=1, init=False)
 
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        return per_batch(cond, batch)
+
     def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return per_batch(conditioning.cond, batch)
+        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -83,8 +92,11 @@ class ClassifierFreeGuidance:
     scale: float
     chunks: int = dataclasses.field(default=2, init=False)
 
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(uncond, batch), per_batch(cond, batch)])
+
     def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return torch.cat([per_batch(conditioning.uncond, batch), per_batch(conditioning.cond, batch)])
+        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 2)
@@ -106,9 +118,12 @@ class InstructPix2PixGuidance:
     image_scale: float
     chunks: int = dataclasses.field(default=3, init=False)
 
-    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        cond, uncond = per_batch(conditioning.cond, batch), per_batch(conditioning.uncond, batch)
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        cond, uncond = per_batch(cond, batch), per_batch(uncond, batch)
         return torch.cat([cond, uncond, uncond])
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 3)
@@ -131,8 +146,11 @@ class FrameRampGuidance:
     frame_axis: int = 1
     chunks: int = dataclasses.field(default=2, init=False)
 
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(uncond, batch), per_batch(cond, batch)])
+
     def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return torch.cat([per_batch(conditioning.uncond, batch), per_batch(conditioning.cond, batch)])
+        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 2)
