@@ -244,3 +244,15 @@ def test_a_controlnet_attached_at_run_time_is_refused_naming_the_port():
     unet = unet.with_control(ControlAttachment(ControlNetHandle(torch.nn.Linear(1, 1)), torch.zeros(2, 3, 32, 32)))
     with pytest.raises(ValueError, match="port 'unet': ControlNets are attached to an SDXL UNet"):
         SDXLUNet(unet, 1, 2)
+
+
+def test_a_motion_adapter_on_sdxl_is_refused_at_validation(executor, folder, tmp_path):
+    """Even an adapter whose block layout fits the SDXL UNet: the motion family gives it no added conditions."""
+    from video_fixtures import save_motion_adapter_for
+
+    adapter = save_motion_adapter_for(str(tmp_path / "adapter"), model_folder=folder)
+    problems = executor.validate(WORKFLOWS / "animatediff.json",
+                                 {"model": folder, "motion_adapter": adapter, "frames": 4, "height": 32, "width": 32})
+    found = [p for p in problems if p.severity == "error"]
+    assert [(p.node, p.port) for p in found] == [("inflate", "unet")], [str(p) for p in found]
+    assert "SDXL" in found[0].message

@@ -19,7 +19,7 @@ from vdgraph.context import RunContext
 from vdgraph.errors import short_repr
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
+from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
 from vdgraph_video.loading import _loading, resolve_model, single_model_folder
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
@@ -204,6 +204,10 @@ class LoadMotionAdapter(Node):
             return load_motion_adapter(folder, ctx.device, ctx.dtype, variant)
 
 
+SDXL_MOTION = ("the UNet is SDXL's, and the motion UNet family gives it none of SDXL's added conditions (pooled "
+               "text embedding, size time ids) yet", "inflate an SD 1.x / 2.x model's UNet")
+
+
 class ApplyMotionAdapter(Node):
     """Inflates a 2-D UNet with a motion adapter (AnimateDiff): returns a new UNet value holding diffusers'
     UNetMotionModel.from_unet2d of it; the input UNet value and its module are never changed. The result takes
@@ -224,6 +228,9 @@ class ApplyMotionAdapter(Node):
     @classmethod
     def check(cls, known):
         unet, adapter = known.get("unet"), known.get("motion_adapter")
+        if isinstance(unet, UNetFacts) and unet.is_sdxl:
+            yield Invalid("unet", SDXL_MOTION[0], SDXL_MOTION[1])
+            return
         if isinstance(unet, ResidualLayoutFacts) and isinstance(adapter, MotionAdapterFacts):
             differences = layout_differences(dict(unet.layout), adapter)
             if differences:
@@ -240,6 +247,8 @@ class ApplyMotionAdapter(Node):
         return {}
 
     def run(self, ctx: RunContext, unet: UNetHandle, motion_adapter: MotionAdapterHandle) -> MotionUNetHandle:
+        if unet.family == "SDXL":
+            raise ValueError(f"port 'unet': {SDXL_MOTION[0]}; {SDXL_MOTION[1]}")
         if type(unet.module).__name__ != "UNet2DConditionModel":
             raise ValueError(f"a motion adapter inflates a 2-D UNet (UNet2DConditionModel), got "
                              f"{type(unet.module).__name__}: load an image model (e.g. shapes-64)")
