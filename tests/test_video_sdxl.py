@@ -9,6 +9,7 @@ CLIP text encoders. Everything runs on one torch thread (the torch_threads fixtu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -256,3 +257,28 @@ def test_a_motion_adapter_on_sdxl_is_refused_at_validation(executor, folder, tmp
     found = [p for p in problems if p.severity == "error"]
     assert [(p.node, p.port) for p in found] == [("inflate", "unet")], [str(p) for p in found]
     assert "SDXL" in found[0].message
+
+
+def test_the_second_text_encoder_is_checked_as_every_component(folder, tmp_path):
+    """No custom code and no pickles in text_encoder_2/ and tokenizer_2/ either (the folder rules of loading.py)."""
+    from vdgraph_video.loading import ModelFolderError, ModelNotFound, check_folder, check_model_folder
+
+    copy = str(tmp_path / "model")
+    shutil.copytree(folder, copy)
+    assert set(check_model_folder(copy)) >= {"text_encoder_2", "tokenizer_2"}
+    config = os.path.join(copy, "text_encoder_2", "config.json")
+    with open(config) as handle:
+        settings = json.load(handle)
+    with open(config, "w") as handle:
+        json.dump({**settings, "auto_map": {"AutoModel": "modeling.Evil"}}, handle)
+    with pytest.raises(ModelFolderError, match="text_encoder_2.*auto_map"):
+        check_model_folder(copy)
+    with open(config, "w") as handle:
+        json.dump(settings, handle)
+    weights = os.path.join(copy, "text_encoder_2", "model.safetensors")
+    os.rename(weights, weights.replace(".safetensors", ".bin"))
+    with pytest.raises(ModelFolderError, match="text_encoder_2 has only pickle weights"):
+        check_model_folder(copy)
+    shutil.rmtree(os.path.join(copy, "tokenizer_2"))
+    with pytest.raises(ModelNotFound, match="missing tokenizer_2/"):
+        check_folder(copy)
