@@ -115,6 +115,18 @@ def test_text2video_zero_on_sdxl_matches_the_reference(executor, folder, referen
     assert Path(result["video"]).is_file()
 
 
+def test_the_long_workflow_on_sdxl_matches_the_unchunked_reference(executor, folder, reference, tmp_path):
+    """UNet calls of frame 0 plus 3 others: each call's rows get their clip's pooled embedding and the time ids
+    (families/sdxl.py counts the frames per call), and the latents equal the reference's unchunked ones exactly."""
+    inputs = {"model": folder, "prompt": PROMPT, "frames": 7, "chunk_size": 4, "decode_chunk": 8, "height": 32,
+              "width": 32, "steps": 6, "t0": 1, "t1": 3, "motion_x": 12.0, "motion_y": 12.0,
+              "motion_mode": "reference", "alpha_mode": "reference", "eta": 0.5, "seed": 11, "guidance": 7.5,
+              "output": str(tmp_path / "long.gif"), "contact_sheet": str(tmp_path / "sheet.png")}
+    result = executor.run(WORKFLOWS / "text2video_zero_long.json", inputs, output_dir=str(tmp_path))
+    latents = run_reference(reference, 7, 6, 1, 3, 12, 12, 0.5, 11, 7.5, "", output_type="latent")
+    assert (result["latents"][0].transpose(0, 1) - latents).abs().max().item() == 0.0
+
+
 def test_the_folder_loads_as_sdxl_values(executor, folder, reference, tmp_path):
     """Two encoders in the text-encoder value, the VAE factor in the UNet value; the conditioning is what
     StableDiffusionXLPipeline.encode_prompt computes (the empty negative as zeros, a given one encoded)."""
