@@ -3,8 +3,8 @@ build theirs (tests/pipelines/stable_diffusion_xl/test_stable_diffusion_xl.py): 
 "text_time" whose added embedding takes the 6 time ids (8 numbers each) plus the pooled embedding (40), and two
 CLIP text encoders of widths 32 and 48 (the second with a projection to 40), whose penultimate states concatenate
 to the UNet's cross-attention width 80. The widths differ as SDXL's (768 and 1280) do: diffusers' single-file
-loader tells the two encoders of a checkpoint apart by their width. 32x32 images, a 2x VAE (16x16x4 latents), the tiny BPE tokenizer of video_fixtures for
-both encoders. Weights are seeded: two calls give identical folders.
+loader tells the two encoders of a checkpoint apart by their width. 32x32 images, a 2x VAE (16x16x4 latents),
+the tiny BPE tokenizer of video_fixtures for both encoders. Weights are seeded: two calls give identical folders.
 """
 
 from __future__ import annotations

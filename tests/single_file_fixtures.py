@@ -124,7 +124,8 @@ OPEN_CLIP_LAYER = (("self_attn.out_proj", "attn.out_proj"), ("layer_norm1", "ln_
                    ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"))
 
 
-def open_clip_to_original(text_encoder: torch.nn.Module, prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
+def open_clip_to_original(text_encoder: torch.nn.Module,
+                          prefix: str = "cond_stage_model.model.") -> dict[str, torch.Tensor]:
     """SD 2.x: the text encoder in OpenCLIP's layout under cond_stage_model.model (q, k and v stacked into one
     in_proj; a text_projection as SD 2 checkpoints carry, which the CLIPTextModel does not use). SDXL's second
     encoder (a CLIPTextModelWithProjection) goes under `prefix` conditioner.embedders.1.model. with its own

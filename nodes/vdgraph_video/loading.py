@@ -260,12 +260,12 @@ def single_model_folder(folder: str, subfolder: str, class_name: str) -> str:
 def check_model_folder(folder: str, weights: bool = True) -> dict[str, dict]:
     """Refuse a folder that would make the libraries run code from it; return the component configs by subfolder.
 
-    Checks, before anything is built: the five subfolders exist (seven for SDXL: text_encoder_2/, tokenizer_2/); every config in them (`config.json`,
-    `*_config.json`) is a JSON object without `auto_map` (which points transformers at Python files in the folder);
-    the UNet and VAE `_class_name` are classes we support; each tokenizer's `tokenizer_class` is a transformers
-    class; the scheduler's `num_train_timesteps` is at most MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoders
-    have safetensors weights (a folder with only pickles is refused, and so is a shard index naming a shard that
-    is not a .safetensors file).
+    Checks, before anything is built: the five subfolders exist (seven for SDXL: text_encoder_2/, tokenizer_2/);
+    every config in them (`config.json`, `*_config.json`) is a JSON object without `auto_map` (which points
+    transformers at Python files in the folder); the UNet and VAE `_class_name` are classes we support; each
+    tokenizer's `tokenizer_class` is a transformers class; the scheduler's `num_train_timesteps` is at most
+    MAX_TRAIN_TIMESTEPS; the UNet, VAE and text encoders have safetensors weights (a folder with only pickles is
+    refused, and so is a shard index naming a shard that is not a .safetensors file).
 
     A Stable Video Diffusion folder (`vdgraph_video.loading_svd`) is checked by the same rules for its own
     components (unet, vae, image_encoder, feature_extractor, scheduler).

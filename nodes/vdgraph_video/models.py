@@ -28,8 +28,8 @@ class LoadModel(Node):
     (float16 on CUDA, float32 on CPU by default), in eval mode with gradients off; no node changes them afterwards.
 
     `model` may also be a single-file checkpoint (one .safetensors in the original SD 1.x / 2.x / SDXL base key
-    layout, as a path or a name in the models folder's checkpoints/), loaded through diffusers' single-file loading with a
-    configuration shipped with vdgraph for the recognised architecture, or `config` (see
+    layout, as a path or a name in the models folder's checkpoints/), loaded through diffusers' single-file loading
+    with a configuration shipped with vdgraph for the recognised architecture, or `config` (see
     vdgraph_video.single_file); its tokenizer comes from `tokenizer`, the config folder or the local Hugging Face
     cache. Names in the models folder (`vdgraph models`) are accepted for folders too.
 

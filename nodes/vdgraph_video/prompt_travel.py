@@ -26,8 +26,9 @@ class PromptTravel(Node):
 
     When neither text is a schedule, the output is plain conditioning (1, 77, D), exactly what video.encode_text
     computes, so a plain prompt is not changed by the interpolation's rounding (on any model, SDXL included;
-    a schedule on an SDXL model is refused: its pooled embedding has no per-frame form yet). A schedule "0: <prompt>" holds one
-    prompt per frame through the interpolation, as diffusers' FreeNoise encodes a plain prompt.
+    a schedule on an SDXL model is refused: its pooled embedding has no per-frame form yet). A schedule
+    "0: <prompt>" holds one prompt per frame through the interpolation, as diffusers' FreeNoise encodes a plain
+    prompt.
     """
 
     id = "video.prompt_travel"

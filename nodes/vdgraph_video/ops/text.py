@@ -47,7 +47,8 @@ def encode_text_penultimate(text_encoders, tokenizers, text: str, device: torch.
                             truncate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's prompt encoding, as StableDiffusionXLPipeline.encode_prompt computes it: (1, L, D1 + D2) the
     penultimate hidden states of every encoder concatenated on the channel axis, in the last encoder's dtype,
-    and (1, K) the pooled embedding (the projected output of the encoder with a projection, CLIPTextModelWithProjection).
+    and (1, K) the pooled embedding (the projected output of the encoder with a projection,
+    CLIPTextModelWithProjection).
 
     Each tokenizer pads to its max length (77); longer prompts raise PromptTooLong unless `truncate`."""
     hidden, pooled = [], None
