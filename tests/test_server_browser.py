@@ -96,3 +96,23 @@ def test_the_page_shows_every_problem_of_an_invalid_job(server, page):
     assert "../escape.mp4" in text or "output" in text
     assert page.locator("#problems li").count() >= 2
     assert page.errors == []
+
+
+def test_the_page_sends_a_seed_beyond_2_to_the_53_exactly(server, page):
+    # a JavaScript number would round 2**64 - 1 up to 2**64, which the server refuses as out of range
+    page.goto(server.url + "/")
+    page.wait_for_selector("#workflow option[value=text2video_zero]", state="attached")
+    page.select_option("#workflow", "text2video_zero")
+    label = page.locator("label[for=input-seed]").inner_text()
+    assert str(2**64 - 1) in label  # the declared maximum, read exactly from /api/workflows
+    page.fill("#input-seed", str(2**64 - 1))
+    page.fill("#input-steps", "4")
+    page.fill("#input-t1", "9")  # invalid on purpose: the job is refused at validation, nothing runs
+    with page.expect_request(lambda r: r.url.endswith("/api/jobs") and r.method == "POST") as request:
+        page.click("#submit")
+    body = json.loads(request.value.post_data)
+    assert body["inputs"]["seed"] == 2**64 - 1 and body["inputs"]["steps"] == 4
+    page.wait_for_selector("#problems:not([hidden]) li")
+    text = page.locator("#problems").inner_text()
+    assert "seed" not in text  # only t1 is wrong
+    assert page.errors == []

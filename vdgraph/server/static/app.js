@@ -44,7 +44,7 @@ async function api(path, options = {}) {
     throw new Error("401");
   }
   let data = null;
-  try { data = await response.json(); } catch (e) { data = null; }
+  try { data = parseJSON(await response.text()); } catch (e) { data = null; }
   return { status: response.status, data };
 }
 
@@ -73,8 +73,8 @@ function buildForm() {
     let control;
     const isNumber = input.type === "int" || input.type === "float";
     if (input.choices) {
-      control = el("select", {}, ...input.choices.map((c) => el("option", { value: JSON.stringify(c), text: String(c) })));
-      if ("default" in input) control.value = JSON.stringify(input.default);
+      control = el("select", {}, ...input.choices.map((c) => el("option", { value: toJSON(c), text: String(c) })));
+      if ("default" in input) control.value = toJSON(input.default);
     } else if (input.type === "bool") {
       control = el("input", { type: "checkbox" });
       control.checked = Boolean(input.default);
@@ -86,7 +86,7 @@ function buildForm() {
     } else {
       control = el("input", { type: "text" });
       if ("default" in input && input.default !== null) {
-        control.value = input.type.startsWith("list") ? JSON.stringify(input.default) : input.default;
+        control.value = input.type.startsWith("list") ? toJSON(input.default) : input.default;
       }
     }
     control.name = input.name;
@@ -104,21 +104,41 @@ function formValues() {
   const values = {};
   for (const control of $("fields").querySelectorAll("input, select")) {
     const type = control.dataset.type;
-    if (control.tagName === "SELECT") values[control.name] = JSON.parse(control.value);
+    if (control.tagName === "SELECT") values[control.name] = parseJSON(control.value);
     else if (type === "bool") values[control.name] = control.checked;
     else if (control.value === "") continue;
-    else if (type === "int") values[control.name] = Number.parseInt(control.value, 10);
+    else if (type === "int") values[control.name] = parseInteger(control.value);
     else if (type === "float") values[control.name] = Number.parseFloat(control.value);
     else if (type.startsWith("list")) {
-      try { values[control.name] = JSON.parse(control.value); } catch (e) { values[control.name] = control.value; }
+      try { values[control.name] = parseJSON(control.value); } catch (e) { values[control.name] = control.value; }
     } else values[control.name] = control.value;
   }
   return values;
 }
 
+// Integers beyond 2^53 (a seed may go up to 2^64 - 1) do not survive a JavaScript number: they are kept as
+// BigInt and written into the JSON body as their exact digits.
+function parseInteger(text) {
+  const trimmed = text.trim();
+  if (!/^-?\d+$/.test(trimmed)) return Number.parseInt(trimmed, 10);  // the server names what is wrong with it
+  const value = BigInt(trimmed);
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+function parseJSON(text) {
+  return JSON.parse(text, (key, value, context) =>
+    (typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)
+      ? BigInt(context.source) : value));
+}
+
+function toJSON(value) {
+  return JSON.stringify(value, (key, v) => (typeof v === "bigint" ? "\u0000bigint:" + v.toString() : v))
+    .replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+}
+
 async function submitJob(event) {
   event.preventDefault();
-  const body = JSON.stringify({ workflow: $("workflow").value, inputs: formValues() });
+  const body = toJSON({ workflow: $("workflow").value, inputs: formValues() });
   const { status, data } = await api("/api/jobs", { method: "POST", body });
   const list = $("problems");
   if (status === 201) {
@@ -127,7 +147,7 @@ async function submitJob(event) {
     refreshHistory();
     return;
   }
-  const problems = (data && data.problems) || [{ code: "http." + status, message: JSON.stringify(data && data.detail) }];
+  const problems = (data && data.problems) || [{ code: "http." + status, message: toJSON(data && data.detail) }];
   list.replaceChildren(...problems.map((p) => el("li", {}, el("code", { text: p.code }), " ",
     (p.node ? p.node + (p.port ? "." + p.port : "") + ": " : "") + p.message + (p.hint ? " (" + p.hint + ")" : ""))));
   list.hidden = false;
@@ -185,7 +205,7 @@ function renderOutputs(outputs) {
       else if (/\.(png|jpe?g|gif|webp)$/i.test(value.file) && !sheet) sheet = url;
       list.append(el("li", {}, name + ": ", el("a", { href: url, text: value.file, download: "" })));
     } else {
-      list.append(el("li", { text: name + ": " + (typeof value === "object" ? JSON.stringify(value) : String(value)) }));
+      list.append(el("li", { text: name + ": " + (typeof value === "object" ? toJSON(value) : String(value)) }));
     }
   }
   results.hidden = !(video || sheet);
@@ -205,7 +225,7 @@ function follow(id) {
   ui.stream = stream;
   const handle = (message) => {
     if (!ui.job || ui.job.id !== id) return;
-    onEvent(JSON.parse(message.data));
+    onEvent(parseJSON(message.data));
   };
   for (const kind of ["job_queued", "job_started", "run_started", "node_started", "node_cached", "node_finished",
     "node_error", "progress", "preview", "cache_warning", "run_finished", "job_finished"]) {
