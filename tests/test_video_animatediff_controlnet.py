@@ -107,6 +107,35 @@ def test_the_controlnet_may_be_attached_before_the_motion_adapter(executor, tmp_
     assert max_difference(before, after) == 0.0
 
 
+def test_guess_mode_matches_the_reference_without_guidance_and_pads_zeros_with_it(executor, tmp_path):
+    """video.apply_controlnet's guess_mode (not a workflow input; a param here). Without guidance the pipeline runs
+    it and the frames match exactly. With guidance diffusers 0.42.1's AnimateDiffControlNetPipeline fails: it runs
+    the ControlNet on the prompt chunk only and adds its (F, ...) residuals to the UNet's (2F, ...) blocks without
+    padding; ours gives the unconditional chunk zero residuals, as StableDiffusionControlNetPipeline does."""
+    data = json.loads(WORKFLOW.read_text())
+    data["nodes"]["control"]["params"]["guess_mode"] = True
+    edited = tmp_path / "guess.json"
+    edited.write_text(json.dumps(data))
+    paths = folders()
+    pipe = load_animatediff_controlnet_pipeline(paths["model"], paths["motion_adapter"], paths["controlnet"])
+
+    def expected(guidance):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.from_numpy(pipe(
+                prompt=PROMPT, num_frames=3, height=32, width=32, num_inference_steps=2, guidance_scale=guidance,
+                conditioning_frames=png_frames(control_video_folder(3)), guess_mode=True,
+                generator=torch.Generator().manual_seed(0), output_type="np").frames[0])
+
+    result = ours(executor, tmp_path, workflow=edited, frames=3, steps=2, guidance=1.0, seed=0)
+    assert max_difference(result, expected(1.0)) == 0.0
+    with pytest.raises(RuntimeError, match="must match the size"):
+        expected(7.5)
+    guided = ours(executor, tmp_path, workflow=edited, frames=3, steps=2, guidance=7.5, seed=0)
+    plain = ours(executor, tmp_path, frames=3, steps=2, guidance=7.5, seed=0)
+    assert bool(torch.isfinite(guided).all()) and max_difference(guided, plain) > 1e-4
+
+
 # -- bad input ---------------------------------------------------------------------------------------------------
 
 def errors(path, inputs):
