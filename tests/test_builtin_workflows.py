@@ -30,7 +30,8 @@ def test_every_shipped_workflow_is_covered():
               "text2video_zero_controlnet",
               "controlvideo", "controlvideo_long",  # controlvideo*: tests/test_controlvideo.py
               "animatediff_video2video",  # tests/test_video_animatediff_v2v.py (parity and a built-in run)
-              "image2video_svd", "animatediff"}  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
+              "image2video_svd", "animatediff",  # image2video_svd: tests/test_video_svd.py (no built-in SVD model)
+              "animatediff_controlnet"}  # parity: tests/test_video_animatediff_controlnet.py
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == tested, "a new workflow needs an end-to-end test here"
 
 
@@ -73,6 +74,17 @@ def test_animatediff_on_shapes_64_with_free_noise_and_prompt_travel(executor, tm
     result = executor.run(WORKFLOWS / "animatediff.json", inputs, output_dir=str(tmp_path))
     assert result["frames"].shape == (10, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
     assert Path(result["video"]).name == "ad.gif" and Path(result["contact_sheet"]).is_file()
+
+
+def test_animatediff_controlnet_on_its_builtin_defaults(executor, tmp_path):
+    """shapes-64 + shapes-64-motion + shapes-64-canny, the workflow's defaults: only a prompt and a control video."""
+    import video_fixtures
+
+    control_video = video_fixtures.write_png_frames(str(tmp_path / "control"), 5, 64)
+    inputs = {"control_video": control_video, "frames": 5, "steps": 3, "output": "adcn.gif"}
+    result = executor.run(WORKFLOWS / "animatediff_controlnet.json", inputs, output_dir=str(tmp_path))
+    assert result["frames"].shape == (5, 64, 64, 3) and bool(torch.isfinite(result["frames"]).all())
+    assert Path(result["video"]).name == "adcn.gif" and Path(result["contact_sheet"]).is_file()
 
 
 def test_judge_reads_back_what_text2video_zero_wrote(executor, tmp_path):

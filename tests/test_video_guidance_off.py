@@ -19,7 +19,7 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SHORT = {"frames": 3, "steps": 4, "t0": 1, "t1": 2, "guidance": 1.0}
 WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "video2video",
                  "text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff",
-                 "animatediff_video2video"]
+                 "animatediff_video2video", "animatediff_controlnet"]
 
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
@@ -47,8 +47,8 @@ def test_guidance_1_runs_on_the_builtin_model(executor, name, tmp_path, monkeypa
 
         inputs["video"] = write_png_frames(torch.full((3, 64, 64, 3), 128, dtype=torch.uint8).numpy(),
                                            str(tmp_path / "input"))
-    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long"):  # on their default, the
-        # built-in shapes-64-canny (animatediff: the built-in shapes-64-motion)
+    if name in ("text2video_zero_controlnet", "controlvideo", "controlvideo_long", "animatediff_controlnet"):  # on
+        # their default, the built-in shapes-64-canny (animatediff*: the built-in shapes-64-motion)
         inputs["control_video"] = video_fixtures.write_png_frames(str(tmp_path / "control"), 3, 64)
     inputs.update(output=str(tmp_path / "clip.gif"), contact_sheet=str(tmp_path / "sheet.png"))
     result = executor.run(WORKFLOWS / f"{name}.json", inputs, output_dir=str(tmp_path))

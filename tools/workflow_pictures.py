@@ -1,6 +1,6 @@
 """Re-make the pictures in docs/video.md: one sheet per controlled-video / family workflow, on the built-in models.
 
-    python tools/workflow_pictures.py [--docs DIR]
+    python tools/workflow_pictures.py [--docs DIR] [--only WORKFLOW ...]
 
 One input video from the shapes world (a red circle on a blue background moving left to right, 64x64, written as
 a PNG-frame folder in a temp dir) goes through the shipped workflows with vdgraph's Python API (device cpu, the
@@ -10,7 +10,8 @@ seeds), each writing into a temp dir:
 - controlvideo.json and controlvideo_long.json (16 frames): their sheets show only the output, so this script
   draws an input | output sheet (video.ops.video_io.labelled_sheet), same prompt;
 - video2video.json: an input | output sheet, its default prompt (a yellow circle on a green background);
-- animatediff.json: its own contact sheet (prompt only, 8 frames: there is no input video).
+- animatediff.json: its own contact sheet (prompt only, 8 frames: there is no input video);
+- animatediff_controlnet.json: its own contact sheet (input | condition | output rows), re-coloured prompt.
 Each sheet is copied to DIR/<workflow>_sheet.png (docs/ by default) and the paths are printed. About a minute of
 CPU in all (20 steps each, the workflows' default).
 """
@@ -57,6 +58,8 @@ def as_float(frames: np.ndarray) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", default=str(ROOT / "docs"), help="where the <workflow>_sheet.png files go")
+    parser.add_argument("--only", action="append", default=[], metavar="WORKFLOW",
+                        help="re-make only this workflow's sheet (repeatable; default: all)")
     args = parser.parse_args(argv)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
@@ -74,8 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             ("video2video", {"video": str(short_dir), "prompt": "a yellow circle on a green background", "frames": 8},
              short),
             ("animatediff", {"prompt": "a red circle on a blue background", "frames": 8}, None),
+            ("animatediff_controlnet", {"control_video": str(short_dir), "prompt": RECOLOURED, "frames": 8}, None),
         ]
+        unknown = set(args.only) - {name for name, _, _ in jobs}
+        if unknown:
+            parser.error(f"no picture is made for {sorted(unknown)}")
         for name, inputs, given in jobs:
+            if args.only and name not in args.only:
+                continue
             out_dir = tmp / name
             result = executor.run(WORKFLOWS / f"{name}.json", {"seed": 0, **inputs},
                                   outputs=["frames", "contact_sheet"], output_dir=str(out_dir), overwrite=True)

@@ -10,13 +10,14 @@ Each reproduces diffusers' AnimateDiffPipeline with enable_free_noise / enable_f
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 
 from vdgraph.context import RunContext
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts
+from vdgraph_video.facts import LatentsFacts, ResidualLayoutFacts, condition_problems
 from vdgraph_video.motion_adapter import ContextWindows, MotionUNetFacts, MotionUNetHandle, windows_problem
 from vdgraph_video.ops.denoise import denoise
 from vdgraph_video.ops.free_init import FilterMethod, reinitialize
@@ -72,7 +73,7 @@ class ContextWindowsNode(Node):
         unet = known.get("unet")
         (length,) = known.take("context_length")
         if isinstance(unet, MotionUNetFacts) and length is not None:
-            return {"unet": MotionUNetFacts(unet.layout, max_frames=unet.max_frames, window=length)}
+            return {"unet": dataclasses.replace(unet, window=length)}
         return {"unet": unet} if unet is not None else {}
 
     def run(self, ctx: RunContext, unet, context_length: int, context_stride: int, weighting: str,
@@ -115,6 +116,11 @@ class FreeNoiseLatents(Node):
         if length and stride is not None and stride > length:
             yield Invalid("context_stride", f"context_stride {stride} is longer than context_length {length}",
                           "use a stride of at most the length")
+
+    @classmethod
+    def infer(cls, known):
+        latents = known.get("latents")  # the same frames and size, reordered
+        return {"latents": latents} if isinstance(latents, LatentsFacts) else {}
 
     def run(self, ctx: RunContext, latents: torch.Tensor, rng: torch.Tensor, context_length: int,
             context_stride: int, noise: str):
@@ -166,6 +172,8 @@ class DenoiseFreeInit(Node):
         if known.get("chunk_size") == 1:
             yield Invalid("chunk_size", "chunk_size 1 leaves no room beside frame 0, the attention anchor",
                           "use 0 (all frames at once) or at least 2")
+        for message, hint in condition_problems(known.get("unet"), known.get("latents")):
+            yield Invalid("unet", message, hint)
 
     def run(self, ctx: RunContext, unet, scheduler, conditioning, latents, guidance, eta, rng, iterations, method,
             order, spatial_stop, temporal_stop, fast_sampling, chunk_size):

@@ -1,8 +1,9 @@
 """ControlNet: loading a diffusers ControlNetModel folder and attaching ControlNets to a UNet value.
 
 A ControlNet is a new part of the denoise loop, not a branch in it: `video.apply_controlnet` returns a UNet value
-that carries the ControlNet with its condition frames (`UNetHandle.controls`); the 2-D model-family adapter
-(`vdgraph_video.families.sd`) computes its residuals per frame every step.
+that carries the ControlNet with its condition frames (`UNetHandle.controls`); the 2-D and motion-UNet model-family adapters
+(`vdgraph_video.families.sd`, `.motion_unet`, sharing `.common.control_kwargs`) compute its residuals per frame every
+step.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ class ApplyControlNet(Node):
     (i+1)/n > end). guess_mode runs it on the prompt's chunk only, with diffusers' guess-mode scales.
     cross_frame: the UNet's attention patches (video.cross_frame_attention, linked before or after this node)
     are installed on the ControlNet too, as diffusers' Text2Video-Zero ControlNet recipe does; off, the
-    ControlNet attends per frame (ControlVideo). 2-D UNets only. An empty `controlnet` (video.load_controlnet
-    with allow_empty and no name) returns the UNet as it is.
+    ControlNet attends per frame (ControlVideo). 2-D UNets and AnimateDiff motion UNets (video.apply_motion_adapter,
+    linked before or after this node: the ControlNet sees every frame of the clip alone, as diffusers'
+    AnimateDiffControlNetPipeline); a 3-D UNet is refused. An empty `controlnet` (video.load_controlnet with
+    allow_empty and no name) returns the UNet as it is.
 
     The condition must have one image per frame at the video's size: where validation knows both (the frame
     count and size from workflow inputs), a mismatch is reported before anything runs; otherwise video.denoise
@@ -168,8 +171,20 @@ class ApplyControlNet(Node):
         return unet.with_control(ControlAttachment(controlnet, images, scale, start, end, guess_mode, cross_frame))
 
 
+# UNetMotionModel.from_unet2d renames the 2-D UNet's down blocks; the residuals they take are those of the 2-D blocks.
+_MOTION_DOWN_BLOCKS = {"CrossAttnDownBlockMotion": "CrossAttnDownBlock2D", "DownBlockMotion": "DownBlock2D"}
+
+
+def _residual_config(config) -> dict:
+    """A UNet's config with a motion UNet's down blocks named as the 2-D blocks it was inflated from."""
+    config = dict(config)
+    if "down_block_types" in config:
+        config["down_block_types"] = [_MOTION_DOWN_BLOCKS.get(b, b) for b in config["down_block_types"]]
+    return config
+
+
 def _check_layout(unet_config, controlnet_config) -> None:
-    mine = ResidualLayoutFacts.from_config(dict(unet_config))
+    mine = ResidualLayoutFacts.from_config(_residual_config(unet_config))
     theirs = ResidualLayoutFacts.from_config(dict(controlnet_config))
     if mine is not None and theirs is not None and mine.differences(theirs):
         raise ValueError("the ControlNet's block layout does not match the UNet's ("

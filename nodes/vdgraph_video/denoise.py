@@ -28,7 +28,7 @@ class Denoise(Node):
     (B, C, F, H, W) latents as they are. Attention patches on the UNet value are installed only while this node
     runs and restored in `finally`; this node tells them how many clips each UNet call stacks along its batch
     (2 x B with classifier-free guidance, B without). ControlNets attached to the UNet value
-    (video.apply_controlnet) add their residuals, computed per frame every step (2-D UNets only). Indices count like Python slices (negative from the end;
+    (video.apply_controlnet) add their residuals, computed per frame every step (2-D and motion UNets). Indices count like Python slices (negative from the end;
     end empty means to the last step). guidance <= 1 turns classifier-free guidance off.
 
     image_latents (InstructPix2Pix) go to the UNet on its channels, after the noisy latents, and the guidance

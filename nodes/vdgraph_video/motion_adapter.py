@@ -89,8 +89,9 @@ class MotionAdapterFacts:
 
 
 @dataclasses.dataclass(frozen=True)
-class MotionUNetFacts(ResidualLayoutFacts):
-    """A motion UNet's residual layout (for ControlNets) plus its frame window and whether context windows are on.
+class MotionUNetFacts(UNetFacts):
+    """A motion UNet's residual layout (its 2-D UNet's, for ControlNets), the condition frames of attached
+    ControlNets (as UNetFacts), plus its frame window and whether context windows are on.
 
     `frames_problem(frames)` is asked by nodes that set the frame count (video.noise) before anything runs."""
 
@@ -243,7 +244,9 @@ class ApplyMotionAdapter(Node):
     def infer(cls, known):
         unet, adapter = known.get("unet"), known.get("motion_adapter")
         if isinstance(unet, ResidualLayoutFacts) and isinstance(adapter, MotionAdapterFacts):
-            return {"unet": MotionUNetFacts(unet.layout, max_frames=adapter.max_frames)}
+            known_2d = unet if isinstance(unet, UNetFacts) else UNetFacts(unet.layout)
+            return {"unet": MotionUNetFacts(unet.layout, known_2d.out_channels, known_2d.conditions,
+                                            max_frames=adapter.max_frames)}
         return {}
 
     def run(self, ctx: RunContext, unet: UNetHandle, motion_adapter: MotionAdapterHandle) -> MotionUNetHandle:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
+from vdgraph_video.ops.controlnet import control_residuals
 from vdgraph_video.ops.latents import unfold_frames
+from vdgraph_video.values import patched_module
 
 
 class WholeClipLayout:
@@ -74,3 +78,59 @@ def refuse_pooled(conditioning) -> None:
         raise ValueError("port 'conditioning': it comes from an SDXL model's two text encoders (it has a pooled "
                          "embedding) but the UNet is not SDXL's: encode the prompt with this model's own text "
                          "encoder")
+
+
+# ControlNets attached to a UNet value (`UNetHandle.controls`): the checks and the call every family that takes
+# residuals shares (the 2-D family on folded frames, the motion family on its clip folded per frame).
+
+def check_control_frames(unet, frames: int) -> None:
+    """Every attached ControlNet has one condition image per frame."""
+    for k, control in enumerate(unet.controls):
+        count = control.condition.shape[0]
+        if count != frames:
+            raise ValueError(f"port 'unet': ControlNet {k + 1} has {count} condition frames but the latents have "
+                             f"{frames} frames: give one condition image per frame (a control video with at least "
+                             "as many frames, or ask for fewer frames)")
+
+
+def check_control_size(unet, height: int, width: int) -> None:
+    """Every attached ControlNet's condition frames are the video's size ((height, width) latents times the
+    ControlNet's condition-embedding factor)."""
+    for k, control in enumerate(unet.controls):
+        factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
+        size = tuple(control.condition.shape[-2:])
+        if size != (height * factor, width * factor):
+            raise ValueError(f"port 'unet': ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} pixels but "
+                             f"the video is {height * factor}x{width * factor} ({height}x{width} latents, {factor}x "
+                             "the ControlNet's condition embedding): give condition frames of the video's size")
+
+
+def control_modules(stack: contextlib.ExitStack, unet, guider, batch: int) -> list[torch.nn.Module]:
+    """Per attached ControlNet, its module for the loop's duration: patched with the UNet's attention patches when
+    it shares them (restored when `stack` closes), else as loaded (it attends per frame)."""
+    modules = []
+    for control in unet.controls:
+        module = control.controlnet.module
+        if control.share_attention:
+            guess = guess_mode(control) and guider.chunks > 1
+            chunks = len(guider.conditional_chunks()) if guess else guider.chunks
+            module = stack.enter_context(patched_module(module, unet.patches, chunks * batch))
+        modules.append(module)
+    return modules
+
+
+def control_kwargs(unet, modules, model_input: torch.Tensor, t, embeds: torch.Tensor, guider, batch: int,
+                   frames: list[int], index: int, steps: int) -> dict:
+    """The UNet call's residual keyword arguments for a folded (chunks*B*n, C, H, W) input holding frames `frames`
+    of every clip and its (chunks*B*n, L, D) embeddings; {} when no ControlNet applies at this step."""
+    if not unet.controls:
+        return {}
+    residuals = control_residuals(unet.controls, modules, model_input, t, embeds, guider, batch, frames, index, steps)
+    if residuals is None:
+        return {}
+    return {"down_block_additional_residuals": residuals[0], "mid_block_additional_residual": residuals[1]}
+
+
+def guess_mode(control) -> bool:
+    """Guess mode as diffusers decides it: asked for, or implied by a ControlNet with global pooled conditions."""
+    return control.guess_mode or bool(getattr(control.controlnet.module.config, "global_pool_conditions", False))

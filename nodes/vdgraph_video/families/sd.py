@@ -22,10 +22,17 @@ import contextlib
 
 import torch
 
-from vdgraph_video.families.common import check_image_latents, folded_step, refuse_pooled
-from vdgraph_video.ops.controlnet import control_residuals
+from vdgraph_video.families.common import (
+    check_control_frames,
+    check_control_size,
+    check_image_latents,
+    control_kwargs,
+    control_modules,
+    folded_step,
+    refuse_pooled,
+)
 from vdgraph_video.ops.latents import fold_frames, unfold_frames
-from vdgraph_video.values import UNetHandle, patched_module
+from vdgraph_video.values import UNetHandle
 
 
 def anchor_chunks(frames: int, chunk_size: int) -> list[list[int]]:
@@ -59,25 +66,14 @@ class FoldedFramesUNet:
         self.chunks = anchor_chunks(frames, chunk_size)
         if len(self.chunks) > 1:
             assert batch == 1, f"chunked denoising supports batch 1, got {batch}"
-        for k, control in enumerate(unet.controls):
-            count = control.condition.shape[0]
-            if count != frames:
-                raise ValueError(f"port 'unet': ControlNet {k + 1} has {count} condition frames but the latents have "
-                                 f"{frames} frames: give one condition image per frame (a control video with at least "
-                                 "as many frames, or ask for fewer frames)")
+        check_control_frames(unet, frames)
 
     def begin(self, latents: torch.Tensor) -> torch.Tensor:
         h, w = latents.shape[-2:]
         if self.image is not None and tuple(self.image.shape[-2:]) != (h, w):
             raise ValueError(f"port 'image_latents': they are {self.image.shape[-2]}x{self.image.shape[-1]} but "
                              f"the latents {h}x{w}: encode frames of the size being denoised")
-        for k, control in enumerate(self.unet.controls):
-            factor = 2 ** (len(control.controlnet.module.config.conditioning_embedding_out_channels) - 1)
-            size = tuple(control.condition.shape[-2:])
-            if size != (h * factor, w * factor):
-                raise ValueError(f"port 'unet': ControlNet {k + 1}'s condition frames are {size[0]}x{size[1]} "
-                                 f"pixels but the video is {h * factor}x{w * factor} ({h}x{w} latents, {factor}x the "
-                                 "ControlNet's condition embedding): give condition frames of the video's size")
+        check_control_size(self.unet, h, w)
         return fold_frames(latents)  # (B*F, C, H, W)
 
     def end(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,15 +94,7 @@ class FoldedFramesUNet:
         clips = guider.chunks * self.batch
         with contextlib.ExitStack() as stack:
             unet = stack.enter_context(self.unet.patched(batch_chunks=clips))
-            controlnets = []
-            for control in self.unet.controls:
-                module = control.controlnet.module
-                if control.share_attention:
-                    guess = _guess_mode(control) and guider.chunks > 1
-                    chunks = len(guider.conditional_chunks()) if guess else guider.chunks
-                    module = stack.enter_context(patched_module(module, self.unet.patches, chunks * self.batch))
-                controlnets.append(module)
-            yield unet, controlnets
+            yield unet, control_modules(stack, self.unet, guider, self.batch)
 
     def predict(self, models, model_input, t, embeds, guider, index, steps):
         unet, controlnets = models
@@ -134,18 +122,10 @@ class FoldedFramesUNet:
 
     def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
         """One UNet call on (chunks*B*n, C, H, W) holding frames `frames` of every clip, with ControlNet residuals."""
-        kwargs = {}
-        if self.unet.controls:
-            residuals = control_residuals(self.unet.controls, controlnets, model_input, t, embeds, guider,
-                                          self.batch, frames, index, steps)
-            if residuals is not None:
-                kwargs["down_block_additional_residuals"], kwargs["mid_block_additional_residual"] = residuals
+        kwargs = control_kwargs(self.unet, controlnets, model_input, t, embeds, guider, self.batch, frames, index,
+                                steps)
         return unet(model_input, t, encoder_hidden_states=embeds, **kwargs).sample
 
     def step(self, scheduler, noise_pred, t, x, kwargs):
         return folded_step(scheduler, noise_pred, t, x, kwargs)
 
-
-def _guess_mode(control) -> bool:
-    """Guess mode as diffusers decides it: asked for, or implied by a ControlNet with global pooled conditions."""
-    return control.guess_mode or bool(getattr(control.controlnet.module.config, "global_pool_conditions", False))
