@@ -164,6 +164,29 @@ def resolve_model(model: str, search_dirs: tuple[str, ...] = (), variant: str = 
     )
 
 
+def local_model(model: str, search_dirs: tuple[str, ...] = (), kind: str = "checkpoints") -> str | None:
+    """The local folder or file `resolve_model` (or a single-file checkpoint path) gives for `model`, found the
+    same way but without fetching or copying anything, or None when it is not local (a remote URL, a hub id): what
+    a loader's cache key hashes (`Node.locate_file`)."""
+    if not model.strip():
+        return None
+    candidates = [model] + [os.path.join(d, model) for d in search_dirs if d and not os.path.isabs(model)]
+    for candidate in candidates:
+        if os.path.isdir(candidate) or (os.path.isfile(candidate) and candidate.lower().endswith(".safetensors")):
+            return candidate
+    if "://" in model:
+        try:
+            fs, path = fsspec.core.url_to_fs(model)
+        except (ImportError, ValueError):
+            return None
+        return path if isinstance(fs, LocalFileSystem) else None
+    try:
+        builtin = _builtin_path(model)
+    except Exception:  # a broken entry point is reported when the node runs
+        return None
+    return builtin if builtin is not None else find_model(model, kind)
+
+
 def check_folder(folder: str) -> None:
     """Refuse a folder that lacks a diffusers component subfolder (cheap: looks at names only)."""
     from vdgraph_video.loading_svd import check_svd_folder_names, is_svd_folder
