@@ -17,7 +17,7 @@ from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import ModelNotFound, _loading, local_model, resolve_model, single_model_folder
+from vdgraph_video.loading import ModelNotFound, _loading, local_model, placed, resolve_model, single_model_folder
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
 from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
 
@@ -32,7 +32,7 @@ def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, varia
     with _loading(folder):
         module = diffusers.ControlNetModel.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                            variant=variant or None)
-    return ControlNetHandle(module.to(device).eval())
+    return ControlNetHandle(placed(module, device))
 
 
 def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:

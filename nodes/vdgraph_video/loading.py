@@ -379,6 +379,19 @@ def _loading(path: str) -> Iterator[None]:
         raise ModelFolderError(f"cannot load {path}: {type(exc).__name__}: {_cut(first, 300)}") from exc
 
 
+def placed(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A module just loaded by `from_pretrained` (weights on the CPU, eval mode), on `device` in eval mode.
+
+    `.to` and `.eval` walk every submodule even when nothing changes (0.03-0.05 s each for a small UNet, as much as
+    a denoising step of a tiny one), so each is called only when there is something to do."""
+    first = next(module.parameters(), None)
+    if first is None or first.device != torch.device(device):
+        module.to(device)
+    if module.training:
+        module.eval()
+    return module
+
+
 def load_components(folder: str, device: torch.device, dtype: torch.dtype, variant: str = ""):
     """(UNetHandle, VAEHandle, TextEncoderHandle, SchedulerConfig) from a diffusers-format folder.
 
@@ -408,8 +421,7 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
     scheduler_config = configs["scheduler"]
     modules = []
     for module in (unet, vae, text_encoder):
-        module.to(device).eval()
-        modules.append(module)
+        modules.append(placed(module, device))
     class_name = scheduler_config.get("_class_name", "DDIMScheduler")
     config = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}
     return (UNetHandle(unet), VAEHandle(vae), TextEncoderHandle(text_encoder, tokenizer),

@@ -21,7 +21,7 @@ from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, _local_folder, _read_json
-from vdgraph_video.loading import _loading, local_model, resolve_model, single_model_folder
+from vdgraph_video.loading import _loading, local_model, placed, resolve_model, single_model_folder
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
 
@@ -137,7 +137,7 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
-    return MotionAdapterHandle(module.to(device).eval())
+    return MotionAdapterHandle(placed(module, device))
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:
