@@ -291,6 +291,7 @@ class _Run:
         try:
             while len(self.keys) < len(needed):  # a key waits on a file a link names: compute what feeds the link
                 sources = self.file_sources(needed)
+                assert sources, "a key waits on no file source: compute_keys and file_sources disagree"
                 visit = self.resolve(needed, sources)
                 self.visit(visit, visited, keep | set(visit))  # kept: the last pass may read them too
                 self.compute_keys(needed)
