@@ -7,7 +7,8 @@ A random "small" 2-D model (64x64 images, three UNet levels, two layers per bloc
 random motion adapter made for it (motion window 32 frames) are saved to a temporary folder; both sides load them
 with safetensors inside the measured region.
 
-* Cold time, alternating ours / reference for --rounds rounds, medians of the main thread's CPU time (with one
+* Cold time, alternating ours / reference for --rounds rounds (ABBA: the side that runs first changes every
+  round; garbage is collected, untimed, before each run), medians of the main thread's CPU time (with one
   torch thread all the work runs there; far less disturbed by other jobs than wall time) and of wall time:
   ours is a fresh `vdgraph.Executor` per round running animatediff.json up to `frames` (load, inflate, encode,
   denoise, decode and everything the engine does); the reference loads the components, builds the pipeline
@@ -21,6 +22,7 @@ with safetensors inside the measured region.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -141,24 +143,30 @@ def main() -> None:
 
 
 def timing(args, model: str, adapter: str) -> None:
-    run_ours(model, adapter, 2, 1)  # one untimed round each: imports, kernel selection, file cache
-    run_reference(model, adapter, 2, 1)
+    # one untimed round each at the measured size (one step): imports, kernel selection, file cache, and the
+    # process's memory grown to the run's size (else the first timed run pays ~0.4 s of page faults)
+    run_ours(model, adapter, args.frames, 1)
+    run_reference(model, adapter, args.frames, 1)
     ours: dict[str, list[float]] = {"wall": [], "cpu": []}
     ref: dict[str, list[float]] = {"wall": [], "cpu": []}
     max_diff = 0.0
-    for _ in range(args.rounds):
-        frames, wall, cpu = run_ours(model, adapter, args.frames, args.steps)
-        ours["wall"].append(wall)
-        ours["cpu"].append(cpu)
-        expected, wall, cpu = run_reference(model, adapter, args.frames, args.steps)
-        ref["wall"].append(wall)
-        ref["cpu"].append(cpu)
-        max_diff = max(max_diff, (frames - expected).abs().max().item())
+    for round_ in range(args.rounds):
+        # ABBA: the side that goes first changes every round, so drift of a loaded machine and whatever the run
+        # before leaves behind (freed memory, caches) do not fall on one side; garbage is collected untimed
+        order = ((run_ours, ours), (run_reference, ref))
+        results = {}
+        for run, times in (order if round_ % 2 == 0 else order[::-1]):
+            gc.collect()
+            results[run], wall, cpu = run(model, adapter, args.frames, args.steps)
+            times["wall"].append(wall)
+            times["cpu"].append(cpu)
+        max_diff = max(max_diff, (results[run_ours] - results[run_reference]).abs().max().item())
     med = statistics.median
     for key, label in (("cpu", "CPU time, load included"), ("wall", "wall time, load included")):
         print(f"cold, {label:<24} ours {med(ours[key]):7.3f} s   reference {med(ref[key]):7.3f} s   "
               f"ratio {med(ours[key]) / med(ref[key]):.3f}")
-    print("per-round CPU-time ratios: " + ", ".join(f"{o / r:.3f}" for o, r in zip(ours["cpu"], ref["cpu"])))
+    print("per-round CPU-time ratios (odd rounds ran ours first): "
+          + ", ".join(f"{o / r:.3f}" for o, r in zip(ours["cpu"], ref["cpu"])))
     print(f"max abs difference of the frames: {max_diff}")
 
 

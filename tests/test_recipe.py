@@ -221,3 +221,66 @@ def test_a_workflow_built_in_python_records_a_document_that_runs_again(tmp_path,
     again = Executor(registry, device="cpu").run(parse_workflow(recipe["workflow"]), recipe["inputs"],
                                                  output_dir=str(tmp_path))
     assert again["n"] == result["n"] == 5
+
+
+def drawn_seed_workflow(model: str) -> dict:
+    """Noise whose seed another node computes from a seed drawn afresh on every run (core.random_seed)."""
+    return {
+        "vdgraph": 1, "name": "drawn",
+        "inputs": {"offset": {"type": "int", "default": 5}},
+        "nodes": {
+            "draw": {"type": "core.random_seed", "params": {"high": 2**31}},
+            "seed": {"type": "core.int_math", "in": {"a": "draw.seed", "b": "inputs.offset"}, "params": {"op": "add"}},
+            "load": {"type": "video.load_model", "params": {"model": model}},
+            "noise": {"type": "video.noise", "in": {"unet": "load.unet", "vae": "load.vae", "seed": "seed.result"},
+                      "params": {"frames": 2, "height": 16, "width": 16}},
+            "decode": {"type": "video.decode", "in": {"vae": "load.vae", "latents": "noise.latents"}},
+            "write": {"type": "video.write_images", "in": {"frames": "decode.frames"}, "params": {"path": "frames"}},
+        },
+        "outputs": {"folder": "write.folder", "seed": "seed.result"},
+    }
+
+
+def test_run_from_replays_a_seed_that_a_node_drew(tmp_path, registry, monkeypatch):
+    """The recipe holds the values the run used for ports that links fed (the seed drawn, the seed computed from
+    it), not the link text, and `run --from` feeds the drawn ones back: the same frames, byte for byte."""
+    from video_fixtures import tiny_model_folder
+
+    path = str(tmp_path / "drawn.json")
+    with open(path, "w") as handle:
+        json.dump(drawn_seed_workflow(tiny_model_folder("2d")), handle)
+    assert main(["run", path, "--output-dir", str(tmp_path / "first"), "-q"]) == 0
+    first = tmp_path / "first" / "frames"
+    recipe = read_recipe(str(first))
+    drawn = recipe["drawn"]
+    assert set(drawn) == {"seed.a"}  # with it put back, everything downstream is the same again
+    assert recipe["seeds"] == {"noise.seed": drawn["seed.a"] + 5}  # the value, not the link text "seed.result"
+    assert recipe["workflow"]["nodes"]["noise"]["in"]["seed"] == "seed.result"  # the document is as it was run
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--from", str(first), "--output-dir", str(tmp_path / "again"), "-q"]) == 0
+    again = tmp_path / "again" / "frames"
+    names = sorted(os.listdir(first))
+    assert names == sorted(os.listdir(again)) and any(n.endswith(".png") for n in names)
+    for name in names:
+        if name.endswith(".png"):
+            assert (first / name).read_bytes() == (again / name).read_bytes(), name
+    replayed = read_recipe(str(again))
+    assert replayed["seeds"] == recipe["seeds"] and "drawn" not in replayed  # nothing was drawn the second time
+    assert replayed["workflow"]["nodes"]["seed"]["params"]["a"] == drawn["seed.a"]
+
+    # a plain re-run of the workflow draws another seed, so it makes other frames (what --from must not do)
+    assert main(["run", path, "--output-dir", str(tmp_path / "fresh"), "-q"]) == 0
+    fresh = read_recipe(str(tmp_path / "fresh" / "frames"))
+    assert fresh["drawn"]["seed.a"] != drawn["seed.a"]  # 1 in 2**31 to fail by chance
+
+
+def test_replay_document_leaves_links_it_could_not_record():
+    from vdgraph.recipe import replay_document, unreplayable
+
+    recipe = {"workflow": {"nodes": {"n": {"type": "video.noise", "in": {"seed": "s.seed", "rng": "r.rng"}}}},
+              "drawn": {"n.seed": 9, "n.rng": None}}
+    assert replay_document(recipe)["nodes"]["n"] == {"type": "video.noise", "in": {"rng": "r.rng"},
+                                                     "params": {"seed": 9}}
+    assert unreplayable(recipe) == ["n.rng"]
+    assert recipe["workflow"]["nodes"]["n"]["in"] == {"seed": "s.seed", "rng": "r.rng"}  # not changed

@@ -11,6 +11,8 @@ import dataclasses
 import sys
 from typing import Any
 
+from vdgraph.modules import module_tensors
+
 GiB = 1 << 30
 DEFAULT_CACHE_BYTES = 2 * GiB
 
@@ -55,7 +57,8 @@ class _Sizer:
         if callable(own) and not isinstance(value, type):
             return int(own())
         if self.module_type is not None and isinstance(value, self.module_type):
-            return sum(self.tensor(t) for t in (*value.parameters(), *value.buffers()))
+            parameters, buffers = module_tensors(value)
+            return sum(self.tensor(t) for t in (*parameters, *buffers))
         if depth >= self.MAX_DEPTH:
             return sys.getsizeof(value)
         if isinstance(value, dict):

@@ -452,7 +452,7 @@ def _workflow_to_run(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                          if args.workflow else "give a workflow file, or --from FILE to re-run an output's recipe")
     if args.from_file is None:
         return _load(args.workflow), {}
-    from vdgraph.recipe import RecipeNotFound, read_recipe
+    from vdgraph.recipe import RecipeNotFound, read_recipe, replay_document, unreplayable
     from vdgraph.workflow import parse_workflow
 
     try:
@@ -463,7 +463,11 @@ def _workflow_to_run(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if not isinstance(source, str) or not (("://" in source) or os.path.isdir(os.path.dirname(source) or ".")):
         source = None  # the folder it ran from is gone: relative paths resolve against the working directory
     inputs = recipe.get("inputs") if isinstance(recipe.get("inputs"), dict) else {}
-    return parse_workflow(recipe["workflow"], source), inputs
+    lost = unreplayable(recipe)
+    if lost:
+        print(f"vdgraph: --from: the recipe could not record the values of {', '.join(lost)} (not JSON values): "
+              "they are drawn again, so the output may differ", file=sys.stderr)
+    return parse_workflow(replay_document(recipe), source), inputs
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

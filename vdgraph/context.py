@@ -39,7 +39,9 @@ class RunContext:
     vdgraph.outputs); without one, a context writes into an `OutputFolder(output_dir)` of its own.
     `workflow_document` (the workflow as JSON data), `workflow_inputs` (every workflow input's value in this run)
     and `workflow_source` (the file it was read from) are what a writer records as the file's recipe
-    (`vdgraph.recipe.recipe_of(ctx)`).
+    (`vdgraph.recipe.recipe_of(ctx)`), with `linked_values` (the JSON values ports received over links so far in
+    the run, "node.port" -> value) and `drawn` (those of them fed by nodes that give another value on every run,
+    such as core.random_seed; a value JSON cannot hold is None there).
     """
 
     node_id: str
@@ -54,6 +56,8 @@ class RunContext:
     workflow_document: Mapping[str, Any] | None = None
     workflow_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     workflow_source: str | None = None
+    linked_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    drawn: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     previews: PreviewSettings | None = None
     """What previews the run wants (None: none); see vdgraph.previews."""
 
@@ -66,23 +70,18 @@ class RunContext:
     def search_dirs(self) -> tuple[str, ...]:
         """Local folders a relative input path is also looked up in, after the working directory: the workflow's
         folder (when the workflow came from a local file)."""
-        return tuple(d for d in (self.workflow_dir,) if d and "://" not in d)
+        from vdgraph.filekeys import search_dirs
+
+        return search_dirs(self.workflow_dir)
 
     def input_path(self, path: str) -> str:
         """The one rule for a relative path a node reads (a video, an image, a model folder, a mask): absolute
         paths and URLs as given; a relative path that exists in the working directory is taken from there, else it
         is relative to the workflow's folder (so a workflow can name files beside it). Output paths follow the
         output folder's rules instead (vdgraph.outputs)."""
-        import os
-        import posixpath
+        from vdgraph.filekeys import local_input_path
 
-        if "://" in path or posixpath.isabs(path) or os.path.isabs(path) or os.path.exists(path):
-            return path
-        for folder in self.search_dirs():
-            candidate = os.path.join(folder, path)
-            if os.path.exists(candidate):
-                return candidate
-        return path
+        return local_input_path(path, self.search_dirs())
 
     def check_cancelled(self) -> None:
         if self.cancel_token.cancelled:

@@ -52,11 +52,12 @@ from vdgraph.events import (
 )
 from vdgraph.explain import RecipeMemory, reason
 from vdgraph.immutability import changed_inputs, input_versions
-from vdgraph.keys import cache_key, recipe, recipe_names
+from vdgraph.keys import cache_key, file_links, recipe, recipe_names
 from vdgraph.outputs import OutputFolder
 from vdgraph.persist import NotPersistable
 from vdgraph.previews import PreviewSettings
 from vdgraph.plan import InputRef, LinkRef, NodePlan, Plan
+from vdgraph.recipe import json_value
 from vdgraph.registry import Registry
 from vdgraph.representable import unrepresentable
 from vdgraph.runtime import resolve_device, resolve_dtype
@@ -246,6 +247,12 @@ class _Run:
         self.volatile: set[str] = set()
         self.values: dict[str, dict[str, Any]] = {}
         self.to_run: set[str] = set()
+        self.done: set[str] = set()
+        # nodes that ran and would give other outputs on the next run even with the drawn values put back as
+        # literals: non-deterministic ones, and those fed by one over a link whose value is not JSON
+        self.unrepeatable: set[str] = set()
+        self.linked_values: dict[str, Any] = {}  # "node.port" -> the JSON value it received over a link
+        self.drawn: dict[str, Any] = {}  # the same for links from unrepeatable nodes (None: not JSON)  # nodes this run has served or run (their values are in self.values)
         self.served: dict[str, Status] = {}  # node id -> where its cached outputs came from
         self.unusable: dict[str, UnusableEntry] = {}  # node id -> what was wrong with its disk cache entry
         self.outcomes: dict[str, str] = {}  # node id -> what became of it: stored, not stored: why, served ...
@@ -279,35 +286,51 @@ class _Run:
         start = time.perf_counter()
         needed = self.plan.needed(self.names)
         self.compute_keys(needed)
-        visit = self.resolve(needed)
-        self.check_targets(visit)
-        self.emit(RunStarted(nodes=tuple(visit)))
-        remaining = self.count_consumers(visit)
+        visited: list[str] = []
         keep = {ref.node for name in self.names if isinstance(ref := self.plan.outputs[name], LinkRef)}
         try:
-            for node_id in visit:
-                if self.token.cancelled:
-                    raise Cancelled(f"cancelled before node {node_id!r}")
-                if node_id in self.to_run:
-                    self.run_node(self.plan.nodes[node_id])
-                    self.release_inputs(self.plan.nodes[node_id], remaining, keep)
-                else:
-                    self.serve_cached(node_id)
+            while len(self.keys) < len(needed):  # a key waits on a file a link names: compute what feeds the link
+                sources = self.file_sources(needed)
+                assert sources, "a key waits on no file source: compute_keys and file_sources disagree"
+                visit = self.resolve(needed, sources)
+                self.visit(visit, visited, keep | set(visit))  # kept: the last pass may read them too
+                self.compute_keys(needed)
+            visit = self.resolve(needed, {ref.node for name in self.names
+                                          if isinstance(ref := self.plan.outputs[name], LinkRef)})
+            self.visit(visit, visited, keep)
         except Cancelled:
-            self.remember(visit, "cancelled")
+            self.remember(visited, "cancelled")
             self.finish(start, cancelled=True)
             raise
         except VdgraphError as exc:
-            self.remember(visit, "failed")
+            self.remember(visited, "failed")
             self.finish(start, error=str(exc))
             raise
         except BaseException:
-            self.remember(visit, "interrupted")
+            self.remember(visited, "interrupted")
             raise
-        self.remember(visit)
+        self.remember(visited)
         outputs = {name: self.output_value(self.plan.outputs[name]) for name in self.names}
         seconds = self.finish(start)
         return RunResult(outputs, self.report, seconds)
+
+    def visit(self, visit: list[str], visited: list[str], keep: set[str]) -> None:
+        """Serve or run each node of `visit` in order (the first call announces the run: `run_started`)."""
+        self.check_targets(visit)
+        if not visited:  # nodes whose keys wait on files that links name may be visited later: announced here too
+            waiting = [node_id for node_id in self.plan.needed(self.names) if node_id not in self.keys]
+            self.emit(RunStarted(nodes=tuple(visit + waiting)))
+        visited.extend(visit)
+        remaining = self.count_consumers(visit)
+        for node_id in visit:
+            if self.token.cancelled:
+                raise Cancelled(f"cancelled before node {node_id!r}")
+            if node_id in self.to_run:
+                self.run_node(self.plan.nodes[node_id])
+                self.release_inputs(self.plan.nodes[node_id], remaining, keep)
+            else:
+                self.serve_cached(node_id)
+            self.done.add(node_id)
 
     def remember(self, visit: list[str], stopped: str = "failed") -> None:
         """Keep each visited node's recipe and what became of it, for `--explain` in later runs; `stopped` is what
@@ -334,15 +357,24 @@ class _Run:
 
     def compute_keys(self, needed: list[str]) -> None:
         """Every needed node's recipe and key, upstream first. Non-deterministic nodes and nodes with side effects
-        get a per-run nonce, so they and everything downstream of them never come from a cache."""
+        get a per-run nonce, so they and everything downstream of them never come from a cache. A node with a
+        `reads_file` port fed by a link gets its key once the linked value is known (the content of the file it
+        names is part of the key), and so do the nodes downstream of it: called again after those values exist."""
         nonce = secrets.token_hex(8)
         runtime = self.ex.runtime
         for node_id in needed:
             node = self.plan.nodes[node_id]
+            if node_id in self.keys or any(up not in self.keys for up in node.upstream):
+                continue
+            ports = file_links(node)
+            if any(ref.node not in self.done for port in ports for ref in _refs(node.links[port])):
+                continue
+            linked_files = {port: self.link_input(node.links[port]) for port in ports}
             cls = node.cls
             fresh = not cls.deterministic or cls.side_effects
             node_nonce = f"{nonce}:{node_id}" if fresh else None
-            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce, self.workflow_dir)
+            node_recipe = recipe(node, self.plan.input_values, self.keys, runtime, node_nonce, self.workflow_dir,
+                                 linked_files)
             self.keys[node_id] = cache_key(node_recipe)
             if fresh:
                 node_recipe["volatile"] = ("side effects: runs every time" if cls.side_effects
@@ -352,17 +384,30 @@ class _Run:
             node_recipe["names"] = recipe_names(node)
             self.recipes[node_id] = node_recipe
 
-    def resolve(self, needed: list[str]) -> list[str]:
-        """Walk back from the requested outputs; a cached node stops the walk. Returns the nodes to visit."""
-        demanded = {ref.node for name in self.names if isinstance(ref := self.plan.outputs[name], LinkRef)}
+    def file_sources(self, needed: list[str]) -> set[str]:
+        """The nodes feeding `reads_file` links of the nodes whose keys can be computed next (all upstream keys
+        known): they are computed (or served from a cache) before those keys."""
+        sources: set[str] = set()
+        for node_id in needed:
+            node = self.plan.nodes[node_id]
+            if node_id not in self.keys and all(up in self.keys for up in node.upstream):
+                sources.update(ref.node for port in file_links(node) for ref in _refs(node.links[port]))
+        return sources - self.done
+
+    def resolve(self, needed: list[str], demanded: set[str]) -> list[str]:
+        """Walk back from the `demanded` nodes (the requested outputs' nodes); a cached node, or one this run
+        already has, stops the walk. Returns the nodes to visit, in order."""
+        demanded = set(demanded)
+        visit: set[str] = set()
         for node_id in reversed(needed):
-            if node_id not in demanded:
+            if node_id not in demanded or node_id in self.done:
                 continue
+            visit.add(node_id)
             if node_id not in self.volatile and self.lookup(node_id):
                 continue
             self.to_run.add(node_id)
             demanded.update(self.plan.nodes[node_id].upstream)
-        return [node_id for node_id in needed if node_id in self.to_run or node_id in self.served]
+        return [node_id for node_id in needed if node_id in visit]
 
     def lookup(self, node_id: str) -> bool:
         """Whether the node's outputs are cached (memory first, then disk); found values join this run's."""
@@ -413,7 +458,8 @@ class _Run:
         ctx = RunContext(node.id, cls.id, self.ex.device, self.ex.dtype, workflow_dir=self.workflow_dir,
                          emit=self.emit, cancel_token=self.token, outputs=self.outputs.for_node(node.id),
                          workflow_document=self.plan.workflow.document, workflow_inputs=self.plan.input_values,
-                         workflow_source=self.plan.workflow.source,
+                         workflow_source=self.plan.workflow.source, linked_values=self.linked_values,
+                         drawn=self.drawn,
                          previews=self.previews)
         versions = input_versions(kwargs)
         self.outcomes[node.id] = "running"
@@ -472,12 +518,22 @@ class _Run:
         for port, ref in node.inputs.items():
             value = self.plan.input_values[ref.name]
             kwargs[port] = ref.convert(value) if ref.convert else value
+        settled = node.cls.deterministic
         for port, link in node.links.items():
-            if isinstance(link, LinkRef):
-                kwargs[port] = self.link_value(link)
-            else:
-                kwargs[port] = [self.link_value(ref) for ref in link]
+            kwargs[port] = value = self.link_input(link)
+            recorded = json_value(value)
+            if recorded is not None:
+                self.linked_values[f"{node.id}.{port}"] = recorded
+            if any(ref.node in self.unrepeatable for ref in _refs(link)):
+                self.drawn[f"{node.id}.{port}"] = recorded
+                settled = settled and recorded is not None
+        if not settled:  # its outputs differ on the next run even with the drawn values put back
+            self.unrepeatable.add(node.id)
         return kwargs
+
+    def link_input(self, link: LinkRef | tuple[LinkRef, ...]) -> Any:
+        """The value a port fed by `link` receives (a list for a port fed by several outputs)."""
+        return self.link_value(link) if isinstance(link, LinkRef) else [self.link_value(ref) for ref in link]
 
     def link_value(self, ref: LinkRef) -> Any:
         value = self.values[ref.node][ref.output]
@@ -524,6 +580,10 @@ class _Run:
             remaining[up] -= 1
             if remaining[up] == 0 and up not in keep:
                 self.values.pop(up, None)
+
+
+def _refs(link: LinkRef | tuple[LinkRef, ...]) -> tuple[LinkRef, ...]:
+    return (link,) if isinstance(link, LinkRef) else link
 
 
 def _no_grad() -> Any:

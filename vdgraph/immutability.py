@@ -4,7 +4,7 @@ Every in-place operation on a tensor (`x.add_(1)`, `x[0] = 0`, an optimizer step
 Recording it before a node runs and comparing after costs a few attribute reads, and turns a silent cache
 corruption (the cached upstream value changed under everybody's feet) into an error naming the node and port.
 Checked: tensor inputs, tensors directly inside list / tuple / dict / dataclass inputs, and the parameters of
-modules.
+modules (listed once per module: vdgraph.modules).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import dataclasses
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from vdgraph.modules import module_tensors
 
 Versions = list[tuple[str, Any, int]]
 _PLAIN = frozenset({int, float, str, bool, type(None), bytes})  # cannot hold a tensor: skipped without a look
@@ -49,7 +51,7 @@ def _tensors(value: Any, torch: Any, nested: bool = False) -> Iterator[Any]:
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, torch.nn.Module):
-        yield from value.parameters()
+        yield from module_tensors(value)[0]
     elif nested:
         return
     elif isinstance(value, (list, tuple)):

@@ -42,11 +42,18 @@ def cache_key(node_recipe: Mapping[str, Any]) -> str:
     return digest(parts)
 
 
+def file_links(node: NodePlan) -> list[str]:
+    """The node's `reads_file` ports fed by links: its key waits on their values (the files they name)."""
+    return [port for port in node.links if node.cls.input_map[port].reads_file]
+
+
 def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, str], runtime: Mapping[str, str],
-           nonce: str | None = None, workflow_dir: str | None = None) -> dict[str, Any]:
+           nonce: str | None = None, workflow_dir: str | None = None,
+           linked_files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The node's recipe. Node ids and input names are kept only under "names" (for `--explain`): the key
     ignores them, so renaming a node in the file does not invalidate its cache. "content" is what the node's
-    `content_key` says about files its literal inputs name (their content hashes), when it says anything."""
+    `content_key` says about the files its inputs name (their content hashes), when it says anything;
+    `linked_files` holds the values of its `reads_file` ports that links feed (see `file_links`)."""
     inputs = {}
     for port, ref in node.inputs.items():
         value = input_values[ref.name]
@@ -61,7 +68,7 @@ def recipe(node: NodePlan, input_values: Mapping[str, Any], keys: Mapping[str, s
                            "params": node.params, "inputs": inputs, "links": links, "runtime": runtime}
     if nonce is not None:
         out["nonce"] = nonce
-    content = node.cls.content_key({**node.params, **inputs}, workflow_dir)
+    content = node.cls.content_key({**node.params, **inputs, **(linked_files or {})}, workflow_dir)
     if content is not None:
         out["content"] = content
     return out

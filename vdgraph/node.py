@@ -100,6 +100,10 @@ class Input:
     model_path: bool = False
     """The port names a model to load (a folder, URL, built-in name or hub id): a server with a token confines such
     values to its allowed model roots (`vdgraph serve --model-root`)."""
+    reads_file: bool = False
+    """The port names a file or folder the node reads (a str, or a list of str): the content hash of what it names
+    is part of the node's cache key whatever feeds the port, so an edited file is read again (see
+    `Node.content_key`, `Node.locate_file` and vdgraph.filekeys)."""
 
     def __post_init__(self) -> None:
         if self.type is None:
@@ -157,6 +161,8 @@ class Input:
             out["output_path"] = True
         if self.model_path:
             out["model_path"] = True
+        if self.reads_file:
+            out["reads_file"] = True
         return out
 
 
@@ -259,12 +265,38 @@ class Node:
 
     @classmethod
     def content_key(cls, values: Mapping[str, Any], workflow_dir: str | None) -> Any:
-        """What outside the recipe decides this node's outputs, as a JSON value for its cache key (override), or
-        None (the default): nothing. `values` holds the literal and workflow-input values of its ports (linked
-        ports are absent). A node that reads a file a literal names returns the file's content hash here, so an
-        edited file is not served from the cache. Called for every run, before anything runs: keep it cheap,
-        and never raise (return a value naming what could not be read; the run then reports it)."""
-        return None
+        """What outside the recipe decides this node's outputs, as a JSON value for its cache key, or None:
+        nothing. `values` holds the values of its ports that are literals or workflow inputs, and of its
+        `reads_file` ports whatever feeds them (a linked one is resolved first: the executor runs what feeds it
+        before computing this node's key). The default gives, for each `reads_file` port, the content hash of each
+        file or folder it names (`locate_file` finds it; vdgraph.filekeys.content_of hashes it), so an edited file
+        is not served from the cache; override to add more. Called for every run before the node is looked up in
+        a cache: keep it cheap (file hashes are remembered per path, size and modification time), and never raise
+        (return a value naming what could not be read; the run then reports it)."""
+        from vdgraph.filekeys import content_of
+
+        ports = [port.name for port in cls.inputs if port.reads_file]
+        if not ports:
+            return None
+        found: dict[str, Any] = {}
+        for port in ports:
+            value = values.get(port)
+            names = value if isinstance(value, list) else [value]
+            found[port] = [content_of(cls.locate_file(port, name, workflow_dir)) if isinstance(name, str)
+                           and name.strip() else "no name" for name in names if name is not None]
+        return found
+
+    @classmethod
+    def locate_file(cls, port: str, name: str, workflow_dir: str | None) -> str | None:
+        """The local file or folder that `name`, given to the `reads_file` port `port`, means when the node runs,
+        or None when it names nothing local (a URL, a hub id). Default: the one rule for relative paths
+        (vdgraph.filekeys.local_input_path: working directory, then the workflow's folder). A node that finds files
+        another way (a models folder, built-in names) overrides this with the lookup its `run` uses. Never raises."""
+        from vdgraph.filekeys import local_input_path, search_dirs
+
+        if "://" in name:
+            return None
+        return local_input_path(name, search_dirs(workflow_dir))
 
     @classmethod
     def normalise_outputs(cls, result: Any) -> dict[str, Any]:
@@ -330,6 +362,8 @@ def _check_declaration(cls: type[Node]) -> None:
     for port in cls.inputs:
         if port.output_path and port.type != STR:
             fail(f"input {port.name!r} is an output_path, so its type must be str, not {port.type.name}")
+        if port.reads_file and port.type.name not in ("str", "list[str]"):
+            fail(f"input {port.name!r} reads a file, so its type must be str or list[str], not {port.type.name}")
         if port.bounds and not _is_numeric(port.type):
             fail(f"input {port.name!r} has range bounds but type {port.type.name}; bounds need int or float")
         if port.has_default:

@@ -4,7 +4,15 @@ A recipe is a JSON object:
 
     {"vdgraph_recipe": 1, "workflow": {...the workflow document...}, "workflow_source": "clips/t2v.json",
      "inputs": {...every workflow input's value in the run...}, "seeds": {"noise.seed": 7, ...},
-     "node": "write", "versions": {"vdgraph": "0.1.0", "torch": "2.13.0", "diffusers": "0.42.1"}}
+     "drawn": {"noise.seed": 1804289383}, "node": "write",
+     "versions": {"vdgraph": "0.1.0", "torch": "2.13.0", "diffusers": "0.42.1"}}
+
+`inputs` are the values the run used (its own, else the declared defaults). `seeds` holds every port named
+`seed` with the value it had: a literal, a workflow input's value, or the value a link brought (the link text
+only when the node that received it was served from a cache, so its value was not needed). `drawn` holds the
+value of every port fed by a node that gives another value on every run (core.random_seed, or anything computed
+from one): `run --from` puts those values back as literals (`replay_document`), so the recipe makes the same
+output again. A drawn value JSON cannot hold (a tensor) is null there, and such a recipe cannot be replayed exactly.
 
 Where it goes, by format: a PNG gets an iTXt chunk `vdgraph_recipe`; an MP4 or WebM a container metadata tag
 `vdgraph_recipe`; a folder of PNG frames a `recipe.json` inside it; any other file (GIF, JSON) a sidecar
@@ -14,7 +22,9 @@ and `vdgraph run --from FILE` runs it again (the workflow document with the reco
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import posixpath
 from collections.abc import Mapping
@@ -26,6 +36,8 @@ RECIPE_FORMAT = 1
 FOLDER_RECIPE = "recipe.json"
 SIDECAR_SUFFIX = ".recipe.json"
 VERSIONED = ("vdgraph", "torch", "diffusers")
+MAX_RECORDED_ITEMS = 1000
+"""The longest list a recipe records as a port's value."""
 
 
 class RecipeNotFound(LookupError):
@@ -43,10 +55,13 @@ def versions() -> dict[str, str]:
     return found
 
 
-def seeds_of(document: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+def seeds_of(document: Mapping[str, Any], inputs: Mapping[str, Any],
+             linked_values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every node port named `seed` in the document -> its value in the run: a literal, a workflow input's value,
-    or the link text ("rng.seed") when another node computes it."""
+    the value a link brought (from `linked_values`, "node.port" -> value), or the link text ("rng.seed") when the
+    link's value is not known (the node was served from a cache)."""
     found: dict[str, Any] = {}
+    linked_values = linked_values or {}
     nodes = document.get("nodes")
     if not isinstance(nodes, Mapping):
         return found
@@ -60,24 +75,74 @@ def seeds_of(document: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str
         elif isinstance(linked.get("seed"), str):
             source = linked["seed"]
             name = source.removeprefix("inputs.")
-            found[f"{node_id}.seed"] = inputs.get(name, source) if source.startswith("inputs.") else source
+            if source.startswith("inputs."):
+                found[f"{node_id}.seed"] = inputs.get(name, source)
+            else:
+                found[f"{node_id}.seed"] = linked_values.get(f"{node_id}.seed", source)
     return found
 
 
 def make_recipe(document: Mapping[str, Any] | None, inputs: Mapping[str, Any], source: str | None = None,
-                node: str | None = None) -> dict[str, Any]:
-    """The recipe of a file written by `node` in a run of `document` with `inputs` (the values in force)."""
+                node: str | None = None, linked_values: Mapping[str, Any] | None = None,
+                drawn: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The recipe of a file written by `node` in a run of `document` with `inputs` (the values in force);
+    `linked_values` and `drawn` as RunContext holds them."""
     document = dict(document or {})
     if source is not None and "://" not in source:
         source = os.path.abspath(source)  # `run --from` may start in another folder
-    return {RECIPE_KEY: RECIPE_FORMAT, "workflow": document, "workflow_source": source,
-            "inputs": _jsonable(dict(inputs)), "seeds": _jsonable(seeds_of(document, inputs)), "node": node,
-            "versions": versions()}
+    recipe = {RECIPE_KEY: RECIPE_FORMAT, "workflow": document, "workflow_source": source,
+              "inputs": _jsonable(dict(inputs)), "seeds": _jsonable(seeds_of(document, inputs, linked_values)),
+              "node": node, "versions": versions()}
+    if drawn:
+        recipe["drawn"] = _jsonable(dict(drawn))
+    return recipe
 
 
 def recipe_of(ctx: Any) -> dict[str, Any]:
     """The recipe for a file the node of `ctx` (a RunContext) writes."""
-    return make_recipe(ctx.workflow_document, ctx.workflow_inputs, ctx.workflow_source, ctx.node_id)
+    return make_recipe(ctx.workflow_document, ctx.workflow_inputs, ctx.workflow_source, ctx.node_id,
+                       ctx.linked_values, ctx.drawn)
+
+
+def json_value(value: Any) -> Any:
+    """`value` when it is a small JSON value a port can take as a literal (a bool, int, finite float or str, or a
+    list of those), else None: what a recipe can record of a value a link brought."""
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_RECORDED_ITEMS:
+            return None
+        items = [json_value(item) for item in value]
+        return None if any(item is None or isinstance(item, list) for item in items) else items
+    if isinstance(value, bool) or isinstance(value, int) or (isinstance(value, str) and len(value) <= 10_000):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def replay_document(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe's workflow document with each drawn value (see the module doc) put back as a literal of the port
+    it fed, so running it makes the same output. A drawn value that was not recorded (null) leaves its link: that
+    port gets a new value (`unreplayable` lists such ports)."""
+    document = copy.deepcopy(dict(recipe["workflow"]))
+    drawn = recipe.get("drawn") if isinstance(recipe.get("drawn"), Mapping) else {}
+    nodes = document.get("nodes") if isinstance(document.get("nodes"), Mapping) else {}
+    for where, value in drawn.items():
+        node_id, _, port = str(where).rpartition(".")
+        spec = nodes.get(node_id)
+        if value is None or not isinstance(spec, dict) or not isinstance(spec.get("in"), dict) \
+                or port not in spec["in"]:
+            continue
+        del spec["in"][port]
+        if not spec["in"]:
+            del spec["in"]
+        spec.setdefault("params", {})[port] = value
+    return document
+
+
+def unreplayable(recipe: Mapping[str, Any]) -> list[str]:
+    """The ports whose drawn values the recipe could not record (a re-run gives them new values)."""
+    drawn = recipe.get("drawn") if isinstance(recipe.get("drawn"), Mapping) else {}
+    return sorted(str(where) for where, value in drawn.items() if value is None)
 
 
 def to_text(recipe: Mapping[str, Any]) -> str:

@@ -49,7 +49,7 @@ class ForegroundMasks(Node):
         Input("method", MaskMethod, default="none", doc="none, mask_video, saliency, or judge (the linked detector)"),
         Input("vae", VAE, doc="decodes the latents (not used for none and mask_video)"),
         Input("latents", LATENTS, doc="(1, C, F, h, w) latents of the first pass"),
-        Input("mask_video", str, default="", doc="mask_video: the mask video (white = foreground)"),
+        Input("mask_video", str, default="", reads_file=True, doc="mask_video: the mask video (white = foreground)"),
         Input("detector", MASK_DETECTOR, optional=True, doc="judge: the detector to run on the decoded frames"),
         Input("chunk_size", int, default=8, ge=0, doc="frames per VAE call (0: all)"),
     ]

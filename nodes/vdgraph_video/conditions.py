@@ -31,7 +31,7 @@ _FRAMES_IN = Input("frames", FRAMES, doc="(F, H, W, 3) float in [0, 1], the inpu
 _CONDITION_OUT = Output("frames", FRAMES, doc="condition frames (F, H, W, 3) float in [0, 1]")
 _LOW = Input("low", int, default=100, ge=0, le=255 * 6, doc="canny: lower hysteresis threshold (references: 100)")
 _HIGH = Input("high", int, default=200, ge=0, le=255 * 6, doc="canny: upper hysteresis threshold (references: 200)")
-_DEPTH_MODEL = Input("depth_model", str, default="", doc="depth: folder of a transformers depth model (DPT-style)")
+_DEPTH_MODEL = Input("depth_model", str, default="", reads_file=True, doc="depth: folder of a transformers depth model (DPT-style)")
 _NORMALISE = Input("normalise", DepthNormalise, default="frame",
                    doc="depth: min-max per frame (as the references) or over the whole clip (steadier)")
 _HEIGHT = Input("height", int, default=0, ge=0, doc="video: resize to this height (0: keep / follow the width)")

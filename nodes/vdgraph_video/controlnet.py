@@ -14,10 +14,11 @@ import os
 import torch
 
 from vdgraph.context import RunContext
+from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import ModelNotFound, _loading, resolve_model, single_model_folder
+from vdgraph_video.loading import ModelNotFound, _loading, local_model, placed, resolve_model, single_model_folder
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
 from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
 
@@ -32,7 +33,7 @@ def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, varia
     with _loading(folder):
         module = diffusers.ControlNetModel.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                            variant=variant or None)
-    return ControlNetHandle(module.to(device).eval())
+    return ControlNetHandle(placed(module, device))
 
 
 def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:
@@ -59,7 +60,7 @@ class LoadControlNet(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, model_path=True, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
+        Input("model", str, model_path=True, reads_file=True, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
         Input("allow_empty", bool, default=False, doc="an empty name means no ControlNet (the output is empty)"),
     ]
@@ -80,6 +81,10 @@ class LoadControlNet(Node):
             return {"controlnet": None}  # no ControlNet: video.apply_controlnet passes the UNet on as it is
         layout = controlnet_layout_facts(model) if model else None
         return {"controlnet": layout} if layout is not None else {}
+
+    @classmethod
+    def locate_file(cls, port, name, workflow_dir):
+        return local_model(name, search_dirs(workflow_dir), kind="controlnet")
 
     def run(self, ctx: RunContext, model: str, variant: str, allow_empty: bool) -> ControlNetHandle | None:
         if allow_empty and not model.strip():

@@ -35,7 +35,7 @@ class ReadImage(Node):
     version = 1
     category = "input"
     inputs = [
-        Input("path", str, doc="a PNG or JPEG file (local or fsspec URL; relative to the workflow's folder)"),
+        Input("path", str, reads_file=True, doc="a PNG or JPEG file (local or fsspec URL; relative to the workflow's folder)"),
         Input("height", int, default=0, ge=0, doc="resize to this height (0: keep / follow the width)"),
         Input("width", int, default=0, ge=0, doc="resize to this width (0: keep / follow the height)"),
         Input("resample", Resample, default="lanczos", doc="Pillow's resampling filter for the resize"),

@@ -26,6 +26,7 @@ from vdgraph_video.loading import (
     _loading,
     _no_transformers_progress_bar,
     check_scheduler_timesteps,
+    placed,
     read_component_configs,
 )
 from vdgraph_video.values import SchedulerConfig, UNetHandle, VAEHandle
@@ -107,7 +108,7 @@ def load_svd_components(folder: str, device: torch.device, dtype: torch.dtype, v
     with _loading(os.path.join(folder, "feature_extractor")):
         processor = CLIPImageProcessor.from_pretrained(os.path.join(folder, "feature_extractor"))
     for module in (unet, vae, encoder):
-        module.to(device).eval()
+        placed(module, device)
     scheduler_config = configs["scheduler"]
     class_name = scheduler_config.get("_class_name", "EulerDiscreteScheduler")
     config = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from vdgraph.context import RunContext
@@ -17,10 +15,6 @@ from vdgraph_video.ops.lora import LoraError, merged_copy, parse_lora
 from vdgraph_video.types import TEXT_ENCODER, UNET
 from vdgraph_video.values import TextEncoderHandle, UNetHandle
 
-# (real path, size, mtime in ns) -> sha256: a file is hashed again only when it changed
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
 def lora_path(name: str, workflow_dir: str | None) -> str | None:
     """The file a LoRA name means: a path (absolute, relative to the working directory, then to the workflow's
     folder) or a name in the models folder's lora/ (`style` or `style.safetensors`); None when none exists."""
@@ -30,19 +24,6 @@ def lora_path(name: str, workflow_dir: str | None) -> str | None:
         if os.path.isfile(candidate):
             return candidate
     return find_model(name, "lora")
-
-
-def file_digest(path: str) -> str:
-    """sha256 of a file's bytes (remembered per path, size and modification time)."""
-    info = os.stat(path)
-    key = (os.path.realpath(path), info.st_size, info.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 def _weights(files: list[str], weight: list[float]) -> list[float]:
@@ -57,7 +38,8 @@ class ApplyLora(Node):
     SD 1.x/2.x models) changes each layer it names by `weight * alpha / rank * (up @ down)` (alpha = rank when
     the file stores none), applied in the order given. A file is a path (absolute, or relative to the working
     directory or the workflow's folder) or a name in the models folder's lora/ (`vdgraph models --kind lora`).
-    The cache key holds each file's content hash with its weight: editing a file runs the node again.
+    The cache key holds each file's content hash with its weight, however the names arrive (a literal, a workflow
+    input or a link): editing a file runs the node again.
     """
 
     id = "video.apply_lora"
@@ -66,7 +48,7 @@ class ApplyLora(Node):
     inputs = [
         Input("unet", UNET, doc="the UNet to merge into (unchanged; a new one is returned)"),
         Input("text_encoder", TEXT_ENCODER, doc="the text encoder to merge into (unchanged; a new one is returned)"),
-        Input("lora", list[str], doc="LoRA .safetensors files: paths, or names in the models folder's lora/"),
+        Input("lora", list[str], reads_file=True, doc="LoRA .safetensors files: paths, or names in the models folder's lora/"),
         Input("weight", list[float], default=[1.0],
               doc="how strongly each file applies (one number for all files, or one per file)"),
     ]
@@ -96,19 +78,8 @@ class ApplyLora(Node):
                               "vdgraph loads LoRA weights only from .safetensors (a pickle can run code)")
 
     @classmethod
-    def content_key(cls, values: Mapping[str, Any], workflow_dir: str | None) -> Any:
-        files, weight = values.get("lora"), values.get("weight")
-        if not isinstance(files, list) or not isinstance(weight, list):
-            return None  # linked: the upstream key stands for the value
-        found = []
-        for name, w in zip(files, _weights(files, weight)):
-            path = lora_path(name, workflow_dir) if isinstance(name, str) and name.strip() else None
-            try:
-                digest = file_digest(path) if path is not None else "missing"
-            except OSError as exc:
-                digest = f"unreadable: {exc.strerror}"
-            found.append({"sha256": digest, "weight": w})
-        return found
+    def locate_file(cls, port: str, name: str, workflow_dir: str | None) -> str | None:
+        return lora_path(name, workflow_dir)
 
     def run(self, ctx: RunContext, unet: UNetHandle, text_encoder: TextEncoderHandle, lora: list[str],
             weight: list[float]) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from vdgraph.errors import short_repr
+from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
-from vdgraph_video.loading import ModelNotFound, check_folder, load_components, resolve_model
+from vdgraph_video.loading import ModelNotFound, check_folder, load_components, local_model, resolve_model
 from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components, shipped_config
 from vdgraph_video.loading_svd import is_svd_folder, load_svd_components
 from vdgraph_video.types import IMAGE_ENCODER, SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
@@ -47,13 +48,13 @@ class LoadModel(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, model_path=True, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
+        Input("model", str, model_path=True, reads_file=True, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
                                      "models-folder name, or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
-        Input("config", str, default="",
+        Input("config", str, default="", reads_file=True,
               doc="for a single-file checkpoint: a diffusers-format folder describing its model ('': the config "
                   "shipped for the recognised architecture)"),
-        Input("tokenizer", str, default="",
+        Input("tokenizer", str, default="", reads_file=True,
               doc="for a single-file checkpoint: a folder with the CLIP tokenizer files ('': the config's, else "
                   "the Hugging Face cache's openai/clip-vit-large-patch14)"),
     ]
@@ -110,6 +111,12 @@ class LoadModel(Node):
             except CheckpointError:
                 return {}
         return model_facts(model) if model else {}
+
+    @classmethod
+    def locate_file(cls, port, name, workflow_dir):
+        if port != "model":
+            return super().locate_file(port, name, workflow_dir)
+        return local_model(name, search_dirs(workflow_dir))
 
     def run(self, ctx, model, variant, config="", tokenizer=""):
         search = ctx.search_dirs()

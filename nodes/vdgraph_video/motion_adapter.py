@@ -17,10 +17,11 @@ import torch
 
 from vdgraph.context import RunContext
 from vdgraph.errors import short_repr
+from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import _loading, resolve_model, single_model_folder
+from vdgraph_video.loading import _loading, local_model, placed, resolve_model, single_model_folder
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
 
@@ -137,7 +138,7 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
-    return MotionAdapterHandle(module.to(device).eval())
+    return MotionAdapterHandle(placed(module, device))
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:
@@ -177,7 +178,7 @@ class LoadMotionAdapter(Node):
     version = 1
     category = "model"
     inputs = [
-        Input("model", str, doc="a MotionAdapter folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
+        Input("model", str, model_path=True, reads_file=True, doc="a MotionAdapter folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
         Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
     ]
     outputs = [Output("motion_adapter", MOTION_ADAPTER, doc="the motion modules, for video.apply_motion_adapter")]
@@ -198,6 +199,10 @@ class LoadMotionAdapter(Node):
         (model,) = known.take("model")
         facts = adapter_facts(model) if model else None
         return {"motion_adapter": facts} if facts is not None else {}
+
+    @classmethod
+    def locate_file(cls, port, name, workflow_dir):
+        return local_model(name, search_dirs(workflow_dir))
 
     def run(self, ctx: RunContext, model: str, variant: str) -> MotionAdapterHandle:
         search = ctx.search_dirs()

@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import torch
 
+from vdgraph.modules import module_tensors
+
 # Per loaded module, facts that never change after loading (modules are not mutated), computed once.
 _NBYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _ATTENTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -22,8 +24,8 @@ _ATTENTION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def module_nbytes(module: torch.nn.Module) -> int:
     """Bytes held by a module's parameters and buffers (cached per module)."""
     if module not in _NBYTES:
-        tensors = list(module.parameters()) + list(module.buffers())
-        _NBYTES[module] = sum(t.numel() * t.element_size() for t in tensors)
+        parameters, buffers = module_tensors(module)
+        _NBYTES[module] = sum(t.numel() * t.element_size() for t in (*parameters, *buffers))
     return _NBYTES[module]
 
 

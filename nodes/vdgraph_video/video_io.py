@@ -62,7 +62,7 @@ class WriteVideo(Node):
         Input("format", VideoFormat, default="auto", doc="auto (from the extension), mp4, webm, gif or png"),
         Input("fps", float, default=8.0, gt=0.0, le=240.0, doc="frames per second"),
         Input("quality", int, default=18, ge=0, le=63, doc="constant rate factor for mp4/webm (lower is better)"),
-        Input("audio_from", str, optional=True,
+        Input("audio_from", str, optional=True, reads_file=True,
               doc="a video or audio file whose first audio stream goes into the mp4/webm, cut to its duration"),
     ]
     outputs = [Output("file", FILE, doc="the written path (of the first video, for a batch)"),
@@ -204,7 +204,7 @@ class ReadVideo(Node):
     version = 1
     category = "input"
     inputs = [
-        Input("path", str, doc="a video file or PNG-frame folder (local or fsspec URL)"),
+        Input("path", str, reads_file=True, doc="a video file or PNG-frame folder (local or fsspec URL)"),
         Input("fps", float, default=0.0, ge=0.0, doc="resample to this rate (0: keep the source rate)"),
         Input("start", int, default=0, ge=0, doc="frames to skip at the start"),
         Input("stride", int, default=1, ge=1, doc="take every stride-th frame"),

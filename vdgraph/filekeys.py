@@ -1,0 +1,78 @@
+"""What a file a node reads adds to its cache key: the content hash of the file, or of every file in a folder.
+
+A node declares the ports that name files it reads with `Input(..., reads_file=True)`; `Node.content_key` then
+puts the content of each named file into the node's cache key, whatever feeds the port (a literal, a workflow
+input, or a link: the executor runs the nodes feeding such a link before it looks the node up in a cache). So an
+edited file is read again, never served stale from a cache. The engine only names files here; how a node turns a
+name into a file (a models folder, a built-in name) is its `locate_file`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+
+# (real path, size, mtime in ns) -> sha256 of the file's bytes: a file is hashed again only when it changed
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes (remembered per real path, size and modification time, so a key is cheap to
+    compute again; rewriting a file changes its modification time)."""
+    info = os.stat(path)
+    memo = (os.path.realpath(path), info.st_size, info.st_mtime_ns)
+    if memo not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[memo] = digest.hexdigest()
+    return _DIGESTS[memo]
+
+
+def folder_digest(path: str) -> str:
+    """sha256 over the relative names and content hashes of every file under a folder (hidden files included:
+    a model loader may read them; links are followed, as the loaders follow them)."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            relative = os.path.relpath(full, path).replace(os.sep, "/")
+            digest.update(f"{relative}\0{file_digest(full)}\0".encode())
+    return digest.hexdigest()
+
+
+def content_of(path: str | None) -> str:
+    """The cache-key spelling of what a local path holds: `sha256:<hex>` of a file or folder, else why there is
+    nothing to hash (the name is then keyed as written: a URL, a hub id, a file that does not exist yet, whose
+    run reports it). Never raises."""
+    if path is None:
+        return "not a local file"
+    try:
+        if os.path.isdir(path):
+            return "sha256:" + folder_digest(path)
+        if os.path.isfile(path):
+            return "sha256:" + file_digest(path)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    return "missing"
+
+
+def local_input_path(path: str, search_dirs: tuple[str, ...] = ()) -> str:
+    """The one rule for a relative path a node reads (a video, an image, a model folder, a mask): absolute
+    paths and URLs as given; a relative path that exists in the working directory is taken from there, else it
+    is relative to the first of `search_dirs` (the workflow's folder) where it exists; else as given."""
+    if "://" in path or posixpath.isabs(path) or os.path.isabs(path) or os.path.exists(path):
+        return path
+    for folder in search_dirs:
+        candidate = os.path.join(folder, path)
+        if os.path.exists(candidate):
+            return candidate
+    return path
+
+
+def search_dirs(workflow_dir: str | None) -> tuple[str, ...]:
+    """Local folders a relative input path is also looked up in: the workflow's folder, when it is local."""
+    return tuple(d for d in (workflow_dir,) if d and "://" not in d)
