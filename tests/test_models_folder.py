@@ -13,7 +13,7 @@ from vdgraph.executor import Executor
 from vdgraph.models_folder import find_model, list_models, model_roots
 from vdgraph.registry import Registry
 
-from video_fixtures import save_controlnet_for, tiny_model_folder
+from video_fixtures import save_controlnet_for, save_motion_adapter_for, tiny_model_folder
 
 
 def fake_hub_cache(root) -> str:
@@ -85,10 +85,13 @@ def test_model_inputs_accept_names(roots, tmp_path):
     first, _ = roots
     os.makedirs(first / "controlnet")
     save_controlnet_for(tiny_model_folder("2d"), str(first / "controlnet" / "edges"))
+    save_motion_adapter_for(str(first / "motion" / "drift"))  # motion adapters are looked up in motion/
     workflow = {"vdgraph": 1, "nodes": {"load": {"type": "video.load_model", "params": {"model": "tiny"}},
-                                        "cn": {"type": "video.load_controlnet", "params": {"model": "edges"}}},
-                "outputs": {"unet": "load.unet", "controlnet": "cn.controlnet"}}
+                                        "cn": {"type": "video.load_controlnet", "params": {"model": "edges"}},
+                                        "motion": {"type": "video.load_motion_adapter", "params": {"model": "drift"}}},
+                "outputs": {"unet": "load.unet", "controlnet": "cn.controlnet", "motion": "motion.motion_adapter"}}
     result = Executor(Registry.discover(), device="cpu").run(workflow, output_dir=str(tmp_path))
+    assert result["motion"].max_frames == 32
     assert result["unet"].module.config.block_out_channels == (16, 32) or \
         list(result["unet"].module.config.block_out_channels) == [16, 32]
     assert isinstance(result["controlnet"].module, torch.nn.Module)

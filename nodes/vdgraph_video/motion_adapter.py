@@ -202,11 +202,11 @@ class LoadMotionAdapter(Node):
 
     @classmethod
     def locate_file(cls, port, name, workflow_dir):
-        return local_model(name, search_dirs(workflow_dir))
+        return local_model(name, search_dirs(workflow_dir), kind="motion")
 
     def run(self, ctx: RunContext, model: str, variant: str) -> MotionAdapterHandle:
         search = ctx.search_dirs()
-        with resolve_model(model, search, variant) as folder:
+        with resolve_model(model, search, variant, kind="motion") as folder:
             return load_motion_adapter(folder, ctx.device, ctx.dtype, variant)
 
 
