@@ -162,3 +162,45 @@ def test_problems(tmp_path, executor):
     save_file({"model.weight": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(NodeRunError, match="not LoRA keys"):
         executor.run(lora_workflow([str(tmp_path / "plain.safetensors")], [1.0]), output_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("layout", ["peft", "kohya"])
+def test_an_sdxl_lora_merges_into_both_text_encoders_and_keeps_the_sdxl_value(tmp_path, executor, layout):
+    from sdxl_fixtures import tiny_sdxl_folder
+
+    from vdgraph_video.values_sdxl import SDXLTextEncoderHandle
+
+    folder = tiny_sdxl_folder()
+    workflow = lora_workflow([str(tmp_path / "sdxl.safetensors")], [0.5])
+    workflow["nodes"]["load"]["params"]["model"] = folder
+    base = executor.run({**workflow, "nodes": {"load": workflow["nodes"]["load"]},
+                         "outputs": {"text": "load.text_encoder"}})["text"]
+    layers = {}  # target -> (module name as LoRA files spell it, the module's weight)
+    for target, module in (("text_encoder", base.module), ("text_encoder_2", base.module_2)):
+        layers[target] = module.get_submodule(own_name(module)).weight.detach().clone()
+    state, prefixes = {}, {"text_encoder": ("lora_te1_", "text_encoder."), "text_encoder_2": ("lora_te2_", "text_encoder_2.")}
+    for seed, (target, weight) in enumerate(layers.items()):
+        down, up = factors(weight.shape[0], (weight.shape[1],), 2, seed)
+        kohya, peft = prefixes[target]
+        if layout == "kohya":
+            key = kohya + TEXT_LINEAR.replace(".", "_")
+            state[f"{key}.lora_down.weight"], state[f"{key}.lora_up.weight"] = down, up
+        else:
+            state[f"{peft}{TEXT_LINEAR}.lora_A.weight"], state[f"{peft}{TEXT_LINEAR}.lora_B.weight"] = down, up
+    save_file(state, str(tmp_path / "sdxl.safetensors"))
+    result = executor.run(workflow, output_dir=str(tmp_path))
+    text = result["text"]
+    assert isinstance(text, SDXLTextEncoderHandle) and text.tokenizer_2 is base.tokenizer_2
+    for seed, (target, module) in enumerate((("text_encoder", text.module), ("text_encoder_2", text.module_2))):
+        down, up = factors(layers[target].shape[0], (layers[target].shape[1],), 2, seed)
+        merged = module.get_submodule(own_name(module)).weight
+        assert torch.equal(merged, expected(layers[target], down, up, 0.5, 1.0))
+    # the input value is unchanged
+    base_2 = result["base_text"].module_2
+    assert torch.equal(base_2.get_submodule(own_name(base_2)).weight, layers["text_encoder_2"])
+
+
+def own_name(module: torch.nn.Module) -> str:
+    """TEXT_LINEAR as the module names it: CLIPTextModelWithProjection kept the text_model level, CLIPTextModel
+    dropped it."""
+    return TEXT_LINEAR if hasattr(module, "text_model") else TEXT_MODULE

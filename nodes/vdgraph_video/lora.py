@@ -35,7 +35,7 @@ class ApplyLora(Node):
     are never changed (the new ones share every weight a LoRA does not touch, so only changed layers take memory).
 
     Each file (safetensors; diffusers/PEFT `lora_A`/`lora_B` or kohya `lora_down`/`lora_up` + `alpha` keys, for
-    SD 1.x/2.x models) changes each layer it names by `weight * alpha / rank * (up @ down)` (alpha = rank when
+    SD 1.x/2.x and SDXL models, whose second text encoder is `lora_te2_` / `text_encoder_2.`) changes each layer it names by `weight * alpha / rank * (up @ down)` (alpha = rank when
     the file stores none), applied in the order given. A file is a path (absolute, or relative to the working
     directory or the workflow's folder) or a name in the models folder's lora/ (`vdgraph models --kind lora`).
     The cache key holds each file's content hash with its weight, however the names arrive (a literal, a workflow
@@ -89,7 +89,9 @@ class ApplyLora(Node):
             raise ValueError(f"port 'weight': {len(weight)} weights for {len(lora)} LoRA files; give one for all "
                              "or one per file")
         modules = {"unet": unet.module, "text_encoder": text_encoder.module}
-        merged: dict[str, list] = {"unet": [], "text_encoder": []}
+        if getattr(text_encoder, "module_2", None) is not None:  # SDXL's second text encoder
+            modules["text_encoder_2"] = text_encoder.module_2
+        merged: dict[str, list] = {target: [] for target in modules}
         for name, w in zip(lora, _weights(lora, weight)):
             path = lora_path(name, ctx.workflow_dir)
             if path is None:
@@ -101,6 +103,7 @@ class ApplyLora(Node):
                 merged[layer.target].append((layer, float(w)))
         new_unet = dataclasses.replace(unet, module=merged_copy(unet.module, merged["unet"])) \
             if merged["unet"] else unet
-        new_text = TextEncoderHandle(merged_copy(text_encoder.module, merged["text_encoder"]), text_encoder.tokenizer) \
-            if merged["text_encoder"] else text_encoder
+        changed = {field: merged_copy(modules[target], merged[target])
+                   for target, field in (("text_encoder", "module"), ("text_encoder_2", "module_2")) if merged.get(target)}
+        new_text = dataclasses.replace(text_encoder, **changed) if changed else text_encoder  # keeps its kind (SDXL's)
         return {"unet": new_unet, "text_encoder": new_text}

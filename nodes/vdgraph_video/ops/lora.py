@@ -10,8 +10,9 @@ Key layouts understood (one file may hold UNet and text-encoder layers):
   `text_encoder.`; the older diffusers spelling `<module>.lora.down.weight` / `.lora.up.weight`; an optional
   `<module>.alpha`; keys without a `unet.` / `text_encoder.` prefix are looked up in the UNet, then the text
   encoder.
-- kohya (sd-scripts, SD 1.x/2.x): `lora_unet_<module with _ for .>.lora_down.weight`, `.lora_up.weight` and
-  `.alpha`; `lora_te_` (or `lora_te1_`) for the text encoder.
+- kohya (sd-scripts): `lora_unet_<module with _ for .>.lora_down.weight`, `.lora_up.weight` and `.alpha`;
+  `lora_te_` (or `lora_te1_`) for the text encoder, `lora_te2_` for SDXL's second one (`text_encoder_2.` in the
+  PEFT layout).
 
 The merged module is a new module: the input module is not touched, and it shares every tensor the LoRA does
 not change with the input (only the changed weights take new memory).
@@ -26,8 +27,9 @@ import re
 import torch
 
 PEFT = re.compile(r"^(?P<name>.+?)\.(?:lora_A|lora_B|lora\.down|lora\.up|alpha)(?:\.weight)?$")
-KOHYA = re.compile(r"^lora_(?P<part>unet|te1?)_(?P<name>.+?)\.(?:lora_down\.weight|lora_up\.weight|alpha)$")
-TARGETS = ("unet", "text_encoder")
+KOHYA = re.compile(r"^lora_(?P<part>unet|te[12]?)_(?P<name>.+?)\.(?:lora_down\.weight|lora_up\.weight|alpha)$")
+TARGETS = ("unet", "text_encoder", "text_encoder_2")
+KOHYA_TARGETS = {"unet": "unet", "te": "text_encoder", "te1": "text_encoder", "te2": "text_encoder_2"}
 
 
 class LoraError(ValueError):
@@ -38,7 +40,7 @@ class LoraError(ValueError):
 class LoraLayer:
     """One layer of a LoRA: the module it changes (a name in `target`'s named_modules) and its factors."""
 
-    target: str  # "unet" or "text_encoder"
+    target: str  # "unet", "text_encoder" or "text_encoder_2" (SDXL's second encoder)
     module: str
     down: torch.Tensor  # (r, in) or (r, in, kh, kw)
     up: torch.Tensor  # (out, r) or (out, r, 1, 1)
@@ -73,7 +75,8 @@ def _weighted_modules(module: torch.nn.Module) -> dict[str, str]:
 
 
 def parse_lora(state: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module], shown: str) -> list[LoraLayer]:
-    """The layers of a LoRA state dict, matched to `modules` ({"unet": module, "text_encoder": module}).
+    """The layers of a LoRA state dict, matched to `modules` ({"unet": module, "text_encoder": module}, and
+    "text_encoder_2" for SDXL).
 
     Every key must belong to a layer of a known layout and every layer must match a module with a weight; else
     a LoraError says which keys and why (a LoRA for another architecture matches nothing)."""
@@ -121,7 +124,7 @@ def _locate(key: str, names: dict[str, dict], kohya_names: dict[str, dict]) -> t
     """(target, module name, role: down/up/alpha) of a key, or None when it matches no module."""
     match = KOHYA.match(key)
     if match:
-        target = "unet" if match.group("part") == "unet" else "text_encoder"
+        target = KOHYA_TARGETS[match.group("part")]
         module = kohya_names.get(target, {}).get(match.group("name"))
         role = "down" if key.endswith("lora_down.weight") else "up" if key.endswith("lora_up.weight") else "alpha"
         return (target, module, role) if module is not None else None
