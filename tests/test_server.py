@@ -247,7 +247,9 @@ def test_with_a_token_every_call_needs_it_and_models_come_from_the_allowed_roots
     token = "s3cret-token-for-tests"
     models = tmp_path / "models"
     models.mkdir()
-    server = ServerProcess(tmp_path / "out", "--model-root", str(models), token=token)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    server = ServerProcess(tmp_path / "out", "--model-root", str(models), "--input-root", str(clips), token=token)
     try:
         for path in ("/api/workflows", "/api/jobs", "/api/jobs/x", "/openapi.json", "/files/x/y.mp4"):
             assert server.request("GET", path, token=False)[0] == 401, path
@@ -270,6 +272,22 @@ def test_with_a_token_every_call_needs_it_and_models_come_from_the_allowed_roots
         status, body = server.request("POST", "/api/jobs", {"workflow": "text2video_zero",
                                                             "inputs": {**FAST_DEMO, "model": str(inside)}})
         assert "server.model-outside" not in [p["code"] for p in body.get("problems", [])]
+        # other files a job reads (an input video): only from inside an --input-root (or the output folder)
+        for video in ("/etc/passwd", str(clips / ".." / "elsewhere.mp4"), "clip.mp4", "file:///etc/passwd"):
+            status, body = server.request("POST", "/api/jobs", {"workflow": "video2video", "inputs": {"video": video}})
+            assert status == 422, video
+            problem = next(p for p in body["problems"] if p["code"] == "server.file-outside")
+            assert problem["node"] == "read" and problem["port"] == "path" and video in problem["message"]
+        for video in (str(clips / "clip.mp4"), str(tmp_path / "out" / "jobs" / "x" / "clip.mp4")):
+            status, body = server.request("POST", "/api/jobs", {"workflow": "video2video", "inputs": {"video": video}})
+            assert "server.file-outside" not in [p["code"] for p in body.get("problems", [])], video
+        # a path made by another node is known only at run time: refused
+        graph = {"vdgraph": 1, "inputs": {"x": {"type": "str", "default": "passwd"}}, "nodes": {
+            "name": {"type": "core.format", "params": {"template": "/etc/$a"}, "in": {"a": "inputs.x"}},
+            "read": {"type": "video.read_image", "in": {"path": "name.text"}}}, "outputs": {"frames": "read.frames"}}
+        status, body = server.request("POST", "/api/jobs", {"graph": graph})
+        assert status == 422
+        assert [(p["node"], p["port"]) for p in body["problems"] if p["code"] == "server.file-link"] == [("read", "path")]
         job_id = server.submit("hello", {"name": "token"})
         job = server.wait(job_id)
         assert job["state"] == "done"

@@ -270,7 +270,7 @@ def _add_serve(commands: Any, packs: argparse.ArgumentParser) -> None:
 examples:
   vdgraph serve                                  # http://127.0.0.1:8188/
   vdgraph serve --output-dir ~/vdgraph-out --workflows my_workflows --cache ~/.cache/vdgraph
-  vdgraph serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --model-root /models
+  vdgraph serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --model-root /models --input-root /clips
 
 The queue and history live in DIR/jobs.sqlite3 (DIR: --output-dir); each job writes into DIR/jobs/<id>/.
 A job that was running when the server died is marked failed (interrupted) on the next start; queued jobs run.
@@ -291,6 +291,9 @@ See docs/server.md for the HTTP API.""")
     p.add_argument("--model-root", action="append", default=[], metavar="DIR",
                    help="with --token, jobs may load models only from folders inside DIR (repeatable) or by "
                         "built-in name")
+    p.add_argument("--input-root", action="append", default=[], metavar="DIR",
+                   help="with --token, jobs may read input files (videos, images, LoRAs) only from inside DIR "
+                        "(repeatable) or the output folder")
     p.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
                    help="largest request body accepted (default 1000000; larger is a 413)")
     p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")
@@ -526,7 +529,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig(host=args.host, port=args.port, output_dir=args.output_dir,
                               workflow_dirs=tuple(args.workflows), cache_dir=args.cache, token=args.token,
-                              model_roots=tuple(args.model_root), max_body=args.max_body, device=args.device,
+                              model_roots=tuple(args.model_root), input_roots=tuple(args.input_root), max_body=args.max_body, device=args.device,
                               dtype=args.dtype, previews=_preview_settings(args))
     except ServerRefused as exc:
         raise UsageError(str(exc)) from None

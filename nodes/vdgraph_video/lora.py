@@ -48,7 +48,7 @@ class ApplyLora(Node):
     inputs = [
         Input("unet", UNET, doc="the UNet to merge into (unchanged; a new one is returned)"),
         Input("text_encoder", TEXT_ENCODER, doc="the text encoder to merge into (unchanged; a new one is returned)"),
-        Input("lora", list[str], reads_file=True, doc="LoRA .safetensors files: paths, or names in the models folder's lora/"),
+        Input("lora", list[str], reads_file=True, model_path=True, doc="LoRA .safetensors files: paths, or names in the models folder's lora/"),
         Input("weight", list[float], default=[1.0],
               doc="how strongly each file applies (one number for all files, or one per file)"),
     ]

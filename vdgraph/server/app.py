@@ -51,6 +51,7 @@ class ServerConfig:
     cache_dir: str | None = None
     token: str | None = None
     model_roots: tuple[str, ...] = ()
+    input_roots: tuple[str, ...] = ()
     max_body: int = 1_000_000
     device: str = "auto"
     dtype: str | None = None
@@ -68,12 +69,12 @@ class ServerConfig:
             raise ServerRefused(f"--max-body must be at least 1024 bytes, got {self.max_body}")
         if not self.output_dir.strip() or "://" in self.output_dir:
             raise ServerRefused("--output-dir must be a local folder")
-        for folder in (*self.workflow_dirs, *self.model_roots):
+        for folder in (*self.workflow_dirs, *self.model_roots, *self.input_roots):
             if not os.path.isdir(folder):
                 raise ServerRefused(f"{folder!r} is not a folder")
-        if self.model_roots and not self.token:
-            print("vdgraph serve: note: --model-root applies only with --token (on 127.0.0.1 without a token, jobs "
-                  "may load any model the user can)", file=sys.stderr)
+        if (self.model_roots or self.input_roots) and not self.token:
+            print("vdgraph serve: note: --model-root and --input-root apply only with --token (on 127.0.0.1 without "
+                  "a token, jobs may load any model and read any file the user can)", file=sys.stderr)
 
 
 # -- workflows ----------------------------------------------------------------------------------------------------
@@ -155,9 +156,39 @@ def port_values(workflow: Any, registry: Any, inputs: dict, flag: str) -> list[t
     return found
 
 
+def node_links_into(workflow: Any, registry: Any, flag: str) -> list[tuple[str, str, str]]:
+    """(node id, port, link) of every port with `flag` set that another node's output feeds (not a workflow
+    input): its value is known only when the workflow runs."""
+    from vdgraph.workflow import parse_link
+
+    found = []
+    for node_id, spec in workflow.nodes.items():
+        cls = registry.get(spec.type) if isinstance(spec.type, str) else None
+        for port in cls.inputs if cls is not None else ():
+            link = parse_link(spec.in_[port.name]) if getattr(port, flag) and port.name in spec.in_ else None
+            if link is not None and link[0] != "inputs":
+                found.append((node_id, port.name, spec.in_[port.name]))
+    return found
+
+
+def _names(value: Any) -> list[str]:
+    """The path names a port value holds (a str, or a list of them); empty ones name nothing."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, str) and item.strip()]
+
+
+def _inside(name: str, roots: list[str]) -> bool:
+    """`name` is an absolute local path whose real path is one of `roots` or below one."""
+    if "://" in name or not os.path.isabs(name):
+        return False
+    real = os.path.realpath(name)
+    return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
 def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: str,
-                         model_roots: tuple[str, ...] | None) -> list[Problem]:
-    """Output files outside the job's folder; with `model_roots` (a token is set), models from elsewhere."""
+                         model_roots: tuple[str, ...] | None, input_roots: tuple[str, ...] = ()) -> list[Problem]:
+    """Output files outside the job's folder; with `model_roots` (a token is set), models from elsewhere, other
+    files read from outside `input_roots`, and links from other nodes into the ports that name either."""
     from vdgraph.outputs import OutputFolder, OutputRefused
 
     problems = []
@@ -178,17 +209,34 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
     builtins = builtin_model_names()
     roots = [os.path.realpath(root) for root in model_roots]
     for node_id, port, value in port_values(workflow, registry, inputs, "model_path"):
-        if not isinstance(value, str) or value in builtins:
-            continue
-        real = os.path.realpath(value) if os.path.isabs(value) else None
-        if real is not None and any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
-            continue
-        allowed = ", ".join(sorted(builtins)) or "none"
-        where = (f"the allowed model roots ({', '.join(model_roots)})" if model_roots
-                 else "the allowed model roots (this server has none: --model-root)")
-        problems.append(Problem("server.model-outside", f"model {value!r} is not a built-in model nor a folder "
-                                f"inside {where}", f"use a built-in model ({allowed}) or an absolute path inside "
-                                "an allowed model root", node=node_id, port=port))
+        for name in _names(value):
+            if name in builtins or _inside(name, roots):
+                continue
+            allowed = ", ".join(sorted(builtins)) or "none"
+            where = (f"the allowed model roots ({', '.join(model_roots)})" if model_roots
+                     else "the allowed model roots (this server has none: --model-root)")
+            problems.append(Problem("server.model-outside", f"model {name!r} is not a built-in model nor a folder "
+                                    f"inside {where}", f"use a built-in model ({allowed}) or an absolute path inside "
+                                    "an allowed model root", node=node_id, port=port))
+    readable = [os.path.realpath(root) for root in input_roots]
+    for node_id, port, value in port_values(workflow, registry, inputs, "reads_file"):
+        cls = registry.get(workflow.nodes[node_id].type)
+        if cls.input_map[port].model_path:
+            continue  # checked above
+        for name in _names(value):
+            if not _inside(name, readable):
+                where = ", ".join(input_roots) if input_roots else "none: --input-root"
+                problems.append(Problem("server.file-outside", f"{name!r} is not a file inside the folders this "
+                                        f"server lets jobs read ({where})", "give an absolute path inside an "
+                                        "--input-root folder (the server's output folder is one: earlier jobs' "
+                                        "files can be read)", node=node_id, port=port))
+    for flag in ("model_path", "reads_file"):
+        for node_id, port, link in node_links_into(workflow, registry, flag):
+            if any(p.node == node_id and p.port == port and p.code == "server.file-link" for p in problems):
+                continue
+            problems.append(Problem("server.file-link", f"the port names a file to read and is fed by {link!r}, "
+                                    "whose value this server cannot check before the job runs", "give the path "
+                                    "as a literal or a workflow input", node=node_id, port=port))
     return problems
 
 
@@ -261,7 +309,9 @@ class Server:
         problems, plan = check(workflow, self.registry, inputs, require_inputs=True)
         job_id = secrets.token_hex(8)
         roots = self.config.model_roots if self.config.token else None
-        problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots)
+        readable = (*self.config.input_roots, self.config.output_dir)
+        problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
+                                         readable)
         if plan is None or any(p.severity == "error" for p in problems):
             raise WorkflowInvalid(problems)
         self.worker.plans[job_id] = plan  # validated now: the worker runs it as is (after a restart, from the document)
