@@ -262,3 +262,12 @@ def torch_threads():
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def executor():
+    """A CPU Executor for one test module: its memory cache holds loaded models across the module's tests, so
+    the parity tests that run one workflow in many cases load each model once."""
+    import vdgraph
+
+    return vdgraph.Executor(device="cpu")

@@ -23,10 +23,6 @@ SHAPES = str(ROOT / "nodes" / "vdgraph_shapes" / "model")
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 # -- the smoother hook against the node chain --------------------------------------------------------------------
 

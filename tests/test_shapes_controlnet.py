@@ -24,10 +24,6 @@ SHAPES_DIR = ROOT / "nodes" / "vdgraph_shapes"
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def folder_bytes(folder: Path, pattern: str = "*.safetensors") -> int:
     return sum(p.stat().st_size for p in folder.rglob(pattern))

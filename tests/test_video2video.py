@@ -28,10 +28,6 @@ def input_video(tmp_path_factory) -> str:
     return write_png_frames(frames, str(tmp_path_factory.mktemp("v2v") / "red_circle"))
 
 
-@pytest.fixture(scope="module")
-def executor():
-    return vdgraph.Executor(device="cpu")
-
 
 def run(executor, tmp_path, video, strength):
     inputs = {"video": video, "strength": strength, "steps": 10, "frames": 4, "prompt": PROMPT}

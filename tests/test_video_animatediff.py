@@ -11,17 +11,12 @@ import pytest
 import torch
 import video_fixtures
 
-import vdgraph
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 PROMPT = "a red cat on the mat"
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
-
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,6 @@ PROMPT = "a red cat on the mat"
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def folders() -> dict:
     return {"model": video_fixtures.tiny_model_folder("2d"), "motion_adapter": video_fixtures.tiny_motion_adapter_folder(),

@@ -25,10 +25,6 @@ PROMPT = "a red cat on the mat"
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 @pytest.fixture(scope="module")
 def folders() -> tuple[str, str]:

@@ -78,10 +78,6 @@ def test_mask_video_frames_white_is_foreground():
 
 # -- the workflow ------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def executor():
-    return vdgraph.Executor(device="cpu")
-
 
 SHORT = {"frames": 4, "steps": 8, "t0": 4, "t1": 6}
 

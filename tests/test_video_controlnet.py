@@ -93,10 +93,6 @@ def reference_frames(frames, steps, seed, guidance, scale, processor="2_0"):
     return torch.from_numpy(out.images)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def run_workflow(executor, tmp_path, frames, steps, seed, guidance, scale):
     workflow = vdgraph.load_workflow(WORKFLOWS / "text2video_zero_controlnet.json")

@@ -24,10 +24,6 @@ WITH_GUIDANCE = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet"
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def test_these_are_the_shipped_workflows_with_a_guidance_input():
     named = {p.stem for p in WORKFLOWS.glob("*.json") if "guidance" in vdgraph.load_workflow(p).inputs}

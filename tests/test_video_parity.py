@@ -32,10 +32,6 @@ def max_difference(ours: torch.Tensor, expected: torch.Tensor) -> float:
     return (ours - expected).abs().max().item()
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 @pytest.fixture(scope="module")
 def folder_2d() -> str:

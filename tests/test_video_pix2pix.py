@@ -100,10 +100,6 @@ def reference_frames(frames, steps, seed, guidance, image_guidance, sampler):
     return torch.from_numpy(out.images)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def run_workflow(executor, tmp_path, frames, steps, seed, guidance, image_guidance, sampler, **extra):
     inputs = {"model": pix2pix_folder(), "video": input_video(frames), "prompt": PROMPT, "frames": frames,

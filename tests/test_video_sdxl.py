@@ -19,7 +19,6 @@ import torch
 from safetensors.torch import save_file
 
 import sdxl_fixtures
-import vdgraph
 from single_file_fixtures import check_round_trip, sdxl_checkpoint
 from vdgraph.errors import WorkflowInvalid
 from video_fixtures import write_png_frames
@@ -35,10 +34,6 @@ PROMPT = "a red cat on the mat"
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
-
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
 
 
 @pytest.fixture(scope="module")

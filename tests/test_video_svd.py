@@ -34,10 +34,6 @@ def reference(model):
     return svd_fixtures.load_svd_reference(model)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> str:

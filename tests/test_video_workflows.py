@@ -16,10 +16,6 @@ SHIPPED = ["text2video_zero", "text2video_zero_long", "text2video_3d_unet", "ani
 one_thread = pytest.fixture(autouse=True)(video_fixtures.single_thread)
 
 
-@pytest.fixture(scope="module")
-def executor() -> vdgraph.Executor:
-    return vdgraph.Executor(device="cpu")
-
 
 def small_inputs(tmp_path, **extra):
     inputs = {"model": video_fixtures.tiny_model_folder("2d"), "prompt": "a red cat", "frames": 3, "height": 32,
