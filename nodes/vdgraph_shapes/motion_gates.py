@@ -8,8 +8,8 @@ backends that must give the same frames: diffusers' AnimateDiffPipeline (`pipeli
 `enable_free_init` / `enable_free_noise`) and vdgraph's `workflows/animatediff.json` (`workflow`, through the
 Python API). diffusers' UNetMotionModel drops shapes-64's text add-embedding (addition_embed_type "text"); vdgraph
 restores it (vdgraph_video.ops.motion_text, see docs/video.md), and so does the pipeline backend, on the pipeline's
-UNet, so both render the model the adapter was trained with. Three tables, on prompt/seed pairs whose seeds training never used (training draws its noise from
-its own generator; the captions are the world's, as for the image gates):
+UNet, so both render the same frames. Three tables, on prompt/seed pairs whose seeds training never used
+(training draws its noise from its own generator; the captions are the world's, as for the image gates):
 
 - AnimateDiff, 16 frames, FreeInit off;
 - the same pairs with FreeInit on (3 iterations, butterworth, stop frequencies 0.25: diffusers' defaults);

@@ -3,14 +3,16 @@
     python -m vdgraph_shapes.train_motion --out DIR [--seed 0] [--steps N] ...
 
 As AnimateDiff trains its motion modules: shapes-64's UNet is inflated with a fresh diffusers `MotionAdapter`
-(`UNetMotionModel.from_unet2d`), every image weight is frozen (`freeze_unet2d_params`) and only the temporal
+(`UNetMotionModel.from_unet2d`, with shapes-64's text add-embedding restored as vdgraph's video.apply_motion_adapter
+restores it: vdgraph_video.ops.motion_text), every image weight is frozen (`freeze_unet2d_params`) and only the temporal
 motion modules learn, with v-prediction on 16-frame clips whose captions name the motion
 ("a red circle on a blue background moving left", "... standing still"). The clips are rendered on the fly
 from a seeded generator; their latents are the exact target latents of shapes-64's latent layout
 (train.latent_targets), so no VAE runs during training.
 
 Why the text encoder gains rows: the motion modules attend over frames only (no cross-attention), so the motion
-words reach them through the spatial UNet's cross-attention on the text states. shapes-64's word-level tokenizer
+words reach them through the frozen image layers (the spatial cross-attention on the text states and the text
+add-embedding of every ResNet). shapes-64's word-level tokenizer
 has no motion words (they all read as <unk>), so the tokenizer is extended with MOTION_WORDS appended after the
 existing vocabulary (every existing id is unchanged) and the text encoder's token-embedding table with one new
 row per word. Only those new rows are trained with the motion modules (textual-inversion style); every
@@ -214,7 +216,8 @@ def init_rows(embedding: torch.nn.Embedding, n_old: int, init: pathlib.Path, mod
     none (the shipped shapes-64 carries the shipped adapter's rows); the image rows stay as they are."""
     folder = init / "text_encoder" if (init / "text_encoder").is_dir() else model / "text_encoder"
     rows = CLIPTextModel.from_pretrained(str(folder)).get_input_embeddings().weight.detach()  # (V', D)
-    assert rows.shape == embedding.weight.shape, f"{folder}: {tuple(rows.shape)} rows vs {tuple(embedding.weight.shape)}"
+    assert rows.shape == embedding.weight.shape, (
+        f"{folder}: {tuple(rows.shape)} rows vs {tuple(embedding.weight.shape)}")
     assert torch.equal(rows[:n_old], embedding.weight.detach()[:n_old]), f"{folder} has other image-word rows"
     with torch.no_grad():
         embedding.weight[n_old:] = rows[n_old:]
