@@ -6,8 +6,10 @@
 Every video comes from `render(prompt, seed, frames, **options) -> (F, H, W, 3)` floats in [0, 1], with two
 backends that must give the same frames: diffusers' AnimateDiffPipeline (`pipeline`, FreeInit / FreeNoise through
 `enable_free_init` / `enable_free_noise`) and vdgraph's `workflows/animatediff.json` (`workflow`, through the
-Python API). Three tables, on prompt/seed pairs whose seeds training never used (training draws its noise from
-its own generator; the captions are the world's, as for the image gates):
+Python API). diffusers' UNetMotionModel drops shapes-64's text add-embedding (addition_embed_type "text"); vdgraph
+restores it (vdgraph_video.ops.motion_text, see docs/video.md), and so does the pipeline backend, on the pipeline's
+UNet, so both render the same frames. Three tables, on prompt/seed pairs whose seeds training never used
+(training draws its noise from its own generator; the captions are the world's, as for the image gates):
 
 - AnimateDiff, 16 frames, FreeInit off;
 - the same pairs with FreeInit on (3 iterations, butterworth, stop frequencies 0.25: diffusers' defaults);
@@ -71,10 +73,13 @@ def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | path
                       steps: int = 10, guidance: float = 4.0) -> Render:
     """render(prompt, seed, frames, free_init=False, free_noise=False) through diffusers' AnimateDiffPipeline."""
     import torch
-    from diffusers import AnimateDiffPipeline, MotionAdapter
+    from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
+    from vdgraph_video.ops.motion_text import restore_text_embedding
 
     motion = MotionAdapter.from_pretrained(str(adapter), use_safetensors=True)
     pipe = AnimateDiffPipeline.from_pretrained(str(model), motion_adapter=motion, use_safetensors=True)
+    # as vdgraph's video.apply_motion_adapter: shapes-64's text add-embedding, which UNetMotionModel drops
+    restore_text_embedding(pipe.unet, UNet2DConditionModel.from_pretrained(str(model), subfolder="unet"))
     pipe.set_progress_bar_config(disable=True)
 
     def render(prompt: str, seed: int, frames: int, free_init: bool = False, free_noise: bool = False,

@@ -3,14 +3,16 @@
     python -m vdgraph_shapes.train_motion --out DIR [--seed 0] [--steps N] ...
 
 As AnimateDiff trains its motion modules: shapes-64's UNet is inflated with a fresh diffusers `MotionAdapter`
-(`UNetMotionModel.from_unet2d`), every image weight is frozen (`freeze_unet2d_params`) and only the temporal
+(`UNetMotionModel.from_unet2d`, with shapes-64's text add-embedding restored as vdgraph's video.apply_motion_adapter
+restores it: vdgraph_video.ops.motion_text), every image weight is frozen (`freeze_unet2d_params`) and only the temporal
 motion modules learn, with v-prediction on 16-frame clips whose captions name the motion
 ("a red circle on a blue background moving left", "... standing still"). The clips are rendered on the fly
 from a seeded generator; their latents are the exact target latents of shapes-64's latent layout
 (train.latent_targets), so no VAE runs during training.
 
 Why the text encoder gains rows: the motion modules attend over frames only (no cross-attention), so the motion
-words reach them through the spatial UNet's cross-attention on the text states. shapes-64's word-level tokenizer
+words reach them through the frozen image layers (the spatial cross-attention on the text states and the text
+add-embedding of every ResNet). shapes-64's word-level tokenizer
 has no motion words (they all read as <unk>), so the tokenizer is extended with MOTION_WORDS appended after the
 existing vocabulary (every existing id is unchanged) and the text encoder's token-embedding table with one new
 row per word. Only those new rows are trained with the motion modules (textual-inversion style); every
@@ -51,6 +53,7 @@ from vdgraph_shapes.train import (
     tokenize,
 )
 from vdgraph_shapes.world import COLOURS, IMAGE_SIZE, MARGIN, SHAPES, Scene, sample_scene
+from vdgraph_video.ops.motion_text import restore_text_embedding
 
 MOTION_WORDS: tuple[str, ...] = ("moving", "left", "right", "up", "down", "standing", "still")
 """Words the motion captions add to shapes-64's vocabulary, appended in this order (ids 19..25)."""
@@ -118,11 +121,14 @@ class Clip:
         return motion_caption(s.colour, s.shape, self.direction, s.background)
 
 
-def sample_clip(rng: np.random.Generator, frames: int = FRAMES, speed: float = SPEED) -> Clip:
-    """A scene (sample_scene's colours, shape and size) moving in a uniformly drawn direction (or still) at `speed`
-    px/frame, placed so that the shape stays fully in view (MARGIN from the border) in every frame."""
-    base = sample_scene(rng)
-    direction = list(DIRECTIONS)[int(rng.integers(len(DIRECTIONS)))]
+def sample_clip(rng: np.random.Generator, frames: int = FRAMES, speed: float = SPEED, direction: str | None = None,
+                base: Scene | None = None) -> Clip:
+    """A scene (sample_scene's colours, shape and size, or `base`'s) moving in a uniformly drawn direction (or
+    `direction`; "still" stands still) at `speed` px/frame, placed so that the shape stays fully in view (MARGIN
+    from the border) in every frame."""
+    base = sample_scene(rng) if base is None else base
+    if direction is None:
+        direction = list(DIRECTIONS)[int(rng.integers(len(DIRECTIONS)))]
     ux, uy = DIRECTIONS[direction]
     travel = speed * (frames - 1)
     lo, hi = base.size / 2 + MARGIN, IMAGE_SIZE - base.size / 2 - MARGIN
@@ -138,6 +144,12 @@ def sample_clip(rng: np.random.Generator, frames: int = FRAMES, speed: float = S
     x0, y0 = start(ux), start(uy)
     scenes = tuple(dataclasses.replace(base, x=x0 + ux * speed * k, y=y0 + uy * speed * k) for k in range(frames))
     return Clip(scenes=scenes, direction=direction, speed=speed)
+
+
+def overfit_clips(rng: np.random.Generator, frames: int, speed: float) -> list[Clip]:
+    """The --overfit diagnostic's whole training set: one scene moving left, right, up and down (4 clips)."""
+    base = sample_scene(rng)
+    return [sample_clip(rng, frames, speed, direction, base) for direction in ("left", "right", "up", "down")]
 
 
 def build_adapter(heads: int = 2, max_seq_length: int = 32) -> MotionAdapter:
@@ -166,7 +178,7 @@ def build_adapter(heads: int = 2, max_seq_length: int = 32) -> MotionAdapter:
 def inflate(unet: UNet2DConditionModel, adapter: MotionAdapter) -> UNetMotionModel:
     """shapes-64's UNet with the adapter's motion modules, image weights frozen. The model's motion modules ARE
     the adapter's (shared modules, not copies), so training the model trains the adapter that gets saved."""
-    model = UNetMotionModel.from_unet2d(unet, adapter)
+    model = restore_text_embedding(UNetMotionModel.from_unet2d(unet, adapter), unet)  # as video.apply_motion_adapter
     model.freeze_unet2d_params()
     for block, source in zip(model.down_blocks, adapter.down_blocks, strict=True):
         block.motion_modules = source.motion_modules
@@ -197,6 +209,18 @@ def extend_text_encoder(text_encoder: CLIPTextModel, n_old: int, new_vocab: int,
         table.weight.copy_(torch.cat([kept, fresh]))
     text_encoder.set_input_embeddings(table)
     text_encoder.config.vocab_size = new_vocab
+
+
+def init_rows(embedding: torch.nn.Embedding, n_old: int, init: pathlib.Path, model: pathlib.Path) -> None:
+    """Warm start: the new rows (n_old onwards) from init/text_encoder, or from model/text_encoder when init has
+    none (the shipped shapes-64 carries the shipped adapter's rows); the image rows stay as they are."""
+    folder = init / "text_encoder" if (init / "text_encoder").is_dir() else model / "text_encoder"
+    rows = CLIPTextModel.from_pretrained(str(folder)).get_input_embeddings().weight.detach()  # (V', D)
+    assert rows.shape == embedding.weight.shape, (
+        f"{folder}: {tuple(rows.shape)} rows vs {tuple(embedding.weight.shape)}")
+    assert torch.equal(rows[:n_old], embedding.weight.detach()[:n_old]), f"{folder} has other image-word rows"
+    with torch.no_grad():
+        embedding.weight[n_old:] = rows[n_old:]
 
 
 def clip_batch(clips: list[Clip], scaling_factor: float, fg_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,6 +281,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heads", type=int, default=2, help="attention heads of every motion module")
     p.add_argument("--max-seq-length", type=int, default=32, help="frames the motion modules' positions cover")
     p.add_argument("--snapshot-every", type=int, default=100, help="save the EMA weights every N steps (0: never)")
+    p.add_argument("--init", type=pathlib.Path, default=None,
+                   help="warm start: a MotionAdapter folder (e.g. the shipped motion/) whose weights the adapter "
+                        "starts from, and whose text_encoder/ (or, when it has none, --model's) gives the motion "
+                        "words' embedding rows")
+    p.add_argument("--overfit", action="store_true",
+                   help="diagnostic: train on 4 fixed clips only (one scene moving left, right, up, down)")
     return p.parse_args(argv)
 
 
@@ -279,6 +309,11 @@ def main(argv: list[str] | None = None) -> None:
     embedding.weight.register_hook(lambda g: g * row_mask)
 
     adapter = build_adapter(args.heads, args.max_seq_length)
+    if args.init is not None:
+        init_rows(embedding, n_old, args.init, args.model)
+        adapter.load_state_dict(MotionAdapter.from_pretrained(str(args.init), use_safetensors=True).state_dict())
+        log(f"warm start from {args.init}")
+    fixed = overfit_clips(rng, args.frames, args.speed) if args.overfit else None
     model = inflate(unet, adapter)
     trainable = _Trainable(adapter, embedding)
     n_adapter = sum(p.numel() for p in adapter.parameters())
@@ -307,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, group["peak"], warmup=50)
-        clips = [sample_clip(rng, args.frames, args.speed) for _ in range(args.batch)]
+        clips = ([fixed[(step * args.batch + i) % len(fixed)] for i in range(args.batch)] if fixed else
+                 [sample_clip(rng, args.frames, args.speed) for _ in range(args.batch)])
         z0, w_px = clip_batch(clips, scaling_factor, args.fg_weight)  # (B, 4, F, 16, 16), (B, 1, F, 16, 16)
         tok = tokenize(tokenizer, [c.caption for c in clips])  # (B, 77)
         drop = torch.rand(args.batch, generator=gen) < args.uncond_prob

@@ -22,6 +22,7 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
 from vdgraph_video.loading import _loading, local_model, placed, resolve_model, single_model_folder
+from vdgraph_video.ops.motion_text import restore_text_embedding
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
 
@@ -162,7 +163,7 @@ def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
     if differences:
         raise ValueError("port 'motion_adapter': the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
                          + ", adapter vs UNet): use a motion adapter trained for this base model")
-    module = UNetMotionModel.from_unet2d(unet.module, adapter.module).eval()
+    module = restore_text_embedding(UNetMotionModel.from_unet2d(unet.module, adapter.module), unet.module).eval()
     return MotionUNetHandle(module=module, patches=unet.patches, controls=unet.controls,
                             max_frames=adapter.max_frames)
 

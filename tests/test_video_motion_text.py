@@ -1,0 +1,149 @@
+"""A 2-D UNet's text add-embedding (addition_embed_type "text") survives AnimateDiff inflation in vdgraph.
+
+diffusers' UNetMotionModel drops it (from_unet2d does not carry it, its forward ignores "text");
+`vdgraph_video.ops.motion_text.restore_text_embedding` gives it back. With motion modules that add nothing (zeroed
+output projections), every frame through the motion UNet must equal the 2-D UNet on that frame exactly: that is
+the image model restored. A UNet without the add-embedding is left exactly as diffusers builds it (the AnimateDiff
+parity tests, tests/test_video_animatediff*.py, hold that bit-exact against AnimateDiffPipeline).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from vdgraph_video.motion_adapter import MotionAdapterHandle, inflate
+from vdgraph_video.ops.motion_text import HOOKED, restore_text_embedding
+from vdgraph_video.values import UNetHandle
+
+pytestmark = pytest.mark.usefixtures("torch_threads")
+
+WIDTH = 32
+
+
+def text_unet(addition: str | None = "text"):
+    """A tiny UNet2DConditionModel with (or without) the text add-embedding, seeded, its add-embedding's output
+    scaled up so that dropping it changes the prediction clearly."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
+        norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=WIDTH, attention_head_dim=4,
+        addition_embed_type=addition, addition_embed_type_num_heads=4,
+    ).eval()
+    return unet
+
+
+def adapter(zero: bool):
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(1)
+    module = MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_norm_num_groups=8,
+                           motion_num_attention_heads=2, motion_max_seq_length=8).eval()
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "proj_out" in name:
+                p.zero_() if zero else p.normal_(0, 0.2)
+    return module
+
+
+def motion_model(unet, motion, restore: bool = True):
+    from diffusers import UNetMotionModel
+
+    model = UNetMotionModel.from_unet2d(unet, motion).eval()
+    return restore_text_embedding(model, unet) if restore else model
+
+
+def inputs(batch: int, frames: int, per_frame_states: bool):
+    g = torch.Generator().manual_seed(2)
+    sample = torch.randn((batch, 4, frames, 8, 8), generator=g)  # (B, C, F, H, W)
+    rows = batch * frames if per_frame_states else batch
+    states = torch.randn((rows, 7, WIDTH), generator=g)  # (B*F or B, L, D)
+    return sample, states
+
+
+@torch.no_grad()
+def test_one_frame_through_the_motion_unet_is_the_image_model():
+    unet, motion = text_unet(), adapter(zero=True)
+    model = motion_model(unet, motion)
+    sample, states = inputs(batch=2, frames=1, per_frame_states=False)
+    t = torch.tensor(500)
+    expected = unet(sample[:, :, 0], t, states).sample  # (B, C, H, W)
+    got = model(sample, t, encoder_hidden_states=states).sample[:, :, 0]
+    assert torch.equal(got, expected), (got - expected).abs().max()
+    # without the restoration (diffusers' from_unet2d as it is) the same frame is not the image model's
+    plain = motion_model(unet, motion, restore=False)(sample, t, encoder_hidden_states=states).sample[:, :, 0]
+    assert (plain - expected).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_per_frame_states_give_each_frame_its_own_embedding():
+    """Prompt travel / FreeNoise prompts: one text state per frame, (B*F, L, D). One clip of 3 frames with zeroed
+    motion modules is the 2-D UNet on the 3 frames as a batch, each with its own state, to 1e-6: the 2-D UNet
+    embeds the timestep once per frame row, the motion UNet once per clip and repeats it (diffusers' order), and a
+    1-row and a 3-row matmul round differently (diffusers' inflation of a UNet without the add-embedding differs
+    from the 2-D UNet by the same ~1e-6 here)."""
+    unet, motion = text_unet(), adapter(zero=True)
+    model = motion_model(unet, motion)
+    sample, states = inputs(batch=1, frames=3, per_frame_states=True)
+    t = torch.tensor(700)
+    expected = unet(sample[0].permute(1, 0, 2, 3), t, states).sample  # (F, C, H, W)
+    got = model(sample, t, encoder_hidden_states=states).sample[0].permute(1, 0, 2, 3)
+    assert (got - expected).abs().max() <= 1e-6, (got - expected).abs().max()
+    plain = motion_model(unet, motion, restore=False)(sample, t, encoder_hidden_states=states).sample
+    assert (plain[0].permute(1, 0, 2, 3) - expected).abs().max() > 1e-3  # the add-embedding matters per frame
+
+
+@torch.no_grad()
+def test_text_states_must_be_one_per_frame():
+    model = motion_model(text_unet(), adapter(zero=False))
+    sample, states = inputs(batch=2, frames=3, per_frame_states=False)
+    with pytest.raises(ValueError, match="one text state per frame"):
+        model(sample, torch.tensor(300), encoder_hidden_states=states)
+
+
+@torch.no_grad()
+def test_a_deep_copy_keeps_its_own_route():
+    unet, motion = text_unet(), adapter(zero=False)
+    model = motion_model(unet, motion)
+    sample, states = inputs(batch=1, frames=2, per_frame_states=True)
+    t = torch.tensor(100)
+    before = model(sample, t, encoder_hidden_states=states).sample
+    twin = copy.deepcopy(model)
+    assert getattr(twin, HOOKED).model is twin and getattr(twin, HOOKED) is not getattr(model, HOOKED)
+    with torch.no_grad():
+        model.add_embedding.norm2.bias.add_(1.0)  # changing the original must not change the copy
+    assert not torch.equal(model(sample, t, encoder_hidden_states=states).sample, before)
+    assert torch.equal(twin(sample, t, encoder_hidden_states=states).sample, before)
+
+
+def test_the_add_embedding_is_frozen_with_the_image_weights():
+    unet = text_unet()
+    model = motion_model(unet, adapter(zero=True))
+    model.freeze_unet2d_params()
+    assert not any(p.requires_grad for p in model.add_embedding.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(model.add_embedding.state_dict().values(),
+                                                  unet.add_embedding.state_dict().values(), strict=True))
+    assert model.add_embedding is not unet.add_embedding  # a copy: the 2-D UNet is never changed
+
+
+def test_a_unet_without_the_text_add_embedding_is_left_as_diffusers_builds_it():
+    unet = text_unet(addition=None)
+    model = motion_model(unet, adapter(zero=False))
+    assert not hasattr(model, HOOKED) and not hasattr(model, "add_embedding")
+    assert not model._forward_pre_hooks and not any(b._forward_pre_hooks for b in model.down_blocks)
+
+
+@torch.no_grad()
+def test_video_apply_motion_adapter_restores_it():
+    unet, motion = text_unet(), adapter(zero=True)
+    inflated = inflate(UNetHandle(module=unet), MotionAdapterHandle(motion))
+    assert hasattr(inflated.module, HOOKED)
+    sample, states = inputs(batch=1, frames=1, per_frame_states=False)
+    t = torch.tensor(900)
+    assert torch.equal(inflated.module(sample, t, encoder_hidden_states=states).sample[:, :, 0],
+                       unet(sample[:, :, 0], t, states).sample)
