@@ -165,9 +165,12 @@ def node_links_into(workflow: Any, registry: Any, flag: str) -> list[tuple[str, 
     for node_id, spec in workflow.nodes.items():
         cls = registry.get(spec.type) if isinstance(spec.type, str) else None
         for port in cls.inputs if cls is not None else ():
-            link = parse_link(spec.in_[port.name]) if getattr(port, flag) and port.name in spec.in_ else None
-            if link is not None and link[0] != "inputs":
-                found.append((node_id, port.name, spec.in_[port.name]))
+            value = spec.in_.get(port.name) if getattr(port, flag) else None
+            for item in value if isinstance(value, list) else [value]:  # a list port may gather several links
+                link = parse_link(item)
+                if link is not None and link[0] != "inputs":
+                    found.append((node_id, port.name, item))
+                    break
     return found
 
 
