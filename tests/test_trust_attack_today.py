@@ -40,3 +40,43 @@ def test_a_gathered_list_of_links_into_a_file_port_is_refused_by_a_server_with_a
     found = confinement_problems(workflow, registry, {}, str(tmp_path / "job"), (str(tmp_path),), (str(tmp_path),))
     assert [(p.code, p.node, p.port) for p in found] == [("server.file-link", "lora", "lora")]
     assert "name.text" in found[0].message
+
+
+def test_a_folder_holding_a_fifo_is_keyed_without_reading_it(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "0000.png").write_bytes(b"png bytes")
+    os.mkfifo(folder / "pipe")  # opening it for reading would block until a writer comes: never
+    code = ("import sys; from vdgraph.filekeys import content_of; print(content_of(sys.argv[1])); "
+            "print(content_of(sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", code, str(folder), str(folder / "pipe")], capture_output=True,
+                          text=True, timeout=30)  # a hang fails here instead of stopping the suite
+    folder_key, fifo_key = done.stdout.splitlines()
+    assert folder_key.startswith("sha256:") and fifo_key == "not a regular file", done.stderr
+    os.unlink(folder / "pipe")
+    (folder / "pipe").write_bytes(b"")
+    assert content_of(str(folder)) != folder_key  # the FIFO was keyed as one, not skipped
+
+
+def test_a_folder_linked_into_itself_is_keyed_in_bounded_time(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "weights.bin").write_bytes(b"w")
+    os.symlink(folder, folder / "sub" / "up")  # a loop, twice: the walk doubles at every level
+    os.symlink(folder, folder / "sub" / "again")
+    code = "import sys; from vdgraph.filekeys import content_of; print(content_of(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=30)
+    assert done.stdout.startswith("sha256:"), done.stderr
+
+
+def test_a_file_rewritten_with_its_size_and_modification_time_kept_is_hashed_again(tmp_path):
+    path = tmp_path / "lora.safetensors"
+    path.write_bytes(b"A" * 64)
+    before = os.stat(path)
+    first = file_digest(str(path))
+    time.sleep(0.05)  # past the file system clock's tick, so the change time moves
+    path.write_bytes(b"B" * 64)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p`, `rsync -t` or `touch -r` leave it
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert file_digest(str(path)) != first
+    assert content_of(str(path)) == "sha256:" + __import__("hashlib").sha256(b"B" * 64).hexdigest()
