@@ -80,3 +80,24 @@ def test_a_file_rewritten_with_its_size_and_modification_time_kept_is_hashed_aga
     assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
     assert file_digest(str(path)) != first
     assert content_of(str(path)) == "sha256:" + __import__("hashlib").sha256(b"B" * 64).hexdigest()
+
+
+@pytest.mark.parametrize("text", [b'{"vdgraph_recipe": 1, "workflow": {}, "note": "\xff\xfe"}',
+                                  b'{"vdgraph_recipe": 1, "workflow": {"a": ' + b"[" * 100_000 + b"]" * 100_000
+                                  + b"}}"])
+def test_a_garbled_recipe_is_a_clear_error_not_a_traceback(tmp_path, capsys, text):
+    sidecar = tmp_path / "clip.gif.recipe.json"
+    sidecar.write_bytes(text)
+    with pytest.raises(SystemExit) as exited:  # a usage error: the message, no traceback
+        main(["run", "--from", str(sidecar), "--output-dir", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert main(["inspect", str(sidecar)]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("carries no vdgraph recipe") == 2
+
+
+def test_a_recipe_format_must_be_the_number_1_not_true(tmp_path, capsys):
+    sidecar = tmp_path / "clip.gif.recipe.json"
+    sidecar.write_text(json.dumps({"vdgraph_recipe": True, "workflow": {"vdgraph": 1, "nodes": {}}}))
+    assert main(["inspect", str(sidecar)]) != 0
+    assert "format 1" in capsys.readouterr().err
