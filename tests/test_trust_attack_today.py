@@ -101,3 +101,19 @@ def test_a_recipe_format_must_be_the_number_1_not_true(tmp_path, capsys):
     sidecar.write_text(json.dumps({"vdgraph_recipe": True, "workflow": {"vdgraph": 1, "nodes": {}}}))
     assert main(["inspect", str(sidecar)]) != 0
     assert "format 1" in capsys.readouterr().err
+
+
+def test_more_condition_frames_than_frames_says_to_read_fewer_not_to_ask_for_fewer_frames():
+    from types import SimpleNamespace
+
+    import torch
+    from vdgraph_video.families.common import check_control_frames
+
+    unet = SimpleNamespace(controls=[SimpleNamespace(condition=torch.zeros(8, 3, 4, 4))])
+    with pytest.raises(ValueError) as caught:
+        check_control_frames(unet, 4)
+    assert "8 condition frames but the latents have 4" in str(caught.value)
+    assert "max_frames" in str(caught.value) and "ask for fewer frames" not in str(caught.value)
+    with pytest.raises(ValueError) as caught:
+        check_control_frames(unet, 12)
+    assert "at least as many frames" in str(caught.value)
