@@ -117,3 +117,29 @@ def test_more_condition_frames_than_frames_says_to_read_fewer_not_to_ask_for_few
     with pytest.raises(ValueError) as caught:
         check_control_frames(unet, 12)
     assert "at least as many frames" in str(caught.value)
+
+
+@pytest.mark.parametrize("drop", ["model.diffusion_model.label_emb.0.0.weight", "an attention weight"])
+def test_an_sdxl_checkpoint_missing_a_weight_is_refused_as_incomplete(tmp_path, drop):
+    import shutil
+
+    import sdxl_fixtures
+    import torch
+    from safetensors.torch import save_file
+    from single_file_fixtures import sdxl_checkpoint
+    from vdgraph_video.single_file import CheckpointError, load_single_file
+
+    components = sdxl_fixtures.build_sdxl_components()
+    state = sdxl_checkpoint(components["unet"], components["vae"], components["text_encoder"],
+                            components["text_encoder_2"])
+    if drop == "an attention weight":
+        drop = next(k for k in state if k.startswith("model.diffusion_model.") and ".attn" in k)
+    assert drop in state
+    checkpoint = str(tmp_path / "cut.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items() if k != drop}, checkpoint)
+    config = str(tmp_path / "config")
+    shutil.copytree(sdxl_fixtures.tiny_sdxl_folder(), config, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(CheckpointError) as caught:
+        load_single_file(checkpoint, torch.device("cpu"), torch.float32, config)
+    message = str(caught.value)
+    assert "cut.safetensors" in message and "lacks" in message and "to_empty" not in message
