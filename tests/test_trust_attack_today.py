@@ -143,3 +143,24 @@ def test_an_sdxl_checkpoint_missing_a_weight_is_refused_as_incomplete(tmp_path, 
         load_single_file(checkpoint, torch.device("cpu"), torch.float32, config)
     message = str(caught.value)
     assert "cut.safetensors" in message and "lacks" in message and "to_empty" not in message
+
+
+def test_a_job_reads_earlier_jobs_files_but_not_the_job_store_beside_them(tmp_path):
+    from vdgraph.server.app import ServerConfig, readable_roots
+
+    out = tmp_path / "out"
+    (out / "jobs" / "a1").mkdir(parents=True)
+    (out / "jobs.sqlite3").write_bytes(b"SQLite format 3\0")
+    config = ServerConfig(output_dir=str(out), token="s3cret-token-for-tests")
+    registry = Registry.discover()
+    workflow = load_workflow({"vdgraph": 1, "inputs": {"image": {"type": "str"}}, "nodes": {
+        "read": {"type": "video.read_image", "in": {"path": "inputs.image"}}}, "outputs": {"frames": "read.frames"}})
+
+    def refused(path):
+        found = confinement_problems(workflow, registry, {"image": path}, str(out / "jobs" / "b2"), (),
+                                     readable_roots(config))
+        return [(p.code, p.node, p.port) for p in found]
+
+    assert refused(str(out / "jobs" / "a1" / "frame.png")) == []
+    assert refused(str(out / "jobs.sqlite3")) == [("server.file-outside", "read", "path")]
+    assert refused(str(out / "cache" / "entry")) == [("server.file-outside", "read", "path")]

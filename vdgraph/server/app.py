@@ -231,8 +231,8 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                 where = ", ".join(input_roots) if input_roots else "none: --input-root"
                 problems.append(Problem("server.file-outside", f"{name!r} is not a file inside the folders this "
                                         f"server lets jobs read ({where})", "give an absolute path inside an "
-                                        "--input-root folder (the server's output folder is one: earlier jobs' "
-                                        "files can be read)", node=node_id, port=port))
+                                        "--input-root folder (or an earlier job's file under the output folder's "
+                                        "jobs/)", node=node_id, port=port))
     for flag in ("model_path", "reads_file"):
         for node_id, port, link in node_links_into(workflow, registry, flag):
             if any(p.node == node_id and p.port == port and p.code == "server.file-link" for p in problems):
@@ -241,6 +241,12 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                                     "whose value this server cannot check before the job runs", "give the path "
                                     "as a literal or a workflow input", node=node_id, port=port))
     return problems
+
+
+def readable_roots(config: ServerConfig) -> tuple[str, ...]:
+    """The folders a job may read input files from: the --input-root folders and the job folders under the output
+    folder (earlier jobs' files), not the output folder itself, which holds the job store and may hold a cache."""
+    return (*config.input_roots, os.path.join(config.output_dir, "jobs"))
 
 
 class JobRequest(BaseModel):
@@ -312,7 +318,7 @@ class Server:
         problems, plan = check(workflow, self.registry, inputs, require_inputs=True)
         job_id = secrets.token_hex(8)
         roots = self.config.model_roots if self.config.token else None
-        readable = (*self.config.input_roots, self.config.output_dir)
+        readable = readable_roots(self.config)
         problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
                                          readable)
         if plan is None or any(p.severity == "error" for p in problems):
