@@ -164,3 +164,17 @@ def test_a_job_reads_earlier_jobs_files_but_not_the_job_store_beside_them(tmp_pa
     assert refused(str(out / "jobs" / "a1" / "frame.png")) == []
     assert refused(str(out / "jobs.sqlite3")) == [("server.file-outside", "read", "path")]
     assert refused(str(out / "cache" / "entry")) == [("server.file-outside", "read", "path")]
+
+
+def test_a_png_whose_recipe_chunk_decompresses_past_pillows_limit_is_a_clear_error(tmp_path, capsys):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("vdgraph_recipe", json.dumps({"vdgraph_recipe": 1, "workflow": {"pad": "x" * 3_000_000}}),
+                  zip=True)  # 3 MB of text in a few kB: Pillow stops at MAX_TEXT_CHUNK (1 MB)
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    assert main(["inspect", str(path)]) != 0
+    assert "Decompressed data too large" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--from", str(path), "--output-dir", str(tmp_path / "out")])

@@ -228,6 +228,8 @@ def _png_recipe(path: str) -> str | None:
             return text.get(RECIPE_KEY)
     except OSError:
         return None
+    except ValueError as exc:  # Pillow refuses text chunks that decompress past its limit (a decompression bomb)
+        raise RecipeNotFound(f"cannot read the text chunks of {path!r}: {exc}") from None
 
 
 def _av_recipe(path: str) -> str | None:
