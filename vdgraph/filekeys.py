@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import secrets
 import stat
 from typing import Any
 
@@ -70,9 +71,9 @@ def _hash_folder(folder: str, prefix: str, digest: Any, ancestors: frozenset) ->
 
 
 def content_of(path: str | None) -> str:
-    """The cache-key spelling of what a local path holds: `sha256:<hex>` of a file or folder, `NOT_REGULAR` for
-    a FIFO, socket or device, else why there is nothing to hash (the name is then keyed as written: a URL, a hub
-    id, a file that does not exist yet, whose run reports it). Never raises."""
+    """The cache-key spelling of what a local path holds: `sha256:<hex>` of a file or folder, a key never given
+    twice for a FIFO, socket or device (a stream), else why there is nothing to hash (the name is then keyed as
+    written: a URL, a hub id, a file that does not exist yet, whose run reports it). Never raises."""
     if path is None:
         return "not a local file"
     try:
@@ -80,8 +81,9 @@ def content_of(path: str | None) -> str:
             return "sha256:" + folder_digest(path)
         if os.path.isfile(path):
             return "sha256:" + file_digest(path)
-        if os.path.exists(path):
-            return NOT_REGULAR
+        if os.path.exists(path):  # a FIFO or device the node reads as a stream (`<(cmd)` in a shell): its bytes
+            # cannot be known without consuming them, so the key is new each time and the node is never cached
+            return f"{NOT_REGULAR}, read as a stream: {secrets.token_hex(8)}"
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
     return "missing"
