@@ -180,3 +180,22 @@ def test_a_png_whose_recipe_chunk_decompresses_past_pillows_limit_is_a_clear_err
     assert "Decompressed data too large" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--from", str(path), "--output-dir", str(tmp_path / "out")])
+
+
+def test_a_too_long_negative_prompt_is_told_apart_from_the_prompt():
+    from types import SimpleNamespace
+
+    from vdgraph_video.ops.text import PromptTooLong, check_length
+
+    class Words:  # a tokenizer of one token per word, plus the start and end tokens
+        model_max_length = 77
+
+        def __call__(self, text, truncation):
+            return SimpleNamespace(input_ids=[0, *text.split(), 1])
+
+    tokenizer = Words()
+    check_length(tokenizer, "a red cat", truncate=False)
+    with pytest.raises(PromptTooLong) as caught:
+        check_length(tokenizer, "blurry " * 100, truncate=False)
+    assert "102 tokens long" in str(caught.value) and "'blurry blurry" in str(caught.value)
+    check_length(tokenizer, "blurry " * 100, truncate=True)
