@@ -199,3 +199,16 @@ def test_a_too_long_negative_prompt_is_told_apart_from_the_prompt():
         check_length(tokenizer, "blurry " * 100, truncate=False)
     assert "102 tokens long" in str(caught.value) and "'blurry blurry" in str(caught.value)
     check_length(tokenizer, "blurry " * 100, truncate=True)
+
+
+def test_a_path_with_a_nul_byte_is_a_confinement_problem_not_an_exception(tmp_path):
+    registry = Registry.discover()
+    workflow = load_workflow({"vdgraph": 1, "inputs": {"image": {"type": "str"}, "model": {"type": "str"}}, "nodes": {
+        "read": {"type": "video.read_image", "in": {"path": "inputs.image"}},
+        "load": {"type": "video.load_model", "in": {"model": "inputs.model"}}},
+        "outputs": {"frames": "read.frames", "unet": "load.unet"}})
+    name = str(tmp_path / "clip\0.png")
+    found = confinement_problems(workflow, registry, {"image": name, "model": name}, str(tmp_path / "job"),
+                                 (str(tmp_path),), (str(tmp_path),))
+    assert sorted((p.code, p.node, p.port) for p in found) == [("server.file-outside", "read", "path"),
+                                                              ("server.model-outside", "load", "model")]

@@ -182,7 +182,7 @@ def _names(value: Any) -> list[str]:
 
 def _inside(name: str, roots: list[str]) -> bool:
     """`name` is an absolute local path whose real path is one of `roots` or below one."""
-    if "://" in name or not os.path.isabs(name):
+    if "://" in name or not os.path.isabs(name) or "\0" in name:  # no file has a NUL in its name (realpath raises)
         return False
     real = os.path.realpath(name)
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
