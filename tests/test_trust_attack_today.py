@@ -212,3 +212,15 @@ def test_a_path_with_a_nul_byte_is_a_confinement_problem_not_an_exception(tmp_pa
                                  (str(tmp_path),), (str(tmp_path),))
     assert sorted((p.code, p.node, p.port) for p in found) == [("server.file-outside", "read", "path"),
                                                               ("server.model-outside", "load", "model")]
+
+
+def test_an_output_name_with_a_nul_byte_is_a_validation_problem_not_an_exception(tmp_path):
+    from conftest import REPO
+
+    registry = Registry.discover()
+    workflow = load_workflow(str(REPO / "workflows" / "text2video_zero.json"))
+    problems, plan = check(workflow, registry, {"output": "clip\0.mp4"}, require_inputs=True)
+    found = [(p.node, p.port) for p in problems if p.severity == "error" and "NUL" in p.message]
+    assert found == [("write", "path")] and plan is None
+    found = confinement_problems(workflow, registry, {"output": "clip\0.mp4"}, str(tmp_path / "job"), None)
+    assert found == []  # validation's problem says it; not a second one claiming the name leaves the folder

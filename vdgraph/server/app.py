@@ -202,7 +202,7 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
             try:
                 folder.for_node(node_id).claim(value, port=port)
             except OutputRefused as exc:
-                if "unknown field" in str(exc) or "names no file" in str(exc):
+                if any(said in str(exc) for said in ("unknown field", "names no file", "NUL character")):
                     continue  # validation reports those (output.target)
                 problems.append(Problem("output.outside", str(exc), "name a file inside the job's output folder, "
                                         "e.g. 'clip.mp4'; the server gives every job a folder of its own",
