@@ -224,3 +224,26 @@ def test_an_output_name_with_a_nul_byte_is_a_validation_problem_not_an_exception
     assert found == [("write", "path")] and plan is None
     found = confinement_problems(workflow, registry, {"output": "clip\0.mp4"}, str(tmp_path / "job"), None)
     assert found == []  # validation's problem says it; not a second one claiming the name leaves the folder
+
+
+def test_a_png_frame_folder_is_keyed_by_its_frames_not_by_everything_under_it(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    (folder / "big" / "deep").mkdir(parents=True)
+    for k in range(2):
+        Image.fromarray(np.full((4, 4, 3), 40 * k, np.uint8)).save(folder / f"{k:04d}.png")
+    cls = Registry.discover().get("video.read_video")
+
+    def key():
+        return cls.content_key({"path": str(folder)}, None)["path"]
+
+    first = key()
+    assert first[0].startswith("sha256:")
+    (folder / "big" / "deep" / "notes.txt").write_text("not a frame")  # not read by the node: not in its key
+    os.symlink(folder, folder / "big" / "loop")
+    assert key() == first
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(folder / "0001.png")
+    assert key() != first
+    assert cls.content_key({"path": str(tmp_path / "clip.mp4")}, None) == {"path": ["missing"]}

@@ -70,6 +70,21 @@ def _hash_folder(folder: str, prefix: str, digest: Any, ancestors: frozenset) ->
         _hash_folder(os.path.join(folder, name), f"{prefix}{name}/", digest, ancestors | {here})
 
 
+def files_content(folder: str, names: list[str]) -> str:
+    """The cache-key spelling of the named files of a folder, for a node that reads only those (a PNG-frame
+    folder's *.png): `sha256:<hex>` over their names and content hashes, as `folder_digest` spells a folder.
+    Never raises."""
+    digest = hashlib.sha256()
+    try:
+        for name in sorted(names):
+            full = os.path.join(folder, name)
+            kind = file_digest(full) if stat.S_ISREG(os.stat(full).st_mode) else NOT_REGULAR
+            digest.update(f"{name}\0{kind}\0".encode())
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    return "sha256:" + digest.hexdigest()
+
+
 def content_of(path: str | None) -> str:
     """The cache-key spelling of what a local path holds: `sha256:<hex>` of a file or folder, a key never given
     twice for a FIFO, socket or device (a stream), else why there is nothing to hash (the name is then keyed as
