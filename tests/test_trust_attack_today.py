@@ -247,3 +247,33 @@ def test_a_png_frame_folder_is_keyed_by_its_frames_not_by_everything_under_it(tm
     Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(folder / "0001.png")
     assert key() != first
     assert cls.content_key({"path": str(tmp_path / "clip.mp4")}, None) == {"path": ["missing"]}
+
+
+def test_an_sdxl_checkpoint_with_the_config_folder_of_a_plain_model_is_refused_at_validation(tmp_path):
+    import shutil
+
+    import sdxl_fixtures
+    import vdgraph
+    from safetensors.torch import save_file
+    from single_file_fixtures import sdxl_checkpoint
+    from video_fixtures import tiny_model_folder
+
+    components = sdxl_fixtures.build_sdxl_components()
+    state = sdxl_checkpoint(components["unet"], components["vae"], components["text_encoder"],
+                            components["text_encoder_2"])
+    checkpoint = str(tmp_path / "xl.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, checkpoint)
+    configs = {}
+    for kind, folder in (("plain", tiny_model_folder()), ("sdxl", sdxl_fixtures.tiny_sdxl_folder())):
+        configs[kind] = str(tmp_path / kind)
+        shutil.copytree(folder, configs[kind], ignore=shutil.ignore_patterns("*.safetensors"))
+
+    def problems(config):
+        workflow = {"vdgraph": 1, "nodes": {"load": {"type": "video.load_model",
+                                                     "params": {"model": checkpoint, "config": config}}},
+                    "outputs": {"unet": "load.unet"}}
+        return [(p.node, p.port, p.message) for p in vdgraph.validate(workflow) if p.severity == "error"]
+
+    (found,) = problems(configs["plain"])  # the run failed in diffusers: "expected shape ... ignore_mismatched_sizes"
+    assert found[:2] == ("load", "config") and "SDXL base" in found[2] and "a non-SDXL model" in found[2]
+    assert problems(configs["sdxl"]) == [] and problems("") == []
