@@ -277,3 +277,34 @@ def test_an_sdxl_checkpoint_with_the_config_folder_of_a_plain_model_is_refused_a
     (found,) = problems(configs["plain"])  # the run failed in diffusers: "expected shape ... ignore_mismatched_sizes"
     assert found[:2] == ("load", "config") and "SDXL base" in found[2] and "a non-SDXL model" in found[2]
     assert problems(configs["sdxl"]) == [] and problems("") == []
+
+
+def test_a_job_queued_before_a_restart_gets_the_restarted_servers_confinement(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from vdgraph.server.app import Server, ServerConfig
+    from vdgraph.server.store import JobStore
+
+    outside = tmp_path / "elsewhere" / "secret.png"
+    outside.parent.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(outside)
+    graph = {"vdgraph": 1, "nodes": {"read": {"type": "video.read_image", "params": {"path": str(outside)}}},
+             "outputs": {"frames": "read.frames"}}
+    out = tmp_path / "out"
+    (out / "jobs").mkdir(parents=True)
+    store = JobStore(str(out / "jobs.sqlite3"))  # queued by a server on 127.0.0.1 without a token, then stopped
+    store.add("queued1", "read", None, json.dumps(graph), {})
+    store._db.close()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    server = Server(ServerConfig(output_dir=str(out), token="s3cret-token-for-tests", input_roots=(str(clips),)))
+    server.start()
+    try:
+        deadline = time.time() + 120
+        while server.store.get("queued1")["state"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.2)
+        job = server.store.get("queued1")
+    finally:
+        server.stop()
+    assert job["state"] == "failed" and "server.file-outside" in job["error"], job

@@ -279,7 +279,15 @@ class Server:
         def executor() -> Executor:  # built in the worker thread: the server answers while torch is imported
             return Executor(self.registry, device=config.device, dtype=config.dtype, cache_dir=config.cache_dir)
 
-        self.worker = Worker(self.store, self.hub, executor, self.output_dir, config.previews)
+        self.worker = Worker(self.store, self.hub, executor, self.output_dir, config.previews,
+                             recheck=self.confinement)
+
+    def confinement(self, job_id: str, workflow: Any, inputs: dict) -> list[Problem]:
+        """What this server's settings refuse in a job (see confinement_problems): checked when it is submitted,
+        and again when a job queued before a restart runs (the server may have restarted with other settings)."""
+        roots = self.config.model_roots if self.config.token else None
+        return confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
+                                    readable_roots(self.config))
 
     def start(self) -> None:
         if not self.worker.is_alive():
@@ -317,10 +325,7 @@ class Server:
             workflow = load_workflow(graph)
         problems, plan = check(workflow, self.registry, inputs, require_inputs=True)
         job_id = secrets.token_hex(8)
-        roots = self.config.model_roots if self.config.token else None
-        readable = readable_roots(self.config)
-        problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
-                                         readable)
+        problems += self.confinement(job_id, workflow, inputs)
         if plan is None or any(p.severity == "error" for p in problems):
             raise WorkflowInvalid(problems)
         self.worker.plans[job_id] = plan  # validated now: the worker runs it as is (after a restart, from the document)
