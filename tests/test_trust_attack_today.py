@@ -308,3 +308,14 @@ def test_a_job_queued_before_a_restart_gets_the_restarted_servers_confinement(tm
     finally:
         server.stop()
     assert job["state"] == "failed" and "server.file-outside" in job["error"], job
+
+
+def test_a_folder_with_a_broken_link_is_still_keyed_by_its_files(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(b"one")
+    os.symlink(tmp_path / "gone.bin", folder / "partial.bin")  # a download cut short
+    first = content_of(str(folder))
+    assert first.startswith("sha256:")  # it was 'unreadable: No such file or directory' whatever the weights held
+    (folder / "weights.safetensors").write_bytes(b"two")
+    assert content_of(str(folder)) != first

@@ -42,7 +42,7 @@ def folder_digest(path: str) -> str:
     """sha256 over the relative names and content hashes of every file under a folder (hidden files included:
     a model loader may read them; links are followed, as the loaders follow them, except a link back into a
     folder it lies in, which is keyed as a loop instead of walked without end). A FIFO, socket or device is keyed
-    by its name only (`NOT_REGULAR`)."""
+    by its name only (`NOT_REGULAR`), and so is a link to nothing."""
     digest = hashlib.sha256()
     _hash_folder(path, "", digest, frozenset())
     return digest.hexdigest()
@@ -64,7 +64,12 @@ def _hash_folder(folder: str, prefix: str, digest: Any, ancestors: frozenset) ->
             (dirs if is_dir else files).append(entry.name)
     for name in sorted(files):
         full = os.path.join(folder, name)
-        kind = file_digest(full) if stat.S_ISREG(os.stat(full).st_mode) else NOT_REGULAR
+        try:
+            mode = os.stat(full).st_mode
+        except FileNotFoundError:  # a link to nothing (a partial download): keyed as such, the rest still hashed
+            digest.update(f"{prefix}{name}\0broken link\0".encode())
+            continue
+        kind = file_digest(full) if stat.S_ISREG(mode) else NOT_REGULAR
         digest.update(f"{prefix}{name}\0{kind}\0".encode())
     for name in sorted(dirs):
         _hash_folder(os.path.join(folder, name), f"{prefix}{name}/", digest, ancestors | {here})
