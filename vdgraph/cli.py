@@ -293,7 +293,7 @@ See docs/server.md for the HTTP API.""")
                         "built-in name")
     p.add_argument("--input-root", action="append", default=[], metavar="DIR",
                    help="with --token, jobs may read input files (videos, images, LoRAs) only from inside DIR "
-                        "(repeatable) or the output folder")
+                        "(repeatable) or the output folder's jobs/")
     p.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
                    help="largest request body accepted (default 1000000; larger is a 413)")
     p.add_argument("--device", default="auto", help="auto (default: cuda if available), cpu, cuda or cuda:N")

@@ -271,7 +271,7 @@ class Node:
         before computing this node's key). The default gives, for each `reads_file` port, the content hash of each
         file or folder it names (`locate_file` finds it; vdgraph.filekeys.content_of hashes it), so an edited file
         is not served from the cache; override to add more. Called for every run before the node is looked up in
-        a cache: keep it cheap (file hashes are remembered per path, size and modification time), and never raise
+        a cache: keep it cheap (file hashes are remembered per path and file status), and never raise
         (return a value naming what could not be read; the run then reports it)."""
         from vdgraph.filekeys import content_of
 

@@ -145,6 +145,9 @@ class OutputFolder:
         if not text.strip() or last in ("", ".", ".."):
             raise OutputRefused(f"{where}: {short_repr(given)} names no file; give a file or folder name such as "
                                 f"'clip.mp4' (it goes into the output folder {self.root!r})")
+        if "\0" in text:  # the OS refuses it in any path (os.path.realpath raises ValueError)
+            raise OutputRefused(f"{where}: {short_repr(given)} holds a NUL character, which no file name can hold; "
+                                "remove it")
         root = _local(self.root)
         is_url, root_is_url = "://" in text, "://" in root
         if is_url:

@@ -195,11 +195,12 @@ def read_recipe(path: str) -> dict[str, Any]:
         candidates.append(sidecar_for(path))
     for candidate in candidates:
         if os.path.isfile(candidate):
-            with open(candidate, encoding="utf-8") as handle:
-                text = handle.read()
+            with open(candidate, "rb") as handle:
+                raw = handle.read()
             try:
+                text = raw.decode("utf-8")
                 data = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested deeper than Python recurses
                 continue
             if isinstance(data, dict) and RECIPE_KEY in data:
                 return _parsed(text, candidate)
@@ -210,10 +211,10 @@ def read_recipe(path: str) -> dict[str, Any]:
 def _parsed(text: str, where: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise RecipeNotFound(f"the recipe in {where!r} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get(RECIPE_KEY) != RECIPE_FORMAT or not isinstance(data.get("workflow"),
-                                                                                             dict):
+    except (ValueError, RecursionError) as exc:
+        raise RecipeNotFound(f"the recipe in {where!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or type(data.get(RECIPE_KEY)) is not int or data[RECIPE_KEY] != RECIPE_FORMAT \
+            or not isinstance(data.get("workflow"), dict):
         raise RecipeNotFound(f"the recipe in {where!r} is not a vdgraph recipe of format {RECIPE_FORMAT}")
     return data
 
@@ -227,6 +228,8 @@ def _png_recipe(path: str) -> str | None:
             return text.get(RECIPE_KEY)
     except OSError:
         return None
+    except ValueError as exc:  # Pillow refuses text chunks that decompress past its limit (a decompression bomb)
+        raise RecipeNotFound(f"cannot read the text chunks of {path!r}: {exc}") from None
 
 
 def _av_recipe(path: str) -> str | None:

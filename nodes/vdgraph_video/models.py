@@ -10,7 +10,9 @@ from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
 from vdgraph_video.loading import ModelNotFound, check_folder, load_components, local_model, resolve_model
-from vdgraph_video.single_file import CheckpointError, detect_architecture, load_checkpoint_components, shipped_config
+from vdgraph_video.loading_sdxl import is_sdxl_folder
+from vdgraph_video.single_file import (ARCHITECTURES, CheckpointError, detect_architecture, load_checkpoint_components,
+                                       shipped_config)
 from vdgraph_video.loading_svd import is_svd_folder, load_svd_components
 from vdgraph_video.types import IMAGE_ENCODER, SCHEDULER_CONFIG, TEXT_ENCODER, UNET, VAE
 
@@ -86,10 +88,17 @@ class LoadModel(Node):
                 yield Invalid("model", f"there is no checkpoint file at {short_repr(model)}", "check the path")
             elif os.path.isfile(model):
                 try:
-                    detect_architecture(model)
+                    architecture = detect_architecture(model)
                 except CheckpointError as exc:
                     yield Invalid("model", str(exc), "give an SD 1.x, SD 2.x or SDXL base checkpoint, or a "
                                                      "diffusers-format folder")
+                    return
+                if config and os.path.isdir(config) and (architecture == "sdxl") != is_sdxl_folder(config):
+                    yield Invalid("config", f"the checkpoint is {ARCHITECTURES[architecture].name} but the config "
+                                  f"folder {short_repr(config)} describes "
+                                  f"{'an SDXL' if is_sdxl_folder(config) else 'a non-SDXL'} model",
+                                  "give the config folder of the checkpoint's model, or '' for the one vdgraph "
+                                  "ships for it")
             return
         hint = "give a diffusers-format model folder, an fsspec URL, a built-in name such as shapes-64, or a hub id"
         if os.path.isabs(model) and not os.path.isdir(model):  # no search folder, built-in or hub id can match it

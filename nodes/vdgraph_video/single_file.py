@@ -203,10 +203,23 @@ def load_single_file(path: str, device: torch.device, dtype: torch.dtype, config
     configs = check_config_folder(config)
     tokenizers = load_tokenizers(architecture, config, tokenizer)
     pipeline_class = getattr(diffusers, arch.pipeline)
-    with _loading(path), _no_transformers_progress_bar(), _quiet_diffusers():
-        extra = {"requires_safety_checker": False} if arch.pipeline == "StableDiffusionPipeline" else {}
-        pipeline = pipeline_class.from_single_file(path, config=config, local_files_only=True, torch_dtype=dtype,
-                                                   **tokenizers, **extra)
+    try:
+        with _loading(path), _no_transformers_progress_bar(), _quiet_diffusers():
+            extra = {"requires_safety_checker": False} if arch.pipeline == "StableDiffusionPipeline" else {}
+            pipeline = pipeline_class.from_single_file(path, config=config, local_files_only=True,
+                                                       torch_dtype=dtype, **tokenizers, **extra)
+    except ModelFolderError as exc:
+        # diffusers' conversion indexes the weights it needs (a KeyError), and a weight it never fills stays on
+        # the meta device, whose move fails ("Cannot copy out of meta tensor"): both mean a weight is missing
+        cause = exc.__cause__
+        if isinstance(cause, KeyError) or (isinstance(cause, NotImplementedError) and "meta tensor" in str(cause)):
+            which = f"the weight {short_repr(cause.args[0])}" if isinstance(cause, KeyError) and cause.args \
+                else "weights"
+            raise CheckpointError(f"{path!r} lacks {which} of the model the configuration {config!r} describes: "
+                                  "the file is incomplete (cut short or edited), or the checkpoint and the "
+                                  "configuration are of different models; give the complete file, or the config "
+                                  "folder of this checkpoint's model") from exc
+        raise
     modules = {"unet": pipeline.unet, "vae": pipeline.vae, "text_encoder": pipeline.text_encoder}
     if architecture == "sdxl":
         modules["text_encoder_2"] = pipeline.text_encoder_2

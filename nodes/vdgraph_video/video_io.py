@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 
 from vdgraph.node import Input, Invalid, Node, Output
@@ -233,6 +234,22 @@ class ReadVideo(Node):
         if max_frames is None and not (height or width):
             return {}
         return {"frames": FramesFacts(max_count=max_frames or None).resized(height, width)}
+
+    @classmethod
+    def content_key(cls, values, workflow_dir):
+        """A PNG-frame folder is keyed by the files the node reads, its *.png, not by everything under it (a
+        folder named by mistake, a home folder, would be hashed whole before the run says it holds no frames)."""
+        from vdgraph.filekeys import files_content
+
+        path = values.get("path")
+        local = cls.locate_file("path", path, workflow_dir) if isinstance(path, str) and path.strip() else None
+        if local is not None and os.path.isdir(local):
+            try:
+                names = [n for n in os.listdir(local) if n.lower().endswith(".png")]  # as ops.video_io reads
+            except OSError as exc:
+                return {"path": [f"unreadable: {exc.strerror or exc}"]}
+            return {"path": [files_content(local, names)]}
+        return super().content_key(values, workflow_dir)
 
     def run(self, ctx, path, fps, start, stride, max_frames, height, width, max_pixels, max_total_pixels):
         frames, rate = read_video(input_path(ctx, path), start, stride, max_frames, fps, height, width, max_pixels,

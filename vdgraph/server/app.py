@@ -165,9 +165,12 @@ def node_links_into(workflow: Any, registry: Any, flag: str) -> list[tuple[str, 
     for node_id, spec in workflow.nodes.items():
         cls = registry.get(spec.type) if isinstance(spec.type, str) else None
         for port in cls.inputs if cls is not None else ():
-            link = parse_link(spec.in_[port.name]) if getattr(port, flag) and port.name in spec.in_ else None
-            if link is not None and link[0] != "inputs":
-                found.append((node_id, port.name, spec.in_[port.name]))
+            value = spec.in_.get(port.name) if getattr(port, flag) else None
+            for item in value if isinstance(value, list) else [value]:  # a list port may gather several links
+                link = parse_link(item)
+                if link is not None and link[0] != "inputs":
+                    found.append((node_id, port.name, item))
+                    break
     return found
 
 
@@ -179,7 +182,7 @@ def _names(value: Any) -> list[str]:
 
 def _inside(name: str, roots: list[str]) -> bool:
     """`name` is an absolute local path whose real path is one of `roots` or below one."""
-    if "://" in name or not os.path.isabs(name):
+    if "://" in name or not os.path.isabs(name) or "\0" in name:  # no file has a NUL in its name (realpath raises)
         return False
     real = os.path.realpath(name)
     return any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
@@ -199,7 +202,7 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
             try:
                 folder.for_node(node_id).claim(value, port=port)
             except OutputRefused as exc:
-                if "unknown field" in str(exc) or "names no file" in str(exc):
+                if any(said in str(exc) for said in ("unknown field", "names no file", "NUL character")):
                     continue  # validation reports those (output.target)
                 problems.append(Problem("output.outside", str(exc), "name a file inside the job's output folder, "
                                         "e.g. 'clip.mp4'; the server gives every job a folder of its own",
@@ -228,8 +231,8 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                 where = ", ".join(input_roots) if input_roots else "none: --input-root"
                 problems.append(Problem("server.file-outside", f"{name!r} is not a file inside the folders this "
                                         f"server lets jobs read ({where})", "give an absolute path inside an "
-                                        "--input-root folder (the server's output folder is one: earlier jobs' "
-                                        "files can be read)", node=node_id, port=port))
+                                        "--input-root folder (or an earlier job's file under the output folder's "
+                                        "jobs/)", node=node_id, port=port))
     for flag in ("model_path", "reads_file"):
         for node_id, port, link in node_links_into(workflow, registry, flag):
             if any(p.node == node_id and p.port == port and p.code == "server.file-link" for p in problems):
@@ -238,6 +241,12 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                                     "whose value this server cannot check before the job runs", "give the path "
                                     "as a literal or a workflow input", node=node_id, port=port))
     return problems
+
+
+def readable_roots(config: ServerConfig) -> tuple[str, ...]:
+    """The folders a job may read input files from: the --input-root folders and the job folders under the output
+    folder (earlier jobs' files), not the output folder itself, which holds the job store and may hold a cache."""
+    return (*config.input_roots, os.path.join(config.output_dir, "jobs"))
 
 
 class JobRequest(BaseModel):
@@ -270,7 +279,15 @@ class Server:
         def executor() -> Executor:  # built in the worker thread: the server answers while torch is imported
             return Executor(self.registry, device=config.device, dtype=config.dtype, cache_dir=config.cache_dir)
 
-        self.worker = Worker(self.store, self.hub, executor, self.output_dir, config.previews)
+        self.worker = Worker(self.store, self.hub, executor, self.output_dir, config.previews,
+                             recheck=self.confinement)
+
+    def confinement(self, job_id: str, workflow: Any, inputs: dict) -> list[Problem]:
+        """What this server's settings refuse in a job (see confinement_problems): checked when it is submitted,
+        and again when a job queued before a restart runs (the server may have restarted with other settings)."""
+        roots = self.config.model_roots if self.config.token else None
+        return confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
+                                    readable_roots(self.config))
 
     def start(self) -> None:
         if not self.worker.is_alive():
@@ -308,10 +325,7 @@ class Server:
             workflow = load_workflow(graph)
         problems, plan = check(workflow, self.registry, inputs, require_inputs=True)
         job_id = secrets.token_hex(8)
-        roots = self.config.model_roots if self.config.token else None
-        readable = (*self.config.input_roots, self.config.output_dir)
-        problems += confinement_problems(workflow, self.registry, inputs, self.worker.job_dir(job_id), roots,
-                                         readable)
+        problems += self.confinement(job_id, workflow, inputs)
         if plan is None or any(p.severity == "error" for p in problems):
             raise WorkflowInvalid(problems)
         self.worker.plans[job_id] = plan  # validated now: the worker runs it as is (after a restart, from the document)

@@ -124,7 +124,8 @@ def node_state(nodes: dict[str, dict], event: Event) -> None:
 class Worker(threading.Thread):
     """Runs queued jobs one at a time, oldest first."""
 
-    def __init__(self, store: JobStore, hub: EventHub, make_executor: Any, output_dir: str, previews: Any) -> None:
+    def __init__(self, store: JobStore, hub: EventHub, make_executor: Any, output_dir: str, previews: Any,
+                 recheck: Any = None) -> None:
         super().__init__(name="vdgraph-worker", daemon=True)
         self.store = store
         self.hub = hub
@@ -133,6 +134,7 @@ class Worker(threading.Thread):
         self.executor_error: str | None = None
         self.output_dir = output_dir
         self.previews = previews
+        self.recheck = recheck  # (job id, workflow, inputs) -> the server's problems with a job, or None
         self.plans: dict[str, Any] = {}
         """job id -> the plan validated when the job was submitted (this process only)."""
         self.live: dict[str, dict[str, dict]] = {}
@@ -140,7 +142,7 @@ class Worker(threading.Thread):
         self.current: str | None = None
         self._token: CancelToken | None = None
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()  # not _stop: threading.Thread has a _stop method join() calls
         self._lock = threading.Lock()
 
     def live_nodes(self, job_id: str) -> dict[str, dict] | None:
@@ -156,7 +158,7 @@ class Worker(threading.Thread):
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.cancel_running()
         self._wake.set()
         if self.is_alive():
@@ -177,7 +179,7 @@ class Worker(threading.Thread):
         except Exception as exc:  # a device that does not exist: every job fails saying so
             self.executor_error = f"the server cannot run jobs: {exc}"
             print(f"vdgraph serve: {self.executor_error}", file=sys.stderr, flush=True)
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._wake.clear()
             job = self.store.claim_next()
             if job is None:
@@ -215,8 +217,13 @@ class Worker(threading.Thread):
             if self.executor is None:
                 raise VdgraphError(self.executor_error or "the server has no executor")
             plan = self.plans.pop(job_id, None)
-            if plan is None:  # queued before a restart: validated again
-                plan = self.executor.plan(parse_text(job["document"], job["source"]), job["inputs"])
+            if plan is None:  # queued before a restart: validated again, with the server's own checks
+                workflow = parse_text(job["document"], job["source"])
+                refused = [p for p in (self.recheck(job_id, workflow, job["inputs"]) if self.recheck else [])
+                           if p.severity == "error"]
+                if refused:
+                    raise WorkflowInvalid(refused)
+                plan = self.executor.plan(workflow, job["inputs"])
             result = self.executor.run(plan, cancel=token, output_dir=self.job_dir(job_id), on_event=listen,
                                        previews=self.previews)
             report = [r.to_json() for r in result.report]

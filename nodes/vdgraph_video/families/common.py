@@ -88,9 +88,11 @@ def check_control_frames(unet, frames: int) -> None:
     for k, control in enumerate(unet.controls):
         count = control.condition.shape[0]
         if count != frames:
+            fix = ("read no more condition frames than the video has (max_frames of the node reading the control "
+                   "video, e.g. linked to the frames input)" if count > frames else
+                   "a control video with at least as many frames, or ask for fewer frames")
             raise ValueError(f"port 'unet': ControlNet {k + 1} has {count} condition frames but the latents have "
-                             f"{frames} frames: give one condition image per frame (a control video with at least "
-                             "as many frames, or ask for fewer frames)")
+                             f"{frames} frames: give one condition image per frame ({fix})")
 
 
 def check_control_size(unet, height: int, width: int) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from vdgraph.errors import short_repr
+
 
 class PromptTooLong(ValueError):
     pass
@@ -19,9 +21,9 @@ def check_length(tokenizer, text: str, truncate: bool) -> None:
     max_length = tokenizer.model_max_length
     n = count_tokens(tokenizer, text)
     if n > max_length and not truncate:
-        raise PromptTooLong(
-            f"the prompt is {n} tokens long but the text encoder takes {max_length} (start and end tokens included); "
-            "shorten it or set truncate to true to cut the tail"
+        raise PromptTooLong(  # the text says which prompt it is (the prompt or the negative one)
+            f"the prompt is {n} tokens long but the text encoder takes {max_length} (start and end tokens included): "
+            f"{short_repr(text, 60)}; shorten it or set truncate to true to cut the tail"
         )
 
 
