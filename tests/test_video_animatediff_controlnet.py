@@ -140,14 +140,7 @@ def errors(path, inputs):
 
 def edited_workflow(tmp_path, **control_video_params) -> Path:
     """animatediff_controlnet.json with literal params on its control_video reader (a user's edit)."""
-    data = json.loads(WORKFLOW.read_text())
-    node = data["nodes"]["control_video"]
-    for port, value in control_video_params.items():
-        node["in"].pop(port, None)
-        node.setdefault("params", {})[port] = value
-    path = tmp_path / "edited.json"
-    path.write_text(json.dumps(data))
-    return path
+    return video_fixtures.with_literal_params(WORKFLOW, tmp_path, "control_video", **control_video_params)
 
 
 INPUTS = {"control_video": "in.mp4", "frames": 4, "height": 32, "width": 32}

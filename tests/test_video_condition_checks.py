@@ -19,14 +19,8 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 
 def controlnet_workflow(tmp_path, **control_video_params) -> Path:
     """text2video_zero_controlnet.json with literal params on its control_video reader (a user's edit)."""
-    data = json.loads((WORKFLOWS / "text2video_zero_controlnet.json").read_text())
-    node = data["nodes"]["control_video"]
-    for port, value in control_video_params.items():
-        node["in"].pop(port, None)
-        node.setdefault("params", {})[port] = value
-    path = tmp_path / "edited.json"
-    path.write_text(json.dumps(data))
-    return path
+    return video_fixtures.with_literal_params(WORKFLOWS / "text2video_zero_controlnet.json", tmp_path, "control_video",
+                                              **control_video_params)
 
 
 def errors(path, inputs):

@@ -295,3 +295,18 @@ def load_animatediff_pipeline(model_folder: str, adapter_folder: str):
     pipe.unet.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def with_literal_params(workflow, tmp_path, node: str, **params):
+    """A copy of `workflow` (a JSON file) in `tmp_path` whose node `node` takes `params` as literals instead of
+    whatever fed those ports (a user's edit); returns its path."""
+    from pathlib import Path
+
+    data = json.loads(Path(workflow).read_text())
+    spec = data["nodes"][node]
+    for port, value in params.items():
+        spec.get("in", {}).pop(port, None)
+        spec.setdefault("params", {})[port] = value
+    path = Path(tmp_path) / "edited.json"
+    path.write_text(json.dumps(data))
+    return path
