@@ -132,8 +132,10 @@ function parseJSON(text) {
 }
 
 function toJSON(value) {
-  return JSON.stringify(value, (key, v) => (typeof v === "bigint" ? "\u0000bigint:" + v.toString() : v))
-    .replace(/"\\u0000bigint:(-?\d+)"/g, "$1");
+  // a marker no string of the value holds (a fresh random one each call), so no text is taken for a number
+  const marker = "bigint" + crypto.getRandomValues(new Uint32Array(2)).join("x") + ":";
+  return JSON.stringify(value, (key, v) => (typeof v === "bigint" ? marker + v.toString() : v))
+    .replace(new RegExp('"' + marker + '(-?\\d+)"', "g"), "$1");
 }
 
 async function submitJob(event) {
