@@ -319,3 +319,22 @@ def test_a_folder_with_a_broken_link_is_still_keyed_by_its_files(tmp_path):
     assert first.startswith("sha256:")  # it was 'unreadable: No such file or directory' whatever the weights held
     (folder / "weights.safetensors").write_bytes(b"two")
     assert content_of(str(folder)) != first
+
+
+OUTPUT = {"video.load_model": "unet", "video.load_controlnet": "controlnet", "video.load_motion_adapter": "motion_adapter"}
+
+
+@pytest.mark.parametrize("node_type", sorted(OUTPUT))
+@pytest.mark.parametrize("variant", ["../../etc/x", "fp16/../x", "a b", "fp.16"])
+def test_a_weights_variant_that_is_not_a_name_is_a_validation_problem(node_type, variant):
+    # the variant becomes part of weight file names (*.<variant>.safetensors): a path in it is refused up front
+    from vdgraph.registry import Registry
+    from vdgraph.validate import validate
+    from vdgraph.workflow import load_workflow
+
+    workflow = {"vdgraph": 1, "nodes": {"load": {"type": node_type, "params": {"model": "shapes-64", "variant": variant}}},
+                "outputs": {"out": "load." + OUTPUT[node_type]}}
+    problems = [p for p in validate(load_workflow(workflow), Registry.discover(folders=(), env={}))
+                if p.severity == "error"]
+    assert [(p.node, p.port) for p in problems] == [("load", "variant")], problems
+    assert "fp16" in problems[0].hint

@@ -18,7 +18,16 @@ from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import ModelNotFound, _loading, local_model, placed, resolve_model, single_model_folder
+from vdgraph_video.loading import (
+    ModelNotFound,
+    _loading,
+    local_model,
+    placed,
+    resolve_model,
+    single_model_folder,
+    variant_input,
+    variant_problems,
+)
 from vdgraph_video.types import CONTROLNET, FRAMES, UNET
 from vdgraph_video.values import ControlAttachment, ControlNetHandle, UNetHandle
 
@@ -61,7 +70,7 @@ class LoadControlNet(Node):
     category = "model"
     inputs = [
         Input("model", str, model_path=True, reads_file=True, doc="a ControlNetModel folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
-        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+        variant_input(),
         Input("allow_empty", bool, default=False, doc="an empty name means no ControlNet (the output is empty)"),
     ]
     outputs = [Output("controlnet", CONTROLNET, doc="the ControlNet, to attach with video.apply_controlnet "
@@ -69,6 +78,7 @@ class LoadControlNet(Node):
 
     @classmethod
     def check(cls, known):
+        yield from variant_problems(known)
         (model,) = known.take("model")
         if model is not None and not model.strip() and not known.get("allow_empty"):
             yield Invalid("model", "the ControlNet name is empty", "give a ControlNetModel folder (a diffusers "

@@ -27,6 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from vdgraph.errors import short_repr
 from vdgraph.models_folder import find_model, model_roots
+from vdgraph.node import Input, Invalid
 
 from vdgraph_video.values import SchedulerConfig, TextEncoderHandle, UNetHandle, VAEHandle
 
@@ -106,6 +107,22 @@ def _hub_folder(repo_id: str, variant: str = "") -> str:
             f"({type(exc).__name__}: {why}). Download it while online (`hf download {repo_id}`), or pass "
             "the path of a local diffusers-format folder"
         ) from exc
+
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def variant_input() -> Input:
+    """The `variant` port every loader has: it picks weight files named like `*.<variant>.safetensors`."""
+    return Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)")
+
+
+def variant_problems(known) -> Iterator[Invalid]:
+    """A variant is part of weight file names: letters, digits, '_' and '-' only (no '/', '.', spaces)."""
+    (variant,) = known.take("variant")
+    if variant is not None and not VARIANT_NAME.match(variant):
+        yield Invalid("variant", f"{variant!r} is not a weights variant name",
+                      "use letters, digits, '_' or '-' (e.g. fp16), or '' for the plain weights")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,15 @@ from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import model_facts
-from vdgraph_video.loading import ModelNotFound, check_folder, load_components, local_model, resolve_model
+from vdgraph_video.loading import (
+    ModelNotFound,
+    check_folder,
+    load_components,
+    local_model,
+    resolve_model,
+    variant_input,
+    variant_problems,
+)
 from vdgraph_video.loading_sdxl import is_sdxl_folder
 from vdgraph_video.single_file import (ARCHITECTURES, CheckpointError, detect_architecture, load_checkpoint_components,
                                        shipped_config)
@@ -52,7 +60,7 @@ class LoadModel(Node):
     inputs = [
         Input("model", str, model_path=True, reads_file=True, doc="a model folder or single-file .safetensors checkpoint, an fsspec URL, a built-in or "
                                      "models-folder name, or a hub id (owner/name)"),
-        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+        variant_input(),
         Input("config", str, default="", reads_file=True,
               doc="for a single-file checkpoint: a diffusers-format folder describing its model ('': the config "
                   "shipped for the recognised architecture)"),
@@ -71,6 +79,7 @@ class LoadModel(Node):
 
     @classmethod
     def check(cls, known):
+        yield from variant_problems(known)
         (model,) = known.take("model")
         if model is not None and not model.strip():
             yield Invalid("model", "the model name is empty",

@@ -21,7 +21,15 @@ from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
 from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
-from vdgraph_video.loading import _loading, local_model, placed, resolve_model, single_model_folder
+from vdgraph_video.loading import (
+    _loading,
+    local_model,
+    placed,
+    resolve_model,
+    single_model_folder,
+    variant_input,
+    variant_problems,
+)
 from vdgraph_video.ops.motion_text import restore_text_embedding
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
@@ -180,12 +188,13 @@ class LoadMotionAdapter(Node):
     category = "model"
     inputs = [
         Input("model", str, model_path=True, reads_file=True, doc="a MotionAdapter folder, an fsspec URL, a built-in name or a hub id (owner/name)"),
-        Input("variant", str, default="", doc="weights variant, e.g. 'fp16' for *.fp16.safetensors ('': plain)"),
+        variant_input(),
     ]
     outputs = [Output("motion_adapter", MOTION_ADAPTER, doc="the motion modules, for video.apply_motion_adapter")]
 
     @classmethod
     def check(cls, known):
+        yield from variant_problems(known)
         (model,) = known.take("model")
         if model is not None and not model.strip():
             yield Invalid("model", "the motion adapter name is empty",

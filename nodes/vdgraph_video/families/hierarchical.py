@@ -78,7 +78,7 @@ class HierarchicalFrames:
         for adapter, frames, keep in self.calls():
             n = len(frames)
             with adapter.models(guider) as (unet, controlnets):
-                out = adapter._call(unet, controlnets, x[:, frames].reshape(chunks * n, c, h, w), t,
+                out = adapter.call_frames(unet, controlnets, x[:, frames].reshape(chunks * n, c, h, w), t,
                                     e[:, frames].reshape(chunks * n, *e.shape[2:]), guider, index, steps, frames)
             pred[:, frames[keep]] = out.reshape(chunks, n, c, h, w)[:, keep]
         return pred.reshape(chunks * self.frames, c, h, w)

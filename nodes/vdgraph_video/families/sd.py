@@ -102,7 +102,7 @@ class FoldedFramesUNet:
             image = guider.stack_image(self.image.to(model_input.device, model_input.dtype))
             model_input = torch.cat([model_input, image], dim=1)  # (chunks*B*F, C + C', H, W)
         if len(self.chunks) == 1:
-            return self._call(unet, controlnets, model_input, t, embeds, guider, index, steps,
+            return self.call_frames(unet, controlnets, model_input, t, embeds, guider, index, steps,
                               list(range(self.frames)))
         _, c, h, w = model_input.shape
         halves = guider.chunks
@@ -111,7 +111,7 @@ class FoldedFramesUNet:
         pred = None  # (chunks, F, C_out, H, W): the model predicts fewer channels than it takes with image latents
         for k, frames in enumerate(self.chunks):
             n = len(frames)
-            out = self._call(unet, controlnets, x[:, frames].reshape(halves * n, c, h, w), t,
+            out = self.call_frames(unet, controlnets, x[:, frames].reshape(halves * n, c, h, w), t,
                              e[:, frames].reshape(halves * n, *e.shape[2:]), guider, index, steps, frames)
             out = out.reshape(halves, n, -1, h, w)
             if k == 0:
@@ -120,7 +120,7 @@ class FoldedFramesUNet:
             pred[:, frames[1:]] = out[:, 1:]
         return pred.reshape(halves * self.frames, -1, h, w)
 
-    def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
+    def call_frames(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
         """One UNet call on (chunks*B*n, C, H, W) holding frames `frames` of every clip, with ControlNet residuals."""
         kwargs = control_kwargs(self.unet, controlnets, model_input, t, embeds, guider, self.batch, frames, index,
                                 steps)

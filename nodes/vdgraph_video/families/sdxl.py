@@ -60,7 +60,7 @@ class SDXLUNet(FoldedFramesUNet):
         self.time_ids = torch.tensor([size_time_ids(h * factor, w * factor)])  # (1, 6)
         return super().begin(latents)
 
-    def _call(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
+    def call_frames(self, unet, controlnets, model_input, t, embeds, guider, index, steps, frames):
         """One UNet call on (chunks*B*n, C, H, W): frames `frames` of every clip, each with its clip's pooled
         embedding and the time ids."""
         assert self.pooled is not None and self.time_ids is not None, "prepare and begin run before the first call"
