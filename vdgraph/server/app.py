@@ -20,6 +20,7 @@ import os
 import secrets
 import socket
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -127,50 +128,51 @@ def builtin_model_names() -> set[str]:
     return {ep.name for ep in metadata.entry_points(group="vdgraph.models")}
 
 
-def port_values(workflow: Any, registry: Any, inputs: dict, flag: str) -> list[tuple[str, str, Any]]:
-    """(node id, port, value) of every literal or workflow input (given or default) reaching a port with `flag`
+def flagged_ports(workflow: Any, registry: Any, *flags: str) -> Iterator[tuple[str, Any, Any]]:
+    """(node id, node spec, Input) of every port of the workflow's nodes with one of `flags` set."""
+    for node_id, spec in workflow.nodes.items():
+        cls = registry.get(spec.type) if isinstance(spec.type, str) else None
+        for port in cls.inputs if cls is not None else ():
+            if any(getattr(port, flag) for flag in flags):
+                yield node_id, spec, port
+
+
+def port_values(workflow: Any, registry: Any, inputs: dict, flag: str) -> list[tuple[str, Any, Any]]:
+    """(node id, Input, value) of every literal or workflow input (given or default) reaching a port with `flag`
     set; read from the workflow itself, so these problems come with validation's others, in one answer."""
     from vdgraph.workflow import parse_link
 
     found = []
-    for node_id, spec in workflow.nodes.items():
-        cls = registry.get(spec.type) if isinstance(spec.type, str) else None
-        if cls is None:
+    for node_id, spec, port in flagged_ports(workflow, registry, flag):
+        if port.name in spec.params:
+            value = spec.params[port.name]
+        elif port.name in spec.in_:
+            link = parse_link(spec.in_[port.name])
+            if link is None or link[0] != "inputs" or link[1] not in workflow.inputs:
+                continue  # a value made by another node is checked when the node writes
+            decl = workflow.inputs[link[1]]
+            value = inputs.get(link[1], decl.default)
+        elif port.has_default:
+            value = port.default
+        else:
             continue
-        for port in cls.inputs:
-            if not getattr(port, flag):
-                continue
-            if port.name in spec.params:
-                value = spec.params[port.name]
-            elif port.name in spec.in_:
-                link = parse_link(spec.in_[port.name])
-                if link is None or link[0] != "inputs" or link[1] not in workflow.inputs:
-                    continue  # a value made by another node is checked when the node writes
-                decl = workflow.inputs[link[1]]
-                value = inputs.get(link[1], decl.default)
-            elif port.has_default:
-                value = port.default
-            else:
-                continue
-            found.append((node_id, port.name, value))
+        found.append((node_id, port, value))
     return found
 
 
-def node_links_into(workflow: Any, registry: Any, flag: str) -> list[tuple[str, str, str]]:
-    """(node id, port, link) of every port with `flag` set that another node's output feeds (not a workflow
-    input): its value is known only when the workflow runs."""
+def node_links_into(workflow: Any, registry: Any, *flags: str) -> list[tuple[str, str, str]]:
+    """(node id, port, link) of every port with one of `flags` set that another node's output feeds (not a
+    workflow input): its value is known only when the workflow runs."""
     from vdgraph.workflow import parse_link
 
     found = []
-    for node_id, spec in workflow.nodes.items():
-        cls = registry.get(spec.type) if isinstance(spec.type, str) else None
-        for port in cls.inputs if cls is not None else ():
-            value = spec.in_.get(port.name) if getattr(port, flag) else None
-            for item in value if isinstance(value, list) else [value]:  # a list port may gather several links
-                link = parse_link(item)
-                if link is not None and link[0] != "inputs":
-                    found.append((node_id, port.name, item))
-                    break
+    for node_id, spec, port in flagged_ports(workflow, registry, *flags):
+        value = spec.in_.get(port.name)
+        for item in value if isinstance(value, list) else [value]:  # a list port may gather several links
+            link = parse_link(item)
+            if link is not None and link[0] != "inputs":
+                found.append((node_id, port.name, item))
+                break
     return found
 
 
@@ -200,13 +202,13 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
     for node_id, port, value in port_values(workflow, registry, inputs, "output_path"):
         if isinstance(value, str):
             try:
-                folder.for_node(node_id).claim(value, port=port)
+                folder.for_node(node_id).claim(value, port=port.name)
             except OutputRefused as exc:
                 if any(said in str(exc) for said in ("unknown field", "names no file", "NUL character")):
                     continue  # validation reports those (output.target)
                 problems.append(Problem("output.outside", str(exc), "name a file inside the job's output folder, "
                                         "e.g. 'clip.mp4'; the server gives every job a folder of its own",
-                                        node=node_id, port=port))
+                                        node=node_id, port=port.name))
     if model_roots is None:
         return problems
     builtins = builtin_model_names()
@@ -220,11 +222,10 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                      else "the allowed model roots (this server has none: --model-root)")
             problems.append(Problem("server.model-outside", f"model {name!r} is not a built-in model nor a folder "
                                     f"inside {where}", f"use a built-in model ({allowed}) or an absolute path inside "
-                                    "an allowed model root", node=node_id, port=port))
+                                    "an allowed model root", node=node_id, port=port.name))
     readable = [os.path.realpath(root) for root in input_roots]
     for node_id, port, value in port_values(workflow, registry, inputs, "reads_file"):
-        cls = registry.get(workflow.nodes[node_id].type)
-        if cls.input_map[port].model_path:
+        if port.model_path:
             continue  # checked above
         for name in _names(value):
             if not _inside(name, readable):
@@ -232,14 +233,11 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
                 problems.append(Problem("server.file-outside", f"{name!r} is not a file inside the folders this "
                                         f"server lets jobs read ({where})", "give an absolute path inside an "
                                         "--input-root folder (or an earlier job's file under the output folder's "
-                                        "jobs/)", node=node_id, port=port))
-    for flag in ("model_path", "reads_file"):
-        for node_id, port, link in node_links_into(workflow, registry, flag):
-            if any(p.node == node_id and p.port == port and p.code == "server.file-link" for p in problems):
-                continue
-            problems.append(Problem("server.file-link", f"the port names a file to read and is fed by {link!r}, "
-                                    "whose value this server cannot check before the job runs", "give the path "
-                                    "as a literal or a workflow input", node=node_id, port=port))
+                                        "jobs/)", node=node_id, port=port.name))
+    for node_id, port, link in node_links_into(workflow, registry, "model_path", "reads_file"):
+        problems.append(Problem("server.file-link", f"the port names a file to read and is fed by {link!r}, "
+                                "whose value this server cannot check before the job runs", "give the path "
+                                "as a literal or a workflow input", node=node_id, port=port))
     return problems
 
 
