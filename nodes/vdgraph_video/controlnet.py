@@ -17,7 +17,7 @@ from vdgraph.context import RunContext
 from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
+from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, read_json_dict
 from vdgraph_video.loading import (
     ModelNotFound,
     _loading,
@@ -50,7 +50,7 @@ def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:
     if folder is None:
         return None
     for candidate in (folder, os.path.join(folder, "controlnet")):
-        config = _read_json(os.path.join(candidate, "config.json"))
+        config = read_json_dict(os.path.join(candidate, "config.json"))
         if config is not None:
             return ResidualLayoutFacts.from_config(config)
     return None

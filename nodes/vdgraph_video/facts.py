@@ -68,11 +68,11 @@ def model_facts(model: str) -> dict[str, Any]:
     if folder is None:
         return {}
     facts: dict[str, Any] = {}
-    vae = _read_json(os.path.join(folder, "vae", "config.json"))
+    vae = read_json_dict(os.path.join(folder, "vae", "config.json"))
     blocks = vae.get("block_out_channels") if vae else None
     if isinstance(blocks, list) and blocks:
         facts["vae"] = VAEFacts(2 ** (len(blocks) - 1))
-    scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json"))
+    scheduler = read_json_dict(os.path.join(folder, "scheduler", "scheduler_config.json"))
     if scheduler and isinstance(scheduler.get("_class_name"), str):
         facts["scheduler_config"] = SchedulerConfigFacts(scheduler["_class_name"])
     from vdgraph_video.loading_sdxl import sdxl_model_facts
@@ -105,7 +105,9 @@ def _local_folder(model: str) -> str | None:
     return None
 
 
-def _read_json(path: str) -> dict | None:
+def read_json_dict(path: str) -> dict | None:
+    """The JSON object in a file, or None when it cannot be read, is not JSON or is not an object (validation and
+    folder detection read configs this way and never raise)."""
     try:
         with open(path, "rb") as handle:
             value = json.loads(handle.read())
@@ -207,7 +209,7 @@ def _frozen(value: Any) -> Any:
 def unet_layout_facts(model: str) -> UNetFacts | None:
     """The residual layout of a model folder's 2-D UNet (None for a 3-D UNet or when validation cannot read it)."""
     folder = _local_folder(model)
-    config = _read_json(os.path.join(folder, "unet", "config.json")) if folder else None
+    config = read_json_dict(os.path.join(folder, "unet", "config.json")) if folder else None
     if config and config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
         return None
     layout = ResidualLayoutFacts.from_config(config)

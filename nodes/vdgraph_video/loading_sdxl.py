@@ -9,8 +9,9 @@ are data, weights only from safetensors), the second text encoder and tokenizer 
 
 from __future__ import annotations
 
-import json
 import os
+
+from vdgraph_video.facts import read_json_dict
 
 SDXL_PIPELINES = ("StableDiffusionXLPipeline", "TextToVideoZeroSDXLPipeline")
 SECOND_TEXT = ("text_encoder_2", "tokenizer_2")
@@ -18,12 +19,7 @@ SECOND_TEXT_CONFIGS = {"text_encoder_2": "config.json", "tokenizer_2": "tokenize
 
 
 def _model_index(folder: str) -> dict:
-    try:
-        with open(os.path.join(folder, "model_index.json"), "rb") as handle:
-            index = json.loads(handle.read())
-    except (OSError, ValueError):
-        return {}
-    return index if isinstance(index, dict) else {}
+    return read_json_dict(os.path.join(folder, "model_index.json")) or {}
 
 
 def is_sdxl_folder(folder: str) -> bool:

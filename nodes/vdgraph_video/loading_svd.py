@@ -12,13 +12,13 @@ supported classes), weights only from safetensors, nothing is built before the w
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import torch
 
 from vdgraph.errors import short_repr
 
+from vdgraph_video.facts import read_json_dict
 from vdgraph_video.loading import (
     ModelFolderError,
     ModelNotFound,
@@ -43,21 +43,12 @@ IMAGE_ENCODER_ARCHITECTURES = ("CLIPVisionModelWithProjection",)
 IMAGE_PROCESSORS = ("CLIPImageProcessor", "CLIPImageProcessorFast", "CLIPFeatureExtractor")
 
 
-def _json_or_none(path: str) -> dict | None:
-    try:
-        with open(path, "rb") as handle:
-            value = json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def is_svd_folder(folder: str) -> bool:
     """Whether `folder` holds a Stable Video Diffusion model (by model_index.json or unet/config.json)."""
-    index = _json_or_none(os.path.join(folder, "model_index.json")) or {}
+    index = read_json_dict(os.path.join(folder, "model_index.json")) or {}
     if index.get("_class_name") == SVD_PIPELINE:
         return True
-    unet = _json_or_none(os.path.join(folder, "unet", "config.json")) or {}
+    unet = read_json_dict(os.path.join(folder, "unet", "config.json")) or {}
     return unet.get("_class_name") == SVD_UNET
 
 
@@ -138,7 +129,7 @@ def svd_model_facts(folder: str) -> dict:
 
 
 def svd_unet_facts(folder: str) -> SpatioTemporalUNetFacts | None:
-    config = _json_or_none(os.path.join(folder, "unet", "config.json"))
+    config = read_json_dict(os.path.join(folder, "unet", "config.json"))
     if not config or config.get("_class_name") != SVD_UNET:
         return None
     frames = config.get("num_frames", 25)

@@ -20,7 +20,7 @@ from vdgraph.errors import short_repr
 from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, _read_json
+from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, read_json_dict
 from vdgraph_video.loading import (
     _loading,
     local_model,
@@ -155,7 +155,7 @@ def adapter_facts(model: str) -> MotionAdapterFacts | None:
     if folder is None:
         return None
     for candidate in (folder, os.path.join(folder, "motion_adapter")):
-        config = _read_json(os.path.join(candidate, "config.json"))
+        config = read_json_dict(os.path.join(candidate, "config.json"))
         if config is not None:
             return MotionAdapterFacts.from_config(config)
     return None

@@ -64,15 +64,36 @@ class Guider(Protocol):
         ...
 
 
+class ArrangedEmbeddings:
+    """`Guider.embeddings` for every guider: the conditioning's embeddings in the guider's own `arrange` order."""
+
+    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
+        return self.arrange(conditioning.cond, conditioning.uncond, batch)
+
+
+class UncondCondChunks(ArrangedEmbeddings):
+    """Two chunks [uncond, cond], every one seeing the latents and the image latents (classifier-free guidance,
+    whatever the scale per frame)."""
+
+    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
+        return torch.cat([per_batch(uncond, batch), per_batch(cond, batch)])
+
+    def stack(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * 2)
+
+    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image] * 2)
+
+    def conditional_chunks(self) -> tuple[int, ...]:
+        return (1,)
+
+
 @dataclasses.dataclass(frozen=True)
-class NoGuidance:
+class NoGuidance(ArrangedEmbeddings):
     chunks: int = dataclasses.field(default=1, init=False)
 
     def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
         return per_batch(cond, batch)
-
-    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -88,32 +109,17 @@ class NoGuidance:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierFreeGuidance:
+class ClassifierFreeGuidance(UncondCondChunks):
     scale: float
     chunks: int = dataclasses.field(default=2, init=False)
-
-    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
-        return torch.cat([per_batch(uncond, batch), per_batch(cond, batch)])
-
-    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return self.arrange(conditioning.cond, conditioning.uncond, batch)
-
-    def stack(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x] * 2)
-
-    def stack_image(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.cat([image] * 2)
 
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         uncond, text = prediction.chunk(2)
         return uncond + self.scale * (text - uncond)
 
-    def conditional_chunks(self) -> tuple[int, ...]:
-        return (1,)
-
 
 @dataclasses.dataclass(frozen=True)
-class InstructPix2PixGuidance:
+class InstructPix2PixGuidance(ArrangedEmbeddings):
     scale: float
     image_scale: float
     chunks: int = dataclasses.field(default=3, init=False)
@@ -121,9 +127,6 @@ class InstructPix2PixGuidance:
     def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
         cond, uncond = per_batch(cond, batch), per_batch(uncond, batch)
         return torch.cat([cond, uncond, uncond])
-
-    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return self.arrange(conditioning.cond, conditioning.uncond, batch)
 
     def stack(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x] * 3)
@@ -140,23 +143,11 @@ class InstructPix2PixGuidance:
 
 
 @dataclasses.dataclass(frozen=True)
-class FrameRampGuidance:
+class FrameRampGuidance(UncondCondChunks):
     min_scale: float
     max_scale: float
     frame_axis: int = 1
     chunks: int = dataclasses.field(default=2, init=False)
-
-    def arrange(self, cond: torch.Tensor, uncond: torch.Tensor, batch: int) -> torch.Tensor:
-        return torch.cat([per_batch(uncond, batch), per_batch(cond, batch)])
-
-    def embeddings(self, conditioning: Conditioning, batch: int) -> torch.Tensor:
-        return self.arrange(conditioning.cond, conditioning.uncond, batch)
-
-    def stack(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x] * 2)
-
-    def conditional_chunks(self) -> tuple[int, ...]:
-        return (1,)
 
     def combine(self, prediction: torch.Tensor) -> torch.Tensor:
         uncond, cond = prediction.chunk(2)
