@@ -17,7 +17,7 @@ from vdgraph.context import RunContext
 from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, _local_folder, read_json_dict
+from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, single_model_config
 from vdgraph_video.loading import (
     ModelNotFound,
     _loading,
@@ -46,14 +46,8 @@ def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, varia
 
 
 def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:
-    folder = _local_folder(model)
-    if folder is None:
-        return None
-    for candidate in (folder, os.path.join(folder, "controlnet")):
-        config = read_json_dict(os.path.join(candidate, "config.json"))
-        if config is not None:
-            return ResidualLayoutFacts.from_config(config)
-    return None
+    config = single_model_config(model, "controlnet")
+    return ResidualLayoutFacts.from_config(config) if config is not None else None
 
 
 class LoadControlNet(Node):

@@ -105,6 +105,20 @@ def _local_folder(model: str) -> str | None:
     return None
 
 
+def single_model_config(model: str, subfolder: str) -> dict | None:
+    """The config.json of a model saved on its own (a ControlNet, a motion adapter) for validation: in the folder
+    `model` names, or in its pipeline folder's `subfolder`/ (as loading.single_model_folder finds it); None when
+    the model is not a local folder or has no readable config."""
+    folder = _local_folder(model)
+    if folder is None:
+        return None
+    for candidate in (folder, os.path.join(folder, subfolder)):
+        config = read_json_dict(os.path.join(candidate, "config.json"))
+        if config is not None:
+            return config
+    return None
+
+
 def read_json_dict(path: str) -> dict | None:
     """The JSON object in a file, or None when it cannot be read, is not JSON or is not an object (validation and
     folder detection read configs this way and never raise)."""

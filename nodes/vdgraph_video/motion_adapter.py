@@ -20,7 +20,7 @@ from vdgraph.errors import short_repr
 from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, _local_folder, read_json_dict
+from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, single_model_config
 from vdgraph_video.loading import (
     _loading,
     local_model,
@@ -151,14 +151,8 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:
-    folder = _local_folder(model)
-    if folder is None:
-        return None
-    for candidate in (folder, os.path.join(folder, "motion_adapter")):
-        config = read_json_dict(os.path.join(candidate, "config.json"))
-        if config is not None:
-            return MotionAdapterFacts.from_config(config)
-    return None
+    config = single_model_config(model, "motion_adapter")
+    return MotionAdapterFacts.from_config(config) if config is not None else None
 
 
 def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
