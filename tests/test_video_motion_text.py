@@ -147,3 +147,139 @@ def test_video_apply_motion_adapter_restores_it():
     t = torch.tensor(900)
     assert torch.equal(inflated.module(sample, t, encoder_hidden_states=states).sample[:, :, 0],
                        unet(sample[:, :, 0], t, states).sample)
+
+
+# The text route into the motion modules (MotionTextRoute): vdgraph's, for adapters trained with one (shapes-64-motion).
+
+
+def routed(unet, motion, scale: float = 0.0):
+    """A motion UNet with a text route whose output maps are 0 (a fresh route) or seeded normal(0, scale)."""
+    from vdgraph_video.ops.motion_text import MotionTextRoute, attach_text_route
+
+    torch.manual_seed(3)
+    route = MotionTextRoute.for_motion_modules(motion, WIDTH, width=16).eval()
+    if scale:
+        with torch.no_grad():
+            for p in route.to_modules.parameters():
+                p.normal_(0, scale)
+    return attach_text_route(motion_model(unet, motion), route), route
+
+
+@torch.no_grad()
+def test_a_fresh_text_route_changes_nothing():
+    unet, motion = text_unet(), adapter(zero=False)
+    sample, states = inputs(batch=2, frames=3, per_frame_states=True)
+    t = torch.tensor(400)
+    expected = motion_model(unet, motion)(sample, t, encoder_hidden_states=states).sample
+    model, _ = routed(unet, motion)
+    assert torch.equal(model(sample, t, encoder_hidden_states=states).sample, expected)
+
+
+@torch.no_grad()
+def test_the_text_route_makes_the_motion_modules_read_the_text_per_clip():
+    """Two clips in one batch, each its own caption: each clip's prediction is what it is alone (the route's
+    vectors go to the rows of their own clip), and another caption changes it."""
+    unet, motion = text_unet(), adapter(zero=False)
+    model, _ = routed(unet, motion, scale=0.5)
+    sample, states = inputs(batch=2, frames=3, per_frame_states=True)
+    t = torch.tensor(600)
+    both = model(sample, t, encoder_hidden_states=states).sample
+    for clip in range(2):
+        alone = model(sample[clip:clip + 1], t, encoder_hidden_states=states[clip * 3:(clip + 1) * 3]).sample
+        assert (alone - both[clip:clip + 1]).abs().max() <= 1e-5
+    # what the route adds depends on the text: under the other clip's text it adds something else
+    plain = motion_model(unet, motion)
+    swapped = torch.cat([states[3:], states[:3]])
+
+    def added(text):
+        return model(sample, t, encoder_hidden_states=text).sample - plain(sample, t, encoder_hidden_states=text).sample
+
+    assert added(states).abs().max() > 1e-2
+    assert (added(swapped) - added(states)).abs().max() > 1e-2
+
+
+@torch.no_grad()
+def test_the_text_route_under_split_inference_is_the_same():
+    """diffusers' FreeNoise split inference calls every motion module's proj_in on consecutive slices of its rows
+    (pixels of several clips); the route adds each row its own clip's vector whatever the slice (to 1e-5: a split
+    matmul rounds differently)."""
+    from vdgraph_video.ops.free_noise import installed_split_inference
+
+    unet, motion = text_unet(), adapter(zero=False)
+    model, _ = routed(unet, motion, scale=0.5)
+    sample, states = inputs(batch=2, frames=3, per_frame_states=True)
+    t = torch.tensor(250)
+    whole = model(sample, t, encoder_hidden_states=states).sample
+    with installed_split_inference(model, 5, 2):  # 5 rows per slice: slices straddle the clips' boundary
+        split = model(sample, t, encoder_hidden_states=states).sample
+    assert (split - whole).abs().max() <= 1e-5, (split - whole).abs().max()
+
+
+@torch.no_grad()
+def test_a_deep_copy_keeps_its_own_text_route():
+    from vdgraph_video.ops.motion_text import ROUTED
+
+    unet, motion = text_unet(), adapter(zero=False)
+    model, route = routed(unet, motion, scale=0.5)
+    sample, states = inputs(batch=1, frames=2, per_frame_states=True)
+    t = torch.tensor(100)
+    before = model(sample, t, encoder_hidden_states=states).sample
+    twin = copy.deepcopy(model)
+    assert getattr(twin, ROUTED).model is twin
+    route.norm.bias.add_(1.0)  # changing the original's route must not change the copy
+    assert not torch.equal(model(sample, t, encoder_hidden_states=states).sample, before)
+    assert torch.equal(twin(sample, t, encoder_hidden_states=states).sample, before)
+
+
+def test_a_text_route_saves_and_loads_beside_the_adapter(tmp_path):
+    """The folder stays a diffusers MotionAdapter (which ignores the two route files); vdgraph's loader loads both
+    and video.apply_motion_adapter attaches a copy of the route."""
+    from diffusers import MotionAdapter
+
+    from vdgraph_video.motion_adapter import load_motion_adapter
+    from vdgraph_video.ops.motion_text import ROUTED
+
+    unet, motion = text_unet(), adapter(zero=False)
+    model, route = routed(unet, motion, scale=0.5)
+    motion.save_pretrained(str(tmp_path), safe_serialization=True)
+    route.save(tmp_path)
+    MotionAdapter.from_pretrained(str(tmp_path), use_safetensors=True)  # still diffusers' folder
+    handle = load_motion_adapter(str(tmp_path), torch.device("cpu"), torch.float32)
+    assert handle.text_route is not None
+    inflated = inflate(UNetHandle(module=unet), handle).module
+    assert hasattr(inflated, ROUTED) and inflated.motion_text_route is not handle.text_route
+    sample, states = inputs(batch=1, frames=3, per_frame_states=True)
+    t = torch.tensor(800)
+    with torch.no_grad():
+        assert torch.equal(inflated(sample, t, encoder_hidden_states=states).sample,
+                           model(sample, t, encoder_hidden_states=states).sample)
+
+
+def test_a_broken_text_route_is_refused_naming_the_folder(tmp_path):
+    import json
+
+    from vdgraph_video.loading import ModelFolderError
+    from vdgraph_video.motion_adapter import load_motion_adapter
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_CONFIG, TEXT_ROUTE_WEIGHTS, MotionTextRoute
+
+    motion = adapter(zero=False)
+    motion.save_pretrained(str(tmp_path), safe_serialization=True)
+
+    def refused(match: str) -> None:
+        with pytest.raises(ModelFolderError, match=match) as info:
+            load_motion_adapter(str(tmp_path), torch.device("cpu"), torch.float32)
+        assert str(tmp_path) in str(info.value)
+
+    route = MotionTextRoute.for_motion_modules(motion, WIDTH, width=16)
+    route.save(tmp_path)
+    (tmp_path / TEXT_ROUTE_WEIGHTS).unlink()
+    refused(f"half there \\({TEXT_ROUTE_WEIGHTS} is missing")
+    route.save(tmp_path)  # a config that does not describe its weights
+    config = json.loads((tmp_path / TEXT_ROUTE_CONFIG).read_text())
+    (tmp_path / TEXT_ROUTE_CONFIG).write_text(json.dumps({**config, "width": 8}))
+    refused("do not match")
+    (tmp_path / TEXT_ROUTE_CONFIG).write_text(json.dumps({"width": 8}))
+    refused("not a text-route config")
+    # a whole route, made for another adapter's motion modules
+    MotionTextRoute(WIDTH, 16, {"down_blocks.0.motion_modules.0": 16}).save(tmp_path)
+    refused("belongs to another motion adapter")

@@ -74,12 +74,15 @@ def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | path
     """render(prompt, seed, frames, free_init=False, free_noise=False) through diffusers' AnimateDiffPipeline."""
     import torch
     from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
-    from vdgraph_video.ops.motion_text import restore_text_embedding
+    from vdgraph_video.ops.motion_text import MotionTextRoute, attach_text_route, restore_text_embedding
 
     motion = MotionAdapter.from_pretrained(str(adapter), use_safetensors=True)
     pipe = AnimateDiffPipeline.from_pretrained(str(model), motion_adapter=motion, use_safetensors=True)
     # as vdgraph's video.apply_motion_adapter: shapes-64's text add-embedding, which UNetMotionModel drops
     restore_text_embedding(pipe.unet, UNet2DConditionModel.from_pretrained(str(model), subfolder="unet"))
+    route = MotionTextRoute.load(adapter)  # and, as vdgraph's loader, the adapter's text route into its modules
+    if route is not None:
+        attach_text_route(pipe.unet, route)
     pipe.set_progress_bar_config(disable=True)
 
     def render(prompt: str, seed: int, frames: int, free_init: bool = False, free_noise: bool = False,

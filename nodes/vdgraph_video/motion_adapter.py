@@ -9,6 +9,7 @@ own family adapter (`vdgraph_video.families.motion_unet`); FreeNoise context win
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from typing import Any
@@ -30,7 +31,13 @@ from vdgraph_video.loading import (
     variant_input,
     variant_problems,
 )
-from vdgraph_video.ops.motion_text import restore_text_embedding
+from vdgraph_video.ops.motion_text import (
+    TEXT_ROUTE_CONFIG,
+    MotionTextRoute,
+    attach_text_route,
+    restore_text_embedding,
+    route_mismatch,
+)
 from vdgraph_video.types import MOTION_ADAPTER, UNET
 from vdgraph_video.values import UNetHandle, module_nbytes
 
@@ -40,16 +47,18 @@ DEFAULT_MAX_FRAMES = 32  # MotionAdapter's default motion_max_seq_length
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MotionAdapterHandle:
-    """A loaded diffusers MotionAdapter (never mutated after loading)."""
+    """A loaded diffusers MotionAdapter (never mutated after loading) and, when its folder has one, vdgraph's text
+    route into its motion modules (vdgraph_video.ops.motion_text.MotionTextRoute)."""
 
     module: torch.nn.Module
+    text_route: MotionTextRoute | None = None
 
     @property
     def max_frames(self) -> int:
         return int(self.module.config.motion_max_seq_length)
 
     def __vdgraph_nbytes__(self) -> int:
-        return module_nbytes(self.module)
+        return module_nbytes(self.module) + (module_nbytes(self.text_route) if self.text_route is not None else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,14 +149,20 @@ def layout_differences(unet_config: dict, adapter: MotionAdapterFacts) -> list[s
 
 
 def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, variant: str = "") -> MotionAdapterHandle:
-    """A MotionAdapter from safetensors weights, in eval mode on `device` in `dtype`."""
+    """A MotionAdapter from safetensors weights, and its text route when the folder has one, in eval mode on
+    `device` in `dtype`."""
     from diffusers import MotionAdapter
 
     folder = single_model_folder(folder, "motion_adapter", MOTION_ADAPTER_CLASS)
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
-    return MotionAdapterHandle(placed(module, device))
+        route = MotionTextRoute.load(folder)
+        mismatch = route_mismatch(route, module) if route is not None else None
+        if mismatch:
+            raise ValueError(f"its {TEXT_ROUTE_CONFIG} belongs to another motion adapter ({mismatch})")
+    return MotionAdapterHandle(placed(module, device),
+                               placed(route.to(dtype=dtype), device) if route is not None else None)
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:
@@ -157,7 +172,8 @@ def adapter_facts(model: str) -> MotionAdapterFacts | None:
 
 def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
     """A new motion UNet value: UNetMotionModel.from_unet2d of the UNet's module (copied, never changed) with the
-    adapter's motion modules; the UNet value's attention patches and ControlNets carry over."""
+    adapter's motion modules (and a copy of its text route, when it has one); the UNet value's attention patches and
+    ControlNets carry over."""
     from diffusers import UNetMotionModel
 
     differences = layout_differences(dict(unet.module.config), MotionAdapterFacts.from_config(
@@ -166,6 +182,8 @@ def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
         raise ValueError("port 'motion_adapter': the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
                          + ", adapter vs UNet): use a motion adapter trained for this base model")
     module = restore_text_embedding(UNetMotionModel.from_unet2d(unet.module, adapter.module), unet.module).eval()
+    if adapter.text_route is not None:  # a copy: the adapter value is never changed
+        module = attach_text_route(module, copy.deepcopy(adapter.text_route))
     return MotionUNetHandle(module=module, patches=unet.patches, controls=unet.controls,
                             max_frames=adapter.max_frames)
 
@@ -173,9 +191,11 @@ def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
 class LoadMotionAdapter(Node):
     """Loads a diffusers MotionAdapter folder (AnimateDiff's temporal motion modules: its config.json and
     safetensors weights, or a folder's motion_adapter/ subfolder): a local folder, an fsspec URL, a built-in name
-    (entry points `vdgraph.models`) or a cached hub id, found as video.load_model finds models. Data, never code:
-    a config naming custom code (`auto_map`, a `_class_name` other than MotionAdapter) or pickle-only weights is
-    refused."""
+    (entry points `vdgraph.models`) or a cached hub id, found as video.load_model finds models. A folder may also
+    hold vdgraph's text route into the motion modules (`text_route.json` + `text_route.safetensors`, as the built-in
+    shapes-64-motion does): it is loaded with the adapter and video.apply_motion_adapter attaches it, so the motion
+    modules read the prompt. Data, never code: a config naming custom code (`auto_map`, a `_class_name` other than
+    MotionAdapter) or pickle-only weights is refused."""
 
     id = "video.load_motion_adapter"
     version = 1
@@ -223,8 +243,9 @@ class ApplyMotionAdapter(Node):
     UNetMotionModel.from_unet2d of it; the input UNet value and its module are never changed. The result takes
     (B, C, F, H, W) latents: its spatial layers see every frame alone, its motion modules attend over the frames at
     every pixel, up to the adapter's window (motion_max_seq_length frames; longer videos need
-    video.context_windows). A motion adapter whose block layout (block count, channel widths, layers per block)
-    does not match the UNet is a problem on `motion_adapter`."""
+    video.context_windows). An adapter with a text route (vdgraph's, see video.load_motion_adapter) also feeds every
+    motion module the prompt of each frame. A motion adapter whose block layout (block count, channel widths, layers
+    per block) does not match the UNet is a problem on `motion_adapter`."""
 
     id = "video.apply_motion_adapter"
     version = 1

@@ -86,3 +86,196 @@ def restore_text_embedding(model: torch.nn.Module, unet: torch.nn.Module) -> tor
             block.register_forward_pre_hook(route.before_block, with_kwargs=True)
     setattr(model, HOOKED, route)
     return model
+
+
+TEXT_ROUTE_CONFIG = "text_route.json"
+TEXT_ROUTE_WEIGHTS = "text_route.safetensors"
+ROUTED = "_vdgraph_text_route"  # attribute marking a motion UNet whose motion modules read the text
+
+
+class MotionTextRoute(torch.nn.Module):
+    """A text route into a motion adapter's temporal modules (vdgraph's; AnimateDiff's modules have none).
+
+    AnimateDiff's motion modules attend over frames only: what a caption says of motion ("moving left") reaches
+    them only through the frozen image layers, which were never trained to carry it. The route reads the text
+    states directly: every token's state goes through a small MLP to `width` features, each feature is max-pooled
+    over the tokens, and a second MLP maps the pooled features; one linear map per motion module then turns them
+    into a per-frame vector added to that module's frame tokens right after its `proj_in` (as CameraCtrl feeds
+    camera poses to AnimateDiff's temporal attention). Why a max: a motion word changes the text states at its own
+    position only (a causal encoder; by 8-11 in norm for shapes-64's, where the states after it move by under 1.5),
+    one token of 77, which a mean or an untrained attention pooling dilutes 77-fold; a max keeps it whole. Every
+    output map starts at zero, so a fresh route leaves the motion UNet exactly as diffusers builds it. `channels`
+    maps each motion module's path in the motion UNet (`down_blocks.0.motion_modules.0`, ...) to its width.
+
+    Saved beside a MotionAdapter's own files (`text_route.json`, `text_route.safetensors`), so the folder still
+    loads in diffusers' MotionAdapter (without the route); vdgraph's video.load_motion_adapter loads both.
+    """
+
+    def __init__(self, text_dim: int, width: int, channels: dict[str, int]) -> None:
+        super().__init__()
+        self.text_dim, self.width, self.channels = text_dim, width, dict(channels)
+        self.norm = torch.nn.LayerNorm(text_dim)
+        self.token = torch.nn.Sequential(torch.nn.Linear(text_dim, width), torch.nn.SiLU(), torch.nn.Linear(width, width))
+        self.mlp = torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Linear(width, width), torch.nn.SiLU())
+        self.to_modules = torch.nn.ModuleDict({_key(path): torch.nn.Linear(width, c) for path, c in channels.items()})
+        with torch.no_grad():
+            for linear in self.to_modules.values():
+                linear.weight.zero_()
+                linear.bias.zero_()
+
+    def config(self) -> dict:
+        return {"text_dim": self.text_dim, "width": self.width, "channels": self.channels}
+
+    @classmethod
+    def for_motion_modules(cls, model: torch.nn.Module, text_dim: int, width: int = 128) -> MotionTextRoute:
+        """A fresh route for every motion module of `model` (a UNetMotionModel or a MotionAdapter: their motion
+        modules have the same paths)."""
+        return cls(text_dim, width, {path: m.proj_in.out_features for path, m in motion_modules(model)})
+
+    def pooled(self, states: torch.Tensor) -> torch.Tensor:
+        """(N, L, D) text states -> (N, width)."""
+        return self.mlp(self.token(self.norm(states)).amax(dim=1))
+
+    def save(self, folder) -> None:
+        import json
+        import pathlib
+
+        from safetensors.torch import save_file
+
+        folder = pathlib.Path(folder)
+        (folder / TEXT_ROUTE_CONFIG).write_text(json.dumps(self.config(), indent=2, sort_keys=True) + "\n")
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / TEXT_ROUTE_WEIGHTS))
+
+    @classmethod
+    def load(cls, folder) -> MotionTextRoute | None:
+        """The route saved in `folder`, or None when it has none. Data only: a JSON config and safetensors."""
+        import json
+        import pathlib
+
+        from safetensors.torch import load_file
+
+        folder = pathlib.Path(folder)
+        config_path, weights_path = folder / TEXT_ROUTE_CONFIG, folder / TEXT_ROUTE_WEIGHTS
+        if not config_path.is_file() and not weights_path.is_file():
+            return None
+        if not (config_path.is_file() and weights_path.is_file()):
+            missing = weights_path if config_path.is_file() else config_path
+            raise ValueError(f"{folder}: the motion adapter's text route is half there ({missing.name} is missing): "
+                             f"restore it, or remove both {TEXT_ROUTE_CONFIG} and {TEXT_ROUTE_WEIGHTS}")
+        try:
+            config = json.loads(config_path.read_text())
+            route = cls(int(config["text_dim"]), int(config["width"]),
+                        {str(k): int(v) for k, v in dict(config["channels"]).items()})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{config_path}: not a text-route config ({type(exc).__name__}: {exc}): it needs "
+                             "text_dim, width and channels (motion module path -> width)") from exc
+        try:
+            route.load_state_dict(load_file(str(weights_path)))
+        except RuntimeError as exc:
+            raise ValueError(f"{weights_path}: its weights do not match {config_path.name}: {exc}") from exc
+        return route.eval()
+
+
+def _key(path: str) -> str:
+    return path.replace(".", "-")  # ModuleDict keys may not contain dots
+
+
+def motion_modules(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(path, module) of every AnimateDiff motion module (anything with proj_in under a `motion_modules` list)."""
+    return [(path, m) for path, m in model.named_modules()
+            if path.rsplit(".", 2)[-2:-1] == ["motion_modules"] and hasattr(m, "proj_in")]
+
+
+class _TextRoute:
+    """The hooks of attach_text_route. The motion UNet's pre-hook pools the text once per call; each motion
+    module's pre-hook turns it into that module's per-frame vectors (B, F, C) and notes the pixels per frame; the
+    hook on the module's proj_in adds them to its output rows (B*H*W, F, C), row r belonging to clip r // (H*W).
+    proj_in may be called on consecutive slices of the rows (diffusers' FreeNoise split inference), so the hook
+    keeps an offset. Bound methods of one object that knows the model, and each hooked module carries its path
+    (PATH), so a deep copy of the UNet copies the route with it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.pooled: torch.Tensor | None = None  # (B*F, width) during a forward call
+        self.clips = 0
+        self.vectors: dict[str, torch.Tensor] = {}  # path -> (B, F, C) during the module's call
+        self.pixels: dict[str, int] = {}
+        self.offset: dict[str, int] = {}
+
+    def before_model(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]  # (B, C, F, H, W)
+        states = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
+        if isinstance(states, tuple):
+            states = states[0]
+        batch, frames = sample.shape[0], sample.shape[2]
+        if states is None or states.shape[0] != batch * frames:
+            rows = "none" if states is None else states.shape[0]
+            raise ValueError(f"this motion UNet's motion modules read the text: give one text state per frame "
+                             f"({batch * frames} rows for {batch} clips of {frames} frames; got {rows})")
+        self.pooled = module.motion_text_route.pooled(states)
+        self.clips = batch
+        return None
+
+    def after_model(self, module, args, output):
+        self.pooled, self.vectors = None, {}
+        return None
+
+    def before_module(self, module, args, kwargs):
+        if self.pooled is None:  # called outside the motion UNet's forward
+            return None
+        path = getattr(module, PATH)
+        hidden = args[0] if args else kwargs["hidden_states"]  # (B*F, C, H, W)
+        vectors = self.model.motion_text_route.to_modules[_key(path)](self.pooled)  # (B*F, C)
+        self.vectors[path] = vectors.reshape(self.clips, -1, vectors.shape[-1]).to(hidden.dtype)
+        self.pixels[path] = hidden.shape[2] * hidden.shape[3]
+        self.offset[path] = 0
+        return None
+
+    def after_proj_in(self, module, args, kwargs, output):
+        path = getattr(module, PATH)
+        vectors = self.vectors.get(path)
+        if vectors is None:
+            return None
+        start = self.offset[path]
+        rows = torch.arange(start, start + output.shape[0], device=output.device) // self.pixels[path]
+        self.offset[path] = start + output.shape[0]
+        return output + vectors[rows]  # (n, F, C) + (n, F, C)
+
+
+PATH = "_vdgraph_text_route_path"
+
+
+def route_mismatch(route: MotionTextRoute, model: torch.nn.Module) -> str | None:
+    """Why `route` does not fit the motion modules of `model` (a MotionAdapter or a UNetMotionModel), or None."""
+    found = {path: m.proj_in.out_features for path, m in motion_modules(model)}
+    if found == route.channels:
+        return None
+    unrouted = sorted(set(found) - set(route.channels))
+    unknown = sorted(set(route.channels) - set(found))
+    widths = [f"{p} {route.channels[p]} vs {found[p]}" for p in sorted(set(found) & set(route.channels))
+              if found[p] != route.channels[p]]
+    parts = ([f"no route for {len(unrouted)} motion modules ({', '.join(unrouted[:2])}...)"] if unrouted else []) + \
+            ([f"routes to {len(unknown)} modules it lacks ({', '.join(unknown[:2])}...)"] if unknown else []) + \
+            ([f"other widths ({'; '.join(widths[:2])})"] if widths else [])
+    return "the text route was made for other motion modules: " + ", ".join(parts)
+
+
+def attach_text_route(model: torch.nn.Module, route: MotionTextRoute) -> torch.nn.Module:
+    """Make `model` (a UNetMotionModel) read the text in its motion modules through `route` (kept as the submodule
+    `motion_text_route`); returns `model`. The route must have been made for this layout of motion modules."""
+    assert not hasattr(model, ROUTED), "this motion UNet already has a text route"
+    mismatch = route_mismatch(route, model)
+    if mismatch:
+        raise ValueError(mismatch)
+    found = dict(motion_modules(model))
+    model.motion_text_route = route
+    hooks = _TextRoute(model)
+    model.register_forward_pre_hook(hooks.before_model, with_kwargs=True)
+    model.register_forward_hook(hooks.after_model)
+    for path, module in found.items():
+        setattr(module, PATH, path)
+        setattr(module.proj_in, PATH, path)
+        module.register_forward_pre_hook(hooks.before_module, with_kwargs=True)
+        module.proj_in.register_forward_hook(hooks.after_proj_in, with_kwargs=True)
+    setattr(model, ROUTED, hooks)
+    return model
