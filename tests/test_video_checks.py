@@ -129,3 +129,11 @@ def test_every_shipped_workflow_is_clean_with_its_defaults(registry):
 def test_an_empty_model_name_is_a_problem_before_running(registry, name):
     problem = only(errors(registry, T2VZ, {"model": name}))
     assert (problem.node, problem.port, problem.message) == ("model", "model", "the model name is empty")
+
+
+def test_a_shared_noise_share_without_mixed_noise(registry):
+    workflow = str(REPO / "workflows" / "animatediff.json")
+    doc = edited(workflow, lambda nodes: nodes["noise"]["params"].update(mode="same", shared=0.5))
+    problem = only(errors(registry, doc))
+    assert (problem.node, problem.port) == ("noise", "shared") and "mode 'independent' only" in problem.message
+    assert errors(registry, edited(workflow, lambda nodes: nodes["noise"]["params"].update(shared=0.5))) == []

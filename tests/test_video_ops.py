@@ -69,6 +69,25 @@ def test_noise_same_repeats_one_frame_and_first_frame_has_one_frame():
     assert torch.equal(first[:, :, 0], 2.0 * same[:, :, 0])
 
 
+def test_noise_independent_may_share_a_part_of_the_variance_over_frames():
+    shape, cpu = (2, 4, 6, 5, 6), torch.device("cpu")
+    mixed = noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32, shared=0.81)
+    g = gen(3)
+    independent = torch.randn(shape, generator=g)  # drawn first, then the common frame
+    common = torch.randn((2, 4, 1, 5, 6), generator=g)
+    torch.testing.assert_close(mixed, 0.9 * common + math.sqrt(0.19) * independent, rtol=0, atol=1e-6)
+    assert torch.equal(noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32, shared=0.0), independent)
+    every_frame = noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32, shared=1.0)
+    assert torch.equal(every_frame, common.expand(shape))
+    big = noise.sample_noise((1, 1, 2, 256, 256), "independent", gen(4), cpu, torch.float32, shared=0.5)
+    assert abs(float(big.var()) - 1.0) < 0.02  # unit variance per element
+    assert abs(float(torch.corrcoef(big[0, 0].reshape(2, -1))[0, 1]) - 0.5) < 0.02  # frames correlate by shared
+    with pytest.raises(ValueError, match="shared 1.5 is not a share"):
+        noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32, shared=1.5)
+    with pytest.raises(ValueError, match="mode 'independent' only"):
+        noise.sample_noise(shape, "same", gen(3), cpu, torch.float32, shared=0.5)
+
+
 def test_rng_state_round_trip_continues_the_stream():
     g = gen(5)
     a = torch.randn(3, generator=g)

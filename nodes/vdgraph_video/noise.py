@@ -18,8 +18,9 @@ from vdgraph_video.values import generator_from_state, seeded_state
 class SampleNoise(Node):
     """Draws Gaussian latents (B, C, F, H, W) from a CPU generator, so results do not depend on the device.
 
-    Modes: "independent" (one (B, C, F, H, W) draw, the layout of diffusers' video pipelines), "same" (one frame
-    of noise repeated for every frame), "first_frame" (a single frame: Text2Video-Zero's anchor; `frames` is
+    Modes: "independent" (one (B, C, F, H, W) draw, the layout of diffusers' video pipelines; with `shared` > 0,
+    that share of the variance is common to every frame: PYoCo's mixed noise prior, for a motion model trained
+    on it), "same" (one frame of noise repeated for every frame), "first_frame" (a single frame: Text2Video-Zero's anchor; `frames` is
     ignored) and "per_frame" (one (B*F, C, H, W) draw: an image pipeline given the frames as its batch, e.g.
     InstructPix2Pix). The channel count is the VAE's latent channels (an InstructPix2Pix UNet takes twice that).
     With a scheduler linked, the noise is scaled by its init_noise_sigma (1 for DDIM, larger for Euler).
@@ -40,6 +41,9 @@ class SampleNoise(Node):
         Input("width", int, default=512, ge=8, doc="image width in pixels (a multiple of the VAE factor)"),
         Input("mode", NoiseMode, default="independent",
               doc="independent, same for every frame, first frame only, or per_frame (an image batch's layout)"),
+        Input("shared", float, default=0.0, ge=0.0, le=1.0,
+              doc="with mode independent: share of the noise's variance common to every frame (0: diffusers' "
+                  "independent draw; a motion model trained on mixed noise samples with its training share)"),
         Input("batch", int, default=1, ge=1, doc="number of videos B"),
         Input("scheduler", SCHEDULER, optional=True, doc="scale by this scheduler's init_noise_sigma"),
     ]
@@ -55,6 +59,10 @@ class SampleNoise(Node):
             found = frames_problem(known.get("frames"))
             if found:
                 yield Invalid("frames", *found)
+        mode, shared = known.get("mode"), known.get("shared")
+        if mode is not None and mode != "independent" and shared:
+            yield Invalid("shared", f"shared {shared} applies to mode 'independent' only (mode is {mode!r})",
+                          "set mode to independent, or shared to 0")
         vae = known.get("vae")
         if isinstance(vae, VAEFacts):
             for port in ("height", "width"):
@@ -71,7 +79,7 @@ class SampleNoise(Node):
             return {}
         return {"latents": LatentsFacts(1 if mode == "first_frame" else frames, height, width)}
 
-    def run(self, ctx, unet, vae, seed, rng, frames, height, width, mode, batch, scheduler):
+    def run(self, ctx, unet, vae, seed, rng, frames, height, width, mode, shared, batch, scheduler):
         factor = vae.scale_factor
         for name, size in (("height", height), ("width", width)):
             if size % factor:
@@ -79,7 +87,7 @@ class SampleNoise(Node):
         generator = generator_from_state(rng if rng is not None else seeded_state(seed))
         scale = float(scheduler.init_noise_sigma) if scheduler is not None else 1.0
         shape = (batch, int(vae.module.config.latent_channels), frames, height // factor, width // factor)
-        latents = sample_noise(shape, mode, generator, ctx.device, ctx.dtype, scale)
+        latents = sample_noise(shape, mode, generator, ctx.device, ctx.dtype, scale, shared)
         return {"latents": latents, "rng": generator.get_state()}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -17,10 +18,14 @@ def sample_noise(
     device: torch.device,
     dtype: torch.dtype,
     scale: float = 1.0,
+    shared: float = 0.0,
 ) -> torch.Tensor:
     """Gaussian latents (B, C, F, H, W) times `scale` (a scheduler's init_noise_sigma).
 
-    - independent: one draw of shape (B, C, F, H, W) (the layout of diffusers' video pipelines);
+    - independent: one draw of shape (B, C, F, H, W) (the layout of diffusers' video pipelines); with `shared`
+      > 0, a second (B, C, 1, H, W) draw common to every frame is mixed in (PYoCo's mixed noise prior):
+      sqrt(shared) * common + sqrt(1 - shared) * independent, still unit variance per element, frames correlated
+      by `shared` (0: exactly diffusers' draw and nothing more; 1: one frame of noise for every frame);
     - same: one (B, C, 1, H, W) draw repeated over the F frames;
     - first_frame: one (B, C, 1, H, W) draw and nothing else (Text2Video-Zero's anchor frame; F is ignored);
     - per_frame: one (B*F, C, H, W) draw, frames as an image pipeline's batch (diffusers' image pipelines run on
@@ -28,8 +33,15 @@ def sample_noise(
     A CPU generator draws on the CPU and the result is moved, so numbers do not depend on the device.
     """
     b, c, f, h, w = shape
+    if shared and mode != "independent":
+        raise ValueError(f"shared {shared} applies to mode 'independent' only (mode is {mode!r})")
     if mode == "independent":
         noise = randn_tensor((b, c, f, h, w), generator=generator, device=device, dtype=dtype)
+        if shared:
+            if not 0.0 < shared <= 1.0:
+                raise ValueError(f"shared {shared} is not a share of the variance: give 0 .. 1")
+            common = randn_tensor((b, c, 1, h, w), generator=generator, device=device, dtype=dtype)
+            noise = math.sqrt(shared) * common + math.sqrt(1.0 - shared) * noise
     elif mode == "same":
         noise = randn_tensor((b, c, 1, h, w), generator=generator, device=device, dtype=dtype).repeat(1, 1, f, 1, 1)
     elif mode == "per_frame":
