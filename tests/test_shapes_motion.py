@@ -22,6 +22,7 @@ from vdgraph_shapes import motion_gates, train_motion  # noqa: E402
 from vdgraph_shapes.components import build_tokenizer  # noqa: E402
 from vdgraph_shapes.models import MODEL_DIR, MOTION_DIR  # noqa: E402
 from vdgraph_shapes.world import IMAGE_SIZE, MARGIN, all_prompts  # noqa: E402
+from vdgraph_video.ops.motion_text import MotionTextRoute, route_mismatch  # noqa: E402
 
 PACKAGE = MODEL_DIR.parent
 
@@ -97,13 +98,24 @@ def test_training_clips_move_at_the_caption_speed_and_stay_in_view() -> None:
     assert seen == set(train_motion.DIRECTIONS)
 
 
-def test_trainer_runs_and_keeps_every_image_weight(tmp_path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--batch", "2", "--uncond-prob", "0", "--contrast-weight", "1",
+                                        "--contrast-t", "0", "--route-probe-weight", "0.1", "--shared-noise", "0.5",
+                                        "--text-route-width", "16"]],
+                         ids=["plain", "route+contrast+probe+shared-noise"])
+def test_trainer_runs_and_keeps_every_image_weight(tmp_path, extra) -> None:
     out = tmp_path / "adapter"
     train_motion.main(["--out", str(out), "--steps", "2", "--batch", "1", "--frames", "4",
-                       "--snapshot-every", "0"])
+                       "--snapshot-every", "0", *extra])
     adapter = diffusers.MotionAdapter.from_pretrained(str(out), use_safetensors=True)
     assert sum(p.numel() for p in adapter.parameters()) == json.loads((out / "training.json").read_text())[
         "adapter_parameters"]
+    route = MotionTextRoute.load(out)  # a text route into the motion modules is saved beside the adapter
+    if "--text-route-width" in extra:
+        assert route is not None and route_mismatch(route, adapter) is None and route.width == 16
+    else:
+        assert route is None
+    routed = sum(p.numel() for p in route.parameters()) if route else 0
+    assert routed == json.loads((out / "training.json").read_text())["text_route_parameters"]
     from transformers import CLIPTextModel
 
     trained = CLIPTextModel.from_pretrained(str(out / "text_encoder"))
@@ -129,6 +141,10 @@ def test_trainer_warm_starts_from_an_adapter_and_its_motion_rows(tmp_path) -> No
     saved = load_file(str(out / "diffusion_pytorch_model.safetensors"))
     shipped = load_file(str(MOTION_DIR / "diffusion_pytorch_model.safetensors"))
     assert saved.keys() == shipped.keys() and all(torch.equal(saved[k], shipped[k]) for k in saved)
+    shipped_route = MotionTextRoute.load(MOTION_DIR)
+    if shipped_route is not None:  # its text route starts from the shipped one too
+        saved_route = MotionTextRoute.load(out).state_dict()
+        assert all(torch.equal(saved_route[k], v) for k, v in shipped_route.state_dict().items())
     rows = CLIPTextModel.from_pretrained(str(out / "text_encoder")).get_input_embeddings().weight
     shipped_rows = CLIPTextModel.from_pretrained(str(MODEL_DIR / "text_encoder")).get_input_embeddings().weight
     assert torch.equal(rows, shipped_rows)
@@ -142,15 +158,21 @@ def test_overfit_clips_are_one_scene_in_four_directions() -> None:
                 for c in clips}) == 1
 
 
-def test_pipeline_and_workflow_backends_render_the_same_frames() -> None:
+@pytest.mark.parametrize("noise_shared", [0.0, 0.6])
+def test_pipeline_and_workflow_backends_render_the_same_frames(noise_shared) -> None:
     """The gate's two backends: AnimateDiffPipeline with the add-embedding restored on its UNet, and vdgraph's
-    workflow (which restores it in video.apply_motion_adapter)."""
+    workflow (which restores it in video.apply_motion_adapter); with mixed starting noise too (noise_shared)."""
     torch.set_num_threads(1)
     prompt = train_motion.motion_caption("red", "circle", "left", "blue")
-    a = motion_gates.pipeline_renderer(MODEL_DIR, MOTION_DIR, steps=2, guidance=4.0)(prompt, 3, 4)
-    b = motion_gates.workflow_renderer("shapes-64", "shapes-64-motion", steps=2, guidance=4.0)(prompt, 3, 4)
+    a = motion_gates.pipeline_renderer(MODEL_DIR, MOTION_DIR, steps=2, guidance=4.0,
+                                       noise_shared=noise_shared)(prompt, 3, 4)
+    b = motion_gates.workflow_renderer("shapes-64", "shapes-64-motion", steps=2, guidance=4.0,
+                                       noise_shared=noise_shared)(prompt, 3, 4)
     assert a.shape == b.shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert np.array_equal(a, b), np.abs(a - b).max()
+    if noise_shared:  # the share reaches the noise: other frames than the independent draw's
+        plain = motion_gates.workflow_renderer("shapes-64", "shapes-64-motion", steps=2, guidance=4.0)(prompt, 3, 4)
+        assert np.abs(plain - b).max() > 1e-3
 
 
 def reduced_gate(adapter: pathlib.Path | str) -> dict:

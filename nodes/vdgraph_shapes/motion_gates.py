@@ -70,11 +70,14 @@ def gate_pairs(pairs: int, still: int) -> list[tuple[str, int]]:
 
 
 def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | pathlib.Path = MOTION_DIR,
-                      steps: int = 10, guidance: float = 4.0) -> Render:
-    """render(prompt, seed, frames, free_init=False, free_noise=False) through diffusers' AnimateDiffPipeline."""
+                      steps: int = 10, guidance: float = 4.0, noise_shared: float = 0.0) -> Render:
+    """render(prompt, seed, frames, free_init=False, free_noise=False) through diffusers' AnimateDiffPipeline.
+    With `noise_shared` > 0 the starting latents are drawn as video.noise draws them (vdgraph_video.ops.noise) and
+    handed to the pipeline with the generator that drew them (FreeNoise then needs the workflow backend)."""
     import torch
     from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
     from vdgraph_video.ops.motion_text import MotionTextRoute, attach_text_route, restore_text_embedding
+    from vdgraph_video.ops.noise import sample_noise
 
     motion = MotionAdapter.from_pretrained(str(adapter), use_safetensors=True)
     pipe = AnimateDiffPipeline.from_pretrained(str(model), motion_adapter=motion, use_safetensors=True)
@@ -93,10 +96,20 @@ def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | path
         if free_noise:
             pipe.enable_free_noise(context_length=16, context_stride=4, weighting_scheme="pyramid",
                                    noise_type="shuffle_context")
+        generator, latents = torch.Generator().manual_seed(seed), None
+        if noise_shared:
+            if free_noise:
+                raise ValueError("noise_shared with FreeNoise: use the workflow backend (the pipeline keeps given "
+                                 "latents as they are instead of shuffling its windows)")
+            shape = (1, pipe.unet.config.in_channels, frames, height // pipe.vae_scale_factor,
+                     width // pipe.vae_scale_factor)
+            # unscaled: the pipeline scales given latents by init_noise_sigma itself
+            latents = sample_noise(shape, "independent", generator, torch.device("cpu"), torch.float32,
+                                   shared=noise_shared)
         try:
             out = pipe(prompt, negative_prompt=negative_prompt, num_frames=frames, height=height, width=width,
                        num_inference_steps=steps, guidance_scale=guidance, output_type="np",
-                       generator=torch.Generator().manual_seed(seed)).frames[0]  # (F, H, W, 3)
+                       generator=generator, latents=latents).frames[0]  # (F, H, W, 3)
         finally:
             pipe.disable_free_init()
             if free_noise:
@@ -117,7 +130,7 @@ inputs the workflow declares are passed (a missing one is an error that names it
 
 
 def workflow_renderer(model: str = "shapes-64", adapter: str = "shapes-64-motion", steps: int = 10,
-                      guidance: float = 4.0) -> Render:
+                      guidance: float = 4.0, noise_shared: float = 0.0) -> Render:
     """render(...) through vdgraph's workflows/animatediff.json (one Executor, so the models load once)."""
     import vdgraph
 
@@ -131,6 +144,8 @@ def workflow_renderer(model: str = "shapes-64", adapter: str = "shapes-64-motion
         inputs = {"model": model, "motion_adapter": adapter, "prompt": prompt, "negative_prompt": negative_prompt,
                   "seed": seed, "frames": frames, "height": height, "width": width, "steps": steps,
                   "guidance": guidance}
+        if noise_shared:
+            inputs["noise_shared"] = noise_shared
         for switch, on in (("free_init", free_init), ("free_noise", free_noise)):
             if on:
                 missing = sorted(set(WORKFLOW_OPTIONS[switch]) - declared)
@@ -244,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance (default 4)")
     parser.add_argument("--backend", choices=("pipeline", "workflow"), default="pipeline",
                         help="diffusers' AnimateDiffPipeline or vdgraph's workflows/animatediff.json")
+    parser.add_argument("--noise-shared", type=float, default=0.0,
+                        help="share of the starting noise common to every frame (workflow input noise_shared; "
+                             "for an adapter trained with train_motion --shared-noise, its share; default 0)")
     parser.add_argument("--model", default=None, help="shapes-64 folder (pipeline) or name (workflow)")
     parser.add_argument("--adapter", default=None, help="motion adapter folder (pipeline) or name (workflow)")
     parser.add_argument("--shard", default="0/1", metavar="K/N",
@@ -259,10 +277,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     if args.backend == "pipeline":
-        render = pipeline_renderer(args.model or MODEL_DIR, args.adapter or MOTION_DIR, args.steps, args.guidance)
+        render = pipeline_renderer(args.model or MODEL_DIR, args.adapter or MOTION_DIR, args.steps, args.guidance,
+                                   args.noise_shared)
     else:
         render = workflow_renderer(args.model or "shapes-64", args.adapter or "shapes-64-motion", args.steps,
-                                   args.guidance)
+                                   args.guidance, args.noise_shared)
     k, n = (int(v) for v in args.shard.split("/"))
     pairs = gate_pairs(args.pairs, args.still)[k::n]
     long_pairs = [(p, s + 500) for p, s in gate_pairs(args.long, 0)][k::n]
@@ -270,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run_gates(render, pairs, long_pairs, tuple(args.table or TABLES))
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["settings"] = {"backend": args.backend, "steps": args.steps, "guidance": args.guidance,
-                          "speed_px_per_frame": SPEED, "pairs": args.pairs, "still": args.still, "long": args.long}
+                          "speed_px_per_frame": SPEED, "noise_shared": args.noise_shared, "pairs": args.pairs,
+                          "still": args.still, "long": args.long}
     print(f"motion gates ({args.backend}): {args.pairs} moving + {args.still} still pairs at 16 frames, "
           f"{args.long} at 48 frames; {args.steps} steps, guidance {args.guidance}; caption speed {SPEED} px/frame")
     return verdict(report, args.json)

@@ -19,8 +19,14 @@ row per word. Only those new rows are trained with the motion modules (textual-i
 pre-existing weight, including the old embedding rows, is frozen and checked bit-identical at the end, so
 shapes-64 renders every image caption exactly as before.
 
+Options tried for the caption's direction (none has taught it yet; nodes/vdgraph_shapes/README.md has the runs):
+--text-route-width (a direct text route into the motion modules, saved beside the adapter), --contrast-weight (a
+hinge on the loss under other motion words), --route-probe-weight (the route's pooled text must name the direction)
+and --shared-noise (mixed noise: frames disagree less by chance, so the motion must come from the caption).
+
 Writes DIR/config.json + DIR/diffusion_pytorch_model.safetensors (the MotionAdapter, EMA weights),
-DIR/training.json, and DIR/text_encoder/ + DIR/tokenizer/ (the extended text side, which replaces shapes-64's
+DIR/text_route.json + DIR/text_route.safetensors (with --text-route-width), DIR/training.json, and
+DIR/text_encoder/ + DIR/tokenizer/ (the extended text side, which replaces shapes-64's
 `model/text_encoder` and `model/tokenizer`).
 """
 
@@ -53,7 +59,8 @@ from vdgraph_shapes.train import (
     tokenize,
 )
 from vdgraph_shapes.world import COLOURS, IMAGE_SIZE, MARGIN, SHAPES, Scene, sample_scene
-from vdgraph_video.ops.motion_text import restore_text_embedding
+from vdgraph_video.ops.motion_text import MotionTextRoute, attach_text_route, restore_text_embedding
+from vdgraph_video.ops.noise import sample_noise
 
 MOTION_WORDS: tuple[str, ...] = ("moving", "left", "right", "up", "down", "standing", "still")
 """Words the motion captions add to shapes-64's vocabulary, appended in this order (ids 19..25)."""
@@ -175,18 +182,23 @@ def build_adapter(heads: int = 2, max_seq_length: int = 32) -> MotionAdapter:
     return adapter
 
 
-def inflate(unet: UNet2DConditionModel, adapter: MotionAdapter) -> UNetMotionModel:
-    """shapes-64's UNet with the adapter's motion modules, image weights frozen. The model's motion modules ARE
-    the adapter's (shared modules, not copies), so training the model trains the adapter that gets saved."""
-    model = restore_text_embedding(UNetMotionModel.from_unet2d(unet, adapter), unet)  # as video.apply_motion_adapter
+def inflate(unet: UNet2DConditionModel, adapter: MotionAdapter,
+            route: MotionTextRoute | None = None) -> UNetMotionModel:
+    """shapes-64's UNet with the adapter's motion modules (and the text route into them, when given), image
+    weights frozen, as video.apply_motion_adapter builds it. The model's motion modules ARE the adapter's (shared
+    modules, not copies), so training the model trains the adapter that gets saved."""
+    model = restore_text_embedding(UNetMotionModel.from_unet2d(unet, adapter), unet)
     model.freeze_unet2d_params()
     for block, source in zip(model.down_blocks, adapter.down_blocks, strict=True):
         block.motion_modules = source.motion_modules
     for block, source in zip(model.up_blocks, adapter.up_blocks, strict=True):
         block.motion_modules = source.motion_modules
     model.mid_block.motion_modules = adapter.mid_block.motion_modules
+    if route is not None:
+        attach_text_route(model, route)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    assert trainable == {id(p) for p in adapter.parameters()}, "only the adapter's motion modules may train"
+    allowed = {id(p) for p in adapter.parameters()} | {id(p) for p in (route.parameters() if route else ())}
+    assert trainable == allowed, "only the adapter's motion modules and the text route may train"
     return model
 
 
@@ -245,12 +257,52 @@ def save_text_side(out: pathlib.Path, text_encoder: CLIPTextModel, tokenizer) ->
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-class _Trainable(torch.nn.Module):
-    """What trains (and what the EMA follows): the adapter and the text encoder's token-embedding table."""
+OTHER_DIRECTION = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "left"}
 
-    def __init__(self, adapter: MotionAdapter, embedding: torch.nn.Embedding) -> None:
+
+@torch.no_grad()
+def wrong_words_ratio(model, text_encoder, tokenizer, clips: list[Clip], zt: torch.Tensor, t: torch.Tensor,
+                      target: torch.Tensor, frames: int) -> float:
+    """How much worse the model predicts `clips` with the opposite motion words (same noisy latents, same
+    timesteps): the loss with the wrong captions over the loss with the right ones, both by the model as it is now.
+    1.0 means the motion words are not used at all; the higher, the more the model reads them."""
+    losses = []
+    for direction in (lambda c: c.direction, lambda c: OTHER_DIRECTION[c.direction]):
+        captions = [motion_caption(c.scenes[0].colour, c.scenes[0].shape, direction(c), c.scenes[0].background)
+                    for c in clips]
+        emb = text_encoder(tokenize(tokenizer, captions))[0].repeat_interleave(frames, dim=0)
+        losses.append(F.mse_loss(model(zt, t, emb).sample, target))
+    return float(losses[1] / losses[0])
+
+
+def contrast_term(model, text_encoder, tokenizer, clips: list[Clip], zt: torch.Tensor, t: torch.Tensor,
+                  target: torch.Tensor, w_px: torch.Tensor, right: torch.Tensor, use: torch.Tensor, margin: float,
+                  frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """A hinge that asks the clips' loss under other motion words (another direction, drawn from `rng`) to exceed
+    their loss under their own by `margin` (relative), on the clips selected by `use` (captioned, noisy enough that
+    the words carry information the latents do not). The plain loss barely rewards reading the motion words (with
+    the right ones it is within 1.5% of the wrong ones'), so this term rewards it directly; past the margin it asks
+    nothing more."""
+    if not bool(use.any()):
+        return zt.new_zeros(())
+    others = {d: [o for o in DIRECTIONS if o != d] for d in DIRECTIONS}
+    wrong = [motion_caption(c.scenes[0].colour, c.scenes[0].shape, others[c.direction][int(rng.integers(4))],
+                            c.scenes[0].background) for c, k in zip(clips, use.tolist()) if k]
+    emb = text_encoder(tokenize(tokenizer, wrong))[0].repeat_interleave(frames, dim=0)
+    sq = F.mse_loss(model(zt[use], t[use], emb).sample, target[use], reduction="none")
+    w = w_px[use]
+    wrong_loss = (sq * w).sum(dim=(1, 2, 3, 4)) / (w.sum(dim=(1, 2, 3, 4)) * sq.shape[1])  # (U,)
+    return F.relu(margin - (wrong_loss - right[use]) / right[use].detach()).mean()
+
+
+class _Trainable(torch.nn.Module):
+    """What trains (and what the EMA follows): the adapter, its text route (when there is one) and the text
+    encoder's token-embedding table."""
+
+    def __init__(self, adapter: MotionAdapter, embedding: torch.nn.Embedding,
+                 route: MotionTextRoute | None) -> None:
         super().__init__()
-        self.adapter, self.embedding = adapter, embedding
+        self.adapter, self.embedding, self.route = adapter, embedding, route
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -278,13 +330,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--t-focus", type=int, nargs=2, default=[400, 1000],
                    help="timestep band sampled extra (where the layout, hence the motion, is decided)")
     p.add_argument("--t-focus-prob", type=float, default=0.5, help="share of timesteps drawn from --t-focus")
+    p.add_argument("--contrast-weight", type=float, default=0.0,
+                   help="weight of the motion-word hinge (contrast_term; 0: off): the loss under the opposite motion "
+                        "words must exceed the loss under the right ones by --contrast-margin")
+    p.add_argument("--contrast-margin", type=float, default=0.1, help="relative margin of the hinge")
+    p.add_argument("--contrast-t", type=int, default=700, help="the hinge applies to timesteps >= this")
+    p.add_argument("--shared-noise", type=float, default=0.0,
+                   help="share of the noise's variance common to every frame of a clip (video.noise's input "
+                        "'shared', PYoCo's mixed noise prior): frames then disagree less by chance, so the motion "
+                        "must come from the caption; sample with the same share")
+    p.add_argument("--route-probe-weight", type=float, default=0.0,
+                   help="weight of an auxiliary loss that asks a linear probe to name the caption's direction from "
+                        "the text route's pooled features (training only; the probe is not saved): the plain loss "
+                        "rewards reading the motion words so little that the route otherwise stays a constant")
     p.add_argument("--heads", type=int, default=2, help="attention heads of every motion module")
     p.add_argument("--max-seq-length", type=int, default=32, help="frames the motion modules' positions cover")
+    p.add_argument("--text-route-width", type=int, default=0,
+                   help="width of a text route into the motion modules (vdgraph_video.ops.motion_text."
+                        "MotionTextRoute, e.g. 128); 0: none, the motion words reach the modules only through the "
+                        "image layers (as for the shipped adapter)")
     p.add_argument("--snapshot-every", type=int, default=100, help="save the EMA weights every N steps (0: never)")
     p.add_argument("--init", type=pathlib.Path, default=None,
                    help="warm start: a MotionAdapter folder (e.g. the shipped motion/) whose weights the adapter "
-                        "starts from, and whose text_encoder/ (or, when it has none, --model's) gives the motion "
-                        "words' embedding rows")
+                        "(and its text route, when the folder has one) starts from, and whose text_encoder/ (or, "
+                        "when it has none, --model's) gives the motion words' embedding rows")
     p.add_argument("--overfit", action="store_true",
                    help="diagnostic: train on 4 fixed clips only (one scene moving left, right, up, down)")
     return p.parse_args(argv)
@@ -309,31 +378,45 @@ def main(argv: list[str] | None = None) -> None:
     embedding.weight.register_hook(lambda g: g * row_mask)
 
     adapter = build_adapter(args.heads, args.max_seq_length)
+    route = (MotionTextRoute.for_motion_modules(adapter, text_encoder.config.hidden_size, args.text_route_width)
+             if args.text_route_width else None)
     if args.init is not None:
         init_rows(embedding, n_old, args.init, args.model)
         adapter.load_state_dict(MotionAdapter.from_pretrained(str(args.init), use_safetensors=True).state_dict())
-        log(f"warm start from {args.init}")
+        saved_route = MotionTextRoute.load(args.init)
+        if route is not None and saved_route is not None:
+            route.load_state_dict(saved_route.state_dict())
+        log(f"warm start from {args.init}" + (" (its text route too)" if route and saved_route else ""))
     fixed = overfit_clips(rng, args.frames, args.speed) if args.overfit else None
-    model = inflate(unet, adapter)
-    trainable = _Trainable(adapter, embedding)
+    model = inflate(unet, adapter, route)
+    route_probe = (torch.nn.Linear(route.width, len(DIRECTIONS)) if route is not None and args.route_probe_weight
+                   else None)
+    trainable = _Trainable(adapter, embedding, route)
     n_adapter = sum(p.numel() for p in adapter.parameters())
-    log(f"adapter {n_adapter:,} parameters; tokenizer {n_old} -> {len(tokenizer)} tokens; frozen UNet "
-        f"{sum(p.numel() for p in unet.parameters()):,}")
+    n_route = sum(p.numel() for p in route.parameters()) if route else 0
+    log(f"adapter {n_adapter:,} parameters, text route {n_route:,}; tokenizer {n_old} -> {len(tokenizer)} tokens; "
+        f"frozen UNet {sum(p.numel() for p in unet.parameters()):,}")
 
     noise_sched = DDPMScheduler.from_config(build_scheduler().config)
     assert noise_sched.config.prediction_type == "v_prediction"
     # weight decay 0 on the embedding table: AdamW's decay would shrink the frozen rows even with a zero gradient
     embedding_lr = args.lr if args.embedding_lr is None else args.embedding_lr
-    opt = torch.optim.AdamW([{"params": list(adapter.parameters()), "weight_decay": 1e-4, "peak": args.lr},
+    opt = torch.optim.AdamW([{"params": [*adapter.parameters(), *(route.parameters() if route else ()),
+                                         *(route_probe.parameters() if route_probe else ())],
+                              "weight_decay": 1e-4, "peak": args.lr},
                              {"params": [embedding.weight], "weight_decay": 0.0, "peak": embedding_lr}], lr=args.lr)
     ema = Ema(trainable, args.ema_decay)
     empty_ids = tokenize(tokenizer, [""])[0]  # (77,)
     model.train()
     losses: list[float] = []
+    wrong_ratios: list[float] = []
+    contrast_rng = np.random.default_rng(args.seed + 2)  # its own stream: the clips stay those of a run without it
     t0 = time.time()
 
     def save(module: _Trainable) -> None:
         module.adapter.save_pretrained(str(out), safe_serialization=True)
+        if module.route is not None:
+            module.route.save(out)
         te = CLIPTextModel(text_encoder.config)
         te.load_state_dict(text_encoder.state_dict())
         te.set_input_embeddings(module.embedding)
@@ -350,22 +433,33 @@ def main(argv: list[str] | None = None) -> None:
         tok[drop] = empty_ids
         t = sample_timesteps(args.batch, noise_sched.config.num_train_timesteps, tuple(args.t_focus),
                              args.t_focus_prob, gen)  # (B,)
-        noise = torch.randn(z0.shape, generator=gen)
+        # video.noise's draw (shared 0: exactly torch.randn(z0.shape)); sample with the same share
+        noise = sample_noise(tuple(z0.shape), "independent", gen, z0.device, z0.dtype, shared=args.shared_noise)
         zt = noise_sched.add_noise(z0, noise, t)
         target = noise_sched.get_velocity(z0, noise, t)  # sqrt(ab) eps - sqrt(1 - ab) x0
         emb = text_encoder(tok)[0].repeat_interleave(args.frames, dim=0)  # (B*F, 77, D) as AnimateDiffPipeline
         pred = model(zt, t, emb).sample  # (B, 4, F, 16, 16)
         sq = F.mse_loss(pred, target, reduction="none")  # (B, 4, F, 16, 16)
-        loss = ((sq * w_px).sum(dim=(1, 2, 3, 4)) / (w_px.sum(dim=(1, 2, 3, 4)) * sq.shape[1])).mean()
+        per_clip = (sq * w_px).sum(dim=(1, 2, 3, 4)) / (w_px.sum(dim=(1, 2, 3, 4)) * sq.shape[1])  # (B,)
+        loss = per_clip.mean()
+        if route_probe is not None and bool((~drop).any()):  # the route's pooled text must tell the directions apart
+            labels = torch.tensor([list(DIRECTIONS).index(c.direction) for c in clips])[~drop]
+            loss = loss + args.route_probe_weight * F.cross_entropy(
+                route_probe(route.pooled(text_encoder(tok[~drop])[0])), labels)
+        if args.contrast_weight:
+            loss = loss + args.contrast_weight * contrast_term(model, text_encoder, tokenizer, clips, zt, t, target,
+                                                               w_px, per_clip, ~drop & (t >= args.contrast_t),
+                                                               args.contrast_margin, args.frames, contrast_rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([*adapter.parameters(), embedding.weight], 1.0)
+        torch.nn.utils.clip_grad_norm_([*trainable.parameters()], 1.0)
         opt.step()
         ema.update(trainable, step)
         losses.append(float(sq.mean().detach()))
         if step % 25 == 0 or step == args.steps - 1:
-            log(f"step {step:5d}/{args.steps} mse {np.mean(losses[-50:]):.4f} "
-                f"{(time.time() - t0) / (step + 1):.2f}s/step")
+            wrong_ratios.append(wrong_words_ratio(model, text_encoder, tokenizer, clips, zt, t, target, args.frames))
+            log(f"step {step:5d}/{args.steps} mse {np.mean(losses[-50:]):.4f} wrong/right motion words "
+                f"{np.nanmean(wrong_ratios[-8:]):.3f} {(time.time() - t0) / (step + 1):.2f}s/step")
         if args.snapshot_every and step > 0 and step % args.snapshot_every == 0:
             save(ema.module)
             log(f"snapshot at step {step} -> {out}")
@@ -386,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
         "wall_time_s": {"training": round(seconds), "total": round(time.time() - start)},
         "seconds_per_step": round(seconds / max(1, args.steps), 3),
         "final_mse": float(np.mean(losses[-100:])) if losses else math.nan,
+        "final_wrong_words_loss_ratio": float(np.nanmean(wrong_ratios[-8:])) if wrong_ratios else math.nan,
+        "text_route_parameters": n_route,
         "machine": "this project's 2-core machine, shared with other work; 1 torch thread",
         "torch": torch.__version__,
     }

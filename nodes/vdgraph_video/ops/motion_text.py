@@ -98,12 +98,14 @@ class MotionTextRoute(torch.nn.Module):
 
     AnimateDiff's motion modules attend over frames only: what a caption says of motion ("moving left") reaches
     them only through the frozen image layers, which were never trained to carry it. The route reads the text
-    states directly: every token's state goes through a small MLP to `width` features, each feature is max-pooled
-    over the tokens, and a second MLP maps the pooled features; one linear map per motion module then turns them
-    into a per-frame vector added to that module's frame tokens right after its `proj_in` (as CameraCtrl feeds
-    camera poses to AnimateDiff's temporal attention). Why a max: a motion word changes the text states at its own
-    position only (a causal encoder; by 8-11 in norm for shapes-64's, where the states after it move by under 1.5),
-    one token of 77, which a mean or an untrained attention pooling dilutes 77-fold; a max keeps it whole. Every
+    states directly: every token's state goes through a small MLP to `width` features, the features are summed
+    over the tokens, and a second MLP maps the sums; one linear map per motion module then turns them into a
+    per-frame vector added to that module's frame tokens right after its `proj_in` (as CameraCtrl feeds camera poses
+    to AnimateDiff's temporal attention). Why a sum: a motion word changes the text states at its own position
+    (a causal encoder; by 8 in norm for shapes-64's, states of norm 8) and a little at every position after it; a
+    mean or an untrained attention pooling dilutes that 77-fold, and a max keeps only the features the word's token
+    happens to win (3 of 128 for shapes-64's, so the pooled features of "left" and "right" differed by 5%); a sum
+    keeps every token's change whole and passes the gradient to every token. Every
     output map starts at zero, so a fresh route leaves the motion UNet exactly as diffusers builds it. `channels`
     maps each motion module's path in the motion UNet (`down_blocks.0.motion_modules.0`, ...) to its width.
 
@@ -134,7 +136,7 @@ class MotionTextRoute(torch.nn.Module):
 
     def pooled(self, states: torch.Tensor) -> torch.Tensor:
         """(N, L, D) text states -> (N, width)."""
-        return self.mlp(self.token(self.norm(states)).amax(dim=1))
+        return self.mlp(self.token(self.norm(states)).sum(dim=1))
 
     def save(self, folder) -> None:
         import json
