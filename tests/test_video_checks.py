@@ -131,9 +131,10 @@ def test_an_empty_model_name_is_a_problem_before_running(registry, name):
     assert (problem.node, problem.port, problem.message) == ("model", "model", "the model name is empty")
 
 
-def test_a_shared_noise_share_without_mixed_noise(registry):
+def test_a_shared_noise_share_with_a_mode_other_than_independent(registry):
     workflow = str(REPO / "workflows" / "animatediff.json")
-    doc = edited(workflow, lambda nodes: nodes["noise"]["params"].update(mode="same", shared=0.5))
-    problem = only(errors(registry, doc))
+    doc = edited(workflow, lambda nodes: nodes["noise"]["params"].update(mode="same"))
+    problem = only(errors(registry, doc, {"noise_shared": 0.5}))
     assert (problem.node, problem.port) == ("noise", "shared") and "mode 'independent' only" in problem.message
-    assert errors(registry, edited(workflow, lambda nodes: nodes["noise"]["params"].update(shared=0.5))) == []
+    assert errors(registry, doc, {"noise_shared": 0.0}) == []
+    assert errors(registry, workflow, {"noise_shared": 0.5}) == []
