@@ -228,3 +228,15 @@ def test_a_broken_text_route_is_a_problem_on_the_loaders_model_port(model, tmp_p
     found = problems(model, adapter)
     assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
     assert "text route is broken" in found[0][2] and "the config asks for [1000000000" in found[0][2]
+
+
+def test_a_text_route_made_for_other_motion_modules_is_a_problem_on_the_loaders_model_port(model, tmp_path):
+    """The loader refused it only when it ran; validation now builds both on the meta device and asks the same
+    route_mismatch."""
+    from vdgraph_video.ops.motion_text import MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    MotionTextRoute(video_fixtures.TEXT_WIDTH, 4, {"down_blocks.0.motion_modules.0": 16}).save(adapter)
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
+    assert "belongs to another motion adapter" in found[0][2] and "no route for" in found[0][2]

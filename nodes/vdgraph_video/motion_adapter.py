@@ -180,7 +180,26 @@ def adapter_facts(model: str) -> MotionAdapterFacts | None:
     if facts is None:
         return None
     route, problem = route_files(found[0])  # the loader's own checks, on the JSON and the safetensors header
+    if route is not None:
+        mismatch = _route_mismatch_on_meta(found[1], route)
+        if mismatch:
+            problem = f"{os.path.join(found[0], TEXT_ROUTE_CONFIG)} belongs to another motion adapter ({mismatch})"
     return dataclasses.replace(facts, text_dim=route["text_dim"] if route else None, route_problem=problem)
+
+
+def _route_mismatch_on_meta(config: dict, route: dict) -> str | None:
+    """route_mismatch (the loader's check) for a route config and the MotionAdapter a config.json describes, both
+    built on the meta device (no weight is allocated or read: 0.06 s for SD 1.5's adapter); None also when
+    diffusers cannot build the adapter from the config (the loader then says why)."""
+    from diffusers import MotionAdapter
+
+    try:
+        with torch.device("meta"):
+            module = MotionAdapter.from_config(config)
+            skeleton = MotionTextRoute(route["text_dim"], route["width"], route["channels"])
+    except Exception:  # a config diffusers rejects: loading reports it, naming the folder
+        return None
+    return route_mismatch(skeleton, module)
 
 
 def text_dim_problem(unet_config: dict, text_dim: int | None) -> str | None:
