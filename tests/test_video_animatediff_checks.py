@@ -240,3 +240,18 @@ def test_a_text_route_made_for_other_motion_modules_is_a_problem_on_the_loaders_
     found = problems(model, adapter)
     assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
     assert "belongs to another motion adapter" in found[0][2] and "no route for" in found[0][2]
+
+
+def test_a_text_route_naming_no_motion_module_is_a_problem_not_a_crash_of_validation(model, tmp_path):
+    """channels {"forward": 16} made torch's ModuleDict raise KeyError inside video.load_motion_adapter.check."""
+    import json
+
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_CONFIG, MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    route = MotionTextRoute(video_fixtures.TEXT_WIDTH, 4, {"down_blocks.0.motion_modules.0": 16})
+    route.save(adapter)
+    (Path(adapter) / TEXT_ROUTE_CONFIG).write_text(json.dumps({**route.config(), "channels": {"forward": 16}}))
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
+    assert "channels names 'forward', not a motion module's path" in found[0][2]

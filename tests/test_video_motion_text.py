@@ -293,12 +293,17 @@ def test_a_broken_text_route_is_refused_naming_the_folder(tmp_path):
     (lambda c: {**c, "width": True}, "width is True"),
     (lambda c: {**c, "channels": list(c["channels"].items())}, "channels is list"),
     (lambda c: {**c, "pooling": "max"}, "unknown keys 'pooling'"),
+    (lambda c: {**c, "channels": {"": 16}}, "channels names '', not a motion module's path"),
+    (lambda c: {**c, "channels": {"forward": 16}}, "channels names 'forward', not a motion module's path"),
     (lambda c: {**c, "width": 10**9}, "token.0.weight is \\[16, 32\\], the config asks for \\[1000000000, 32\\]"),
-], ids=["list", "negative", "fraction", "string", "bool", "pairs", "extra-key", "huge"])
+], ids=["list", "negative", "fraction", "string", "bool", "pairs", "extra-key", "empty-path",
+         "attribute-path", "huge"])
 def test_a_text_route_config_is_read_strictly_before_any_tensor_is_made(tmp_path, edit, why):
     """Before, int() and dict() read "16", 16.9, true and a list of pairs as something else than their writer
     wrote, unknown keys were ignored, a negative width failed inside torch, and a huge width was allocated before
-    the weights were compared (12.8 GB for width 10**8): now each is refused naming the file and what it needs."""
+    the weights were compared (12.8 GB for width 10**8), and a path that is no motion module's ("", "forward")
+    raised a KeyError from torch's ModuleDict inside validation: now each is refused naming the file and what it
+    needs."""
     import json
 
     from vdgraph_video.loading import ModelFolderError

@@ -20,6 +20,7 @@ each frame's add-embedding is computed from its own state.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import torch
@@ -170,6 +171,7 @@ class MotionTextRoute(torch.nn.Module):
 
 ROUTE_CONFIG_HINT = ("it needs exactly text_dim, width (positive whole numbers) and channels (an object: motion "
                      "module path -> its width); re-save the route with MotionTextRoute.save")
+MOTION_MODULE_PATH = re.compile(r"(?:\w+\.)*motion_modules\.\d+")  # what motion_modules() finds; "-" and "" never
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a route's weights may have
 
 
@@ -191,6 +193,8 @@ def route_config_problem(config: Any) -> str | None:
     if not isinstance(channels, dict) or not channels:
         return f"channels is {type(channels).__name__}, not an object of motion module path -> width"
     for path, width in channels.items():
+        if not MOTION_MODULE_PATH.fullmatch(path):  # else it could name no module, or clash as a ModuleDict key
+            return f"channels names {path!r}, not a motion module's path (such as down_blocks.0.motion_modules.0)"
         if type(width) is not int or width < 1:
             return f"channels[{path!r}] is {width!r}, not a positive whole number"
     return None
