@@ -132,8 +132,11 @@ def test_an_empty_model_name_is_a_problem_before_running(registry, name):
 
 
 def test_a_shared_noise_share_without_mixed_noise(registry):
+    """The share comes in through the workflow input noise_shared (the noise node links its `shared` port to it:
+    setting the port in params as well is a port.both problem, which is what this test met before)."""
     workflow = str(REPO / "workflows" / "animatediff.json")
-    doc = edited(workflow, lambda nodes: nodes["noise"]["params"].update(mode="same", shared=0.5))
-    problem = only(errors(registry, doc))
+    doc = edited(workflow, lambda nodes: nodes["noise"].setdefault("params", {}).update(mode="same"))
+    problem = only(errors(registry, doc, {"noise_shared": 0.5}))
     assert (problem.node, problem.port) == ("noise", "shared") and "mode 'independent' only" in problem.message
-    assert errors(registry, edited(workflow, lambda nodes: nodes["noise"]["params"].update(shared=0.5))) == []
+    assert errors(registry, workflow, {"noise_shared": 0.5}) == []
+    assert errors(registry, doc, {"noise_shared": 0.0}) == []
