@@ -190,3 +190,68 @@ def test_a_folder_that_is_not_a_motion_adapter_is_refused(model):
     with pytest.raises(ModelFolderError, match="_class_name 'UNet2DConditionModel' is not supported: expected "
                                                "MotionAdapter"):
         load_motion_adapter(os.path.join(model, "unet"), CPU, torch.float32)
+
+
+def test_a_text_route_for_other_text_states_is_a_problem_before_anything_runs(model, tmp_path):
+    """A route whose text_dim is not the UNet's cross_attention_dim used to load and inflate, then fail in the
+    first denoising step inside torch's LayerNorm; now it is a validation problem on the inflating node's port,
+    and inflate refuses it naming the port."""
+    from diffusers import MotionAdapter
+
+    from vdgraph_video.ops.motion_text import MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    width = video_fixtures.TEXT_WIDTH
+    MotionTextRoute.for_motion_modules(MotionAdapter.from_pretrained(adapter), width + 8, width=4).save(adapter)
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("inflate", "motion_adapter")]
+    assert f"reads text states {width + 8} wide" in found[0][2] and f"are {width} wide" in found[0][2]
+    with pytest.raises(ValueError, match="port 'motion_adapter': the motion adapter's text route reads text states"):
+        inflate(load_components(model, CPU, torch.float32)[0], load_motion_adapter(adapter, CPU, torch.float32))
+    MotionTextRoute.for_motion_modules(MotionAdapter.from_pretrained(adapter), width, width=4).save(adapter)
+    assert problems(model, adapter) == []
+
+
+def test_a_broken_text_route_is_a_problem_on_the_loaders_model_port(model, tmp_path):
+    """The route's files were read only when the node ran; validation now asks the loader's own check."""
+    import json
+
+    from diffusers import MotionAdapter
+
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_CONFIG, MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    route = MotionTextRoute.for_motion_modules(MotionAdapter.from_pretrained(adapter), video_fixtures.TEXT_WIDTH,
+                                               width=4)
+    route.save(adapter)
+    (Path(adapter) / TEXT_ROUTE_CONFIG).write_text(json.dumps({**route.config(), "width": 10**9}))
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
+    assert "text route is broken" in found[0][2] and "the config asks for [1000000000" in found[0][2]
+
+
+def test_a_text_route_made_for_other_motion_modules_is_a_problem_on_the_loaders_model_port(model, tmp_path):
+    """The loader refused it only when it ran; validation now builds both on the meta device and asks the same
+    route_mismatch."""
+    from vdgraph_video.ops.motion_text import MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    MotionTextRoute(video_fixtures.TEXT_WIDTH, 4, {"down_blocks.0.motion_modules.0": 16}).save(adapter)
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
+    assert "belongs to another motion adapter" in found[0][2] and "no route for" in found[0][2]
+
+
+def test_a_text_route_naming_no_motion_module_is_a_problem_not_a_crash_of_validation(model, tmp_path):
+    """channels {"forward": 16} made torch's ModuleDict raise KeyError inside video.load_motion_adapter.check."""
+    import json
+
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_CONFIG, MotionTextRoute
+
+    adapter = video_fixtures.save_motion_adapter_for(str(tmp_path / "routed"))
+    route = MotionTextRoute(video_fixtures.TEXT_WIDTH, 4, {"down_blocks.0.motion_modules.0": 16})
+    route.save(adapter)
+    (Path(adapter) / TEXT_ROUTE_CONFIG).write_text(json.dumps({**route.config(), "channels": {"forward": 16}}))
+    found = problems(model, adapter)
+    assert [(node, port) for node, port, _ in found] == [("adapter", "model")]
+    assert "channels names 'forward', not a motion module's path" in found[0][2]

@@ -283,3 +283,61 @@ def test_a_broken_text_route_is_refused_naming_the_folder(tmp_path):
     # a whole route, made for another adapter's motion modules
     MotionTextRoute(WIDTH, 16, {"down_blocks.0.motion_modules.0": 16}).save(tmp_path)
     refused("belongs to another motion adapter")
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda c: [1, 2], "it holds list, not an object"),
+    (lambda c: {**c, "width": -3}, "width is -3, not a positive whole number"),
+    (lambda c: {**c, "width": 16.9}, "width is 16.9"),
+    (lambda c: {**c, "width": "16"}, "width is '16'"),
+    (lambda c: {**c, "width": True}, "width is True"),
+    (lambda c: {**c, "channels": list(c["channels"].items())}, "channels is list"),
+    (lambda c: {**c, "pooling": "max"}, "unknown keys 'pooling'"),
+    (lambda c: {**c, "channels": {"": 16}}, "channels names '', not a motion module's path"),
+    (lambda c: {**c, "channels": {"forward": 16}}, "channels names 'forward', not a motion module's path"),
+    (lambda c: {**c, "width": 10**9}, "token.0.weight is \\[16, 32\\], the config asks for \\[1000000000, 32\\]"),
+], ids=["list", "negative", "fraction", "string", "bool", "pairs", "extra-key", "empty-path",
+         "attribute-path", "huge"])
+def test_a_text_route_config_is_read_strictly_before_any_tensor_is_made(tmp_path, edit, why):
+    """Before, int() and dict() read "16", 16.9, true and a list of pairs as something else than their writer
+    wrote, unknown keys were ignored, a negative width failed inside torch, and a huge width was allocated before
+    the weights were compared (12.8 GB for width 10**8), and a path that is no motion module's ("", "forward")
+    raised a KeyError from torch's ModuleDict inside validation: now each is refused naming the file and what it
+    needs."""
+    import json
+
+    from vdgraph_video.loading import ModelFolderError
+    from vdgraph_video.motion_adapter import load_motion_adapter
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_CONFIG, MotionTextRoute
+
+    motion = adapter(zero=False)
+    motion.save_pretrained(str(tmp_path), safe_serialization=True)
+    route = MotionTextRoute.for_motion_modules(motion, WIDTH, width=16)
+    route.save(tmp_path)
+    (tmp_path / TEXT_ROUTE_CONFIG).write_text(json.dumps(edit(route.config())))
+    with pytest.raises(ModelFolderError, match=why) as info:
+        load_motion_adapter(str(tmp_path), torch.device("cpu"), torch.float32)
+    assert str(tmp_path / TEXT_ROUTE_CONFIG) in str(info.value) or "its weights do not match" in str(info.value)
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda w: {k: v.to(torch.int64) for k, v in w.items()}, "norm.weight is I64, not a float dtype"),
+    (lambda w: {**w, "extra": torch.zeros(2)}, "unexpected extra"),
+    (lambda w: {k: v for k, v in w.items() if k != "mlp.1.bias"}, "missing mlp.1.bias"),
+], ids=["int", "extra", "missing"])
+def test_text_route_weights_must_be_the_configs_float_tensors(tmp_path, edit, why):
+    """Integer weights were cast to float silently; now the header's tensors must be the config's, in a float
+    dtype."""
+    from safetensors.torch import load_file, save_file
+
+    from vdgraph_video.loading import ModelFolderError
+    from vdgraph_video.motion_adapter import load_motion_adapter
+    from vdgraph_video.ops.motion_text import TEXT_ROUTE_WEIGHTS, MotionTextRoute
+
+    motion = adapter(zero=False)
+    motion.save_pretrained(str(tmp_path), safe_serialization=True)
+    MotionTextRoute.for_motion_modules(motion, WIDTH, width=16).save(tmp_path)
+    path = str(tmp_path / TEXT_ROUTE_WEIGHTS)
+    save_file(edit(load_file(path)), path)
+    with pytest.raises(ModelFolderError, match=why):
+        load_motion_adapter(str(tmp_path), torch.device("cpu"), torch.float32)

@@ -109,13 +109,20 @@ def single_model_config(model: str, subfolder: str) -> dict | None:
     """The config.json of a model saved on its own (a ControlNet, a motion adapter) for validation: in the folder
     `model` names, or in its pipeline folder's `subfolder`/ (as loading.single_model_folder finds it); None when
     the model is not a local folder or has no readable config."""
+    found = single_model_config_folder(model, subfolder)
+    return found[1] if found is not None else None
+
+
+def single_model_config_folder(model: str, subfolder: str) -> tuple[str, dict] | None:
+    """(folder, config) as single_model_config finds them: the folder holding the config.json, for validation
+    that reads files saved beside it (a motion adapter's text route)."""
     folder = _local_folder(model)
     if folder is None:
         return None
     for candidate in (folder, os.path.join(folder, subfolder)):
         config = read_json_dict(os.path.join(candidate, "config.json"))
         if config is not None:
-            return config
+            return candidate, config
     return None
 
 

@@ -21,8 +21,9 @@ from vdgraph.errors import short_repr
 from vdgraph.filekeys import search_dirs
 from vdgraph.node import Input, Invalid, Node, Output
 
-from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, single_model_config
+from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, single_model_config_folder
 from vdgraph_video.loading import (
+    ModelFolderError,
     _loading,
     local_model,
     placed,
@@ -36,6 +37,7 @@ from vdgraph_video.ops.motion_text import (
     MotionTextRoute,
     attach_text_route,
     restore_text_embedding,
+    route_files,
     route_mismatch,
 )
 from vdgraph_video.types import MOTION_ADAPTER, UNET
@@ -88,11 +90,15 @@ class MotionUNetHandle(UNetHandle):
 
 @dataclasses.dataclass(frozen=True)
 class MotionAdapterFacts:
-    """What validation reads from a MotionAdapter's config.json: its block layout and its frame window."""
+    """What validation reads from a MotionAdapter's config.json: its block layout and its frame window; and from
+    its text route's files, when it has them: the width of the text states the route reads (`text_dim`, which must
+    be the UNet's cross_attention_dim) or why the route is broken (`route_problem`)."""
 
     block_out_channels: tuple[int, ...]
     layers_per_block: tuple[int, ...]
     max_frames: int
+    text_dim: int | None = None
+    route_problem: str | None = None
 
     @classmethod
     def from_config(cls, config: dict | None) -> MotionAdapterFacts | None:
@@ -154,6 +160,9 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
     from diffusers import MotionAdapter
 
     folder = single_model_folder(folder, "motion_adapter", MOTION_ADAPTER_CLASS)
+    _, route_problem = route_files(folder)  # its own message names the file: not cut short as _loading's are
+    if route_problem:
+        raise ModelFolderError(route_problem)
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
@@ -166,8 +175,41 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:
-    config = single_model_config(model, "motion_adapter")
-    return MotionAdapterFacts.from_config(config) if config is not None else None
+    found = single_model_config_folder(model, "motion_adapter")
+    facts = MotionAdapterFacts.from_config(found[1]) if found is not None else None
+    if facts is None:
+        return None
+    route, problem = route_files(found[0])  # the loader's own checks, on the JSON and the safetensors header
+    if route is not None:
+        mismatch = _route_mismatch_on_meta(found[1], route)
+        if mismatch:
+            problem = f"{os.path.join(found[0], TEXT_ROUTE_CONFIG)} belongs to another motion adapter ({mismatch})"
+    return dataclasses.replace(facts, text_dim=route["text_dim"] if route else None, route_problem=problem)
+
+
+def _route_mismatch_on_meta(config: dict, route: dict) -> str | None:
+    """route_mismatch (the loader's check) for a route config and the MotionAdapter a config.json describes, both
+    built on the meta device (no weight is allocated or read: 0.06 s for SD 1.5's adapter); None also when
+    diffusers cannot build the adapter from the config (the loader then says why)."""
+    from diffusers import MotionAdapter
+
+    try:
+        with torch.device("meta"):
+            module = MotionAdapter.from_config(config)
+            skeleton = MotionTextRoute(route["text_dim"], route["width"], route["channels"])
+    except Exception:  # a config diffusers rejects: loading reports it, naming the folder
+        return None
+    return route_mismatch(skeleton, module)
+
+
+def text_dim_problem(unet_config: dict, text_dim: int | None) -> str | None:
+    """Why a text route reading `text_dim`-wide states cannot read the text states of a UNet with this config
+    (their width is its cross_attention_dim), or None."""
+    width = unet_config.get("cross_attention_dim")
+    if text_dim is None or not isinstance(width, int) or width == text_dim:
+        return None
+    return (f"the motion adapter's text route reads text states {text_dim} wide but the UNet's text states "
+            f"(cross_attention_dim) are {width} wide")
 
 
 def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
@@ -181,6 +223,10 @@ def inflate(unet: UNetHandle, adapter: MotionAdapterHandle) -> MotionUNetHandle:
     if differences:
         raise ValueError("port 'motion_adapter': the motion adapter's block layout does not match the UNet's (" + "; ".join(differences)
                          + ", adapter vs UNet): use a motion adapter trained for this base model")
+    text_problem = text_dim_problem(dict(unet.module.config),
+                                    adapter.text_route.text_dim if adapter.text_route is not None else None)
+    if text_problem:
+        raise ValueError(f"port 'motion_adapter': {text_problem}: {TEXT_DIM_HINT}")
     module = restore_text_embedding(UNetMotionModel.from_unet2d(unet.module, adapter.module), unet.module).eval()
     if adapter.text_route is not None:  # a copy: the adapter value is never changed
         module = attach_text_route(module, copy.deepcopy(adapter.text_route))
@@ -217,6 +263,12 @@ class LoadMotionAdapter(Node):
         elif model is not None and os.path.isabs(model) and "://" not in model and not os.path.isdir(model):
             yield Invalid("model", f"there is no motion adapter folder at {short_repr(model)}",
                           "give a MotionAdapter folder, an fsspec URL, a built-in name or a hub id")
+        elif model:
+            facts = adapter_facts(model)
+            if facts is not None and facts.route_problem:
+                yield Invalid("model", f"its text route is broken: {facts.route_problem}",
+                              "fix or re-save the route's two files, or remove both (the adapter then runs "
+                              "without a text route)")
 
     @classmethod
     def infer(cls, known):
@@ -234,6 +286,8 @@ class LoadMotionAdapter(Node):
             return load_motion_adapter(folder, ctx.device, ctx.dtype, variant)
 
 
+TEXT_DIM_HINT = ("use a motion adapter whose text route was trained with this base model's text encoder, or "
+                 "remove its text_route.json and text_route.safetensors to run it without the route")
 SDXL_MOTION = ("the UNet is SDXL's, and the motion UNet family gives it none of SDXL's added conditions (pooled "
                "text embedding, size time ids) yet", "inflate an SD 1.x / 2.x model's UNet")
 
@@ -269,6 +323,9 @@ class ApplyMotionAdapter(Node):
                               + "; ".join(differences) + ", adapter vs UNet)",
                               "use a motion adapter trained for this base model (its block_out_channels and "
                               "motion_layers_per_block are the UNet's block_out_channels and layers_per_block)")
+            text_problem = text_dim_problem(dict(unet.layout), adapter.text_dim)
+            if text_problem:
+                yield Invalid("motion_adapter", text_problem, TEXT_DIM_HINT)
 
     @classmethod
     def infer(cls, known):

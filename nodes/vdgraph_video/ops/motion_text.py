@@ -20,6 +20,8 @@ each frame's add-embedding is computed from its own state.
 from __future__ import annotations
 
 import copy
+import re
+from typing import Any
 
 import torch
 
@@ -150,32 +152,101 @@ class MotionTextRoute(torch.nn.Module):
 
     @classmethod
     def load(cls, folder) -> MotionTextRoute | None:
-        """The route saved in `folder`, or None when it has none. Data only: a JSON config and safetensors."""
-        import json
-        import pathlib
-
+        """The route saved in `folder`, or None when it has none. Data only: a JSON config and safetensors, both
+        checked (route_files) before a tensor is made, so a config asking for a huge width fails before it
+        allocates."""
         from safetensors.torch import load_file
 
-        folder = pathlib.Path(folder)
-        config_path, weights_path = folder / TEXT_ROUTE_CONFIG, folder / TEXT_ROUTE_WEIGHTS
-        if not config_path.is_file() and not weights_path.is_file():
+        config, problem = route_files(folder)
+        if problem:
+            raise ValueError(problem)
+        if config is None:
             return None
-        if not (config_path.is_file() and weights_path.is_file()):
-            missing = weights_path if config_path.is_file() else config_path
-            raise ValueError(f"{folder}: the motion adapter's text route is half there ({missing.name} is missing): "
-                             f"restore it, or remove both {TEXT_ROUTE_CONFIG} and {TEXT_ROUTE_WEIGHTS}")
-        try:
-            config = json.loads(config_path.read_text())
-            route = cls(int(config["text_dim"]), int(config["width"]),
-                        {str(k): int(v) for k, v in dict(config["channels"]).items()})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{config_path}: not a text-route config ({type(exc).__name__}: {exc}): it needs "
-                             "text_dim, width and channels (motion module path -> width)") from exc
-        try:
-            route.load_state_dict(load_file(str(weights_path)))
-        except RuntimeError as exc:
-            raise ValueError(f"{weights_path}: its weights do not match {config_path.name}: {exc}") from exc
+        import pathlib
+
+        route = cls(config["text_dim"], config["width"], config["channels"])
+        route.load_state_dict(load_file(str(pathlib.Path(folder) / TEXT_ROUTE_WEIGHTS)))
         return route.eval()
+
+
+ROUTE_CONFIG_HINT = ("it needs exactly text_dim, width (positive whole numbers) and channels (an object: motion "
+                     "module path -> its width); re-save the route with MotionTextRoute.save")
+MOTION_MODULE_PATH = re.compile(r"(?:\w+\.)*motion_modules\.\d+")  # what motion_modules() finds; "-" and "" never
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a route's weights may have
+
+
+def route_config_problem(config: Any) -> str | None:
+    """Why the content of a text_route.json is not a route's config, or None. Strict (no int("16"), no int(16.9),
+    no unknown keys): a config the loader would read another way than its writer meant must not load silently."""
+    if not isinstance(config, dict):
+        return f"it holds {type(config).__name__}, not an object"
+    keys = set(config)
+    if keys != {"text_dim", "width", "channels"}:
+        missing, unknown = sorted({"text_dim", "width", "channels"} - keys), sorted(keys - {"text_dim", "width", "channels"})
+        return ", ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                         + ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []))
+    for key in ("text_dim", "width"):
+        value = config[key]
+        if type(value) is not int or value < 1:
+            return f"{key} is {value!r}, not a positive whole number"
+    channels = config["channels"]
+    if not isinstance(channels, dict) or not channels:
+        return f"channels is {type(channels).__name__}, not an object of motion module path -> width"
+    for path, width in channels.items():
+        if not MOTION_MODULE_PATH.fullmatch(path):  # else it could name no module, or clash as a ModuleDict key
+            return f"channels names {path!r}, not a motion module's path (such as down_blocks.0.motion_modules.0)"
+        if type(width) is not int or width < 1:
+            return f"channels[{path!r}] is {width!r}, not a positive whole number"
+    return None
+
+
+def route_files(folder) -> tuple[dict | None, str | None]:
+    """(config, None) for a whole, consistent text route in `folder` (text_route.json's object, and
+    text_route.safetensors holding exactly that route's tensors, of those shapes, in a float dtype), (None, None)
+    when the folder has no route, (None, why) when it is broken. Reads the JSON and the safetensors header only,
+    never a tensor: validation (video.load_motion_adapter's facts) asks it as the loader does."""
+    import json
+    import pathlib
+
+    from safetensors import safe_open
+
+    folder = pathlib.Path(folder)
+    config_path, weights_path = folder / TEXT_ROUTE_CONFIG, folder / TEXT_ROUTE_WEIGHTS
+    if not config_path.is_file() and not weights_path.is_file():
+        return None, None
+    if not (config_path.is_file() and weights_path.is_file()):
+        missing = weights_path if config_path.is_file() else config_path
+        return None, (f"{folder}: the motion adapter's text route is half there ({missing.name} is missing): "
+                      f"restore it, or remove both {TEXT_ROUTE_CONFIG} and {TEXT_ROUTE_WEIGHTS}")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"{config_path}: not a text-route config (not JSON: {exc}): {ROUTE_CONFIG_HINT}"
+    problem = route_config_problem(config)
+    if problem:
+        return None, f"{config_path}: not a text-route config ({problem}): {ROUTE_CONFIG_HINT}"
+    with torch.device("meta"):  # the shapes the config asks for, without allocating them
+        expected = {k: tuple(v.shape) for k, v in
+                    MotionTextRoute(config["text_dim"], config["width"], config["channels"]).state_dict().items()}
+    try:
+        with safe_open(str(weights_path), "pt") as weights:
+            found = {k: (tuple(weights.get_slice(k).get_shape()), weights.get_slice(k).get_dtype())
+                     for k in weights.keys()}
+    except Exception as exc:  # safetensors raises its own SafetensorError (an Exception) for a broken header
+        return None, (f"{weights_path}: not a safetensors file ({type(exc).__name__}: {exc}): restore it, or remove "
+                      f"both {TEXT_ROUTE_CONFIG} and {TEXT_ROUTE_WEIGHTS}")
+    differences = ([f"missing {', '.join(sorted(set(expected) - set(found))[:3])}"] if set(expected) - set(found)
+                   else []) + \
+                  ([f"unexpected {', '.join(sorted(set(found) - set(expected))[:3])}"] if set(found) - set(expected)
+                   else []) + \
+                  [f"{k} is {list(found[k][0])}, the config asks for {list(shape)}" for k, shape in expected.items()
+                   if k in found and found[k][0] != shape][:3] + \
+                  [f"{k} is {found[k][1]}, not a float dtype" for k in expected
+                   if k in found and found[k][1] not in FLOAT_DTYPES][:3]
+    if differences:
+        return None, (f"{weights_path}: its weights do not match {config_path.name} ({'; '.join(differences)}): "
+                      "save the route's config and weights together (MotionTextRoute.save)")
+    return config, None
 
 
 def _key(path: str) -> str:
