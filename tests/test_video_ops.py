@@ -308,3 +308,24 @@ def test_replace_x0_equals_the_ddim_update_with_the_new_x0():
     expected = a_prev.sqrt() * new_x0 + (1 - a_prev).sqrt() * eps_implied
     got = smooth.replace_ddim_x0(out.prev_sample, out.pred_original_sample, new_x0, a_prev)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_free_init_fresh_noise_is_drawn_with_the_first_noises_share():
+    """FreeInit's later passes start from fresh noise; with mixed starting noise (video.noise's shared) the fresh
+    noise is mixed the same way, and shared 0 is diffusers' independent draw."""
+    from diffusers import DDIMScheduler
+
+    from vdgraph_video.ops import free_init
+
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    clean, first = torch.randn(1, 4, 6, 8, 8, generator=gen(1)), torch.randn(1, 4, 6, 8, 8, generator=gen(2))
+    args = ("butterworth", 4, 0.25, 0.25)
+    shape, cpu = tuple(clean.shape), torch.device("cpu")
+    low_pass = free_init.low_pass_filter(shape, *args, cpu)
+    z_t = scheduler.add_noise(clean, first, torch.tensor([999]))
+    for shared in (0.0, 0.7, 1.0):
+        got = free_init.reinitialize(clean, first, scheduler, gen(3), *args, shared=shared)
+        fresh = noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32, shared=shared)
+        assert torch.equal(got, free_init.mix_frequencies(z_t, fresh, low_pass))
+    assert torch.equal(noise.sample_noise(shape, "independent", gen(3), cpu, torch.float32),
+                       torch.randn(shape, generator=gen(3)))  # shared 0: diffusers' randn_tensor draw

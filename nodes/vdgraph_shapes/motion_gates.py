@@ -73,7 +73,8 @@ def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | path
                       steps: int = 10, guidance: float = 4.0, noise_shared: float = 0.0) -> Render:
     """render(prompt, seed, frames, free_init=False, free_noise=False) through diffusers' AnimateDiffPipeline.
     With `noise_shared` > 0 the starting latents are drawn as video.noise draws them (vdgraph_video.ops.noise) and
-    handed to the pipeline with the generator that drew them (FreeNoise then needs the workflow backend)."""
+    handed to the pipeline with the generator that drew them (FreeNoise and FreeInit then need the workflow
+    backend)."""
     import torch
     from diffusers import AnimateDiffPipeline, MotionAdapter, UNet2DConditionModel
     from vdgraph_video.ops.motion_text import MotionTextRoute, attach_text_route, restore_text_embedding
@@ -98,9 +99,10 @@ def pipeline_renderer(model: str | pathlib.Path = MODEL_DIR, adapter: str | path
                                    noise_type="shuffle_context")
         generator, latents = torch.Generator().manual_seed(seed), None
         if noise_shared:
-            if free_noise:
-                raise ValueError("noise_shared with FreeNoise: use the workflow backend (the pipeline keeps given "
-                                 "latents as they are instead of shuffling its windows)")
+            if free_noise or free_init:
+                raise ValueError("noise_shared with FreeNoise or FreeInit: use the workflow backend (the pipeline "
+                                 "keeps given latents as they are instead of shuffling its windows, and draws "
+                                 "FreeInit's fresh noise independent per frame)")
             shape = (1, pipe.unet.config.in_channels, frames, height // pipe.vae_scale_factor,
                      width // pipe.vae_scale_factor)
             # unscaled: the pipeline scales given latents by init_noise_sigma itself

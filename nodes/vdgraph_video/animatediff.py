@@ -140,7 +140,8 @@ class DenoiseFreeInit(Node):
     by a butterworth (of `order`), gaussian or ideal low-pass with normalised stop frequencies `spatial_stop` and
     `temporal_stop`) are mixed with the high frequencies of fresh noise drawn from `rng`. One iteration is a plain
     video.denoise over all steps. `fast_sampling` runs pass k (from 1) with steps x k / iterations steps (FreeInit's
-    coarse-to-fine sampling). Costs `iterations` denoising passes."""
+    coarse-to-fine sampling). `shared` draws the fresh noise as video.noise's `shared` does (link the same value).
+    Costs `iterations` denoising passes."""
 
     id = "video.denoise_free_init"
     version = 1
@@ -159,6 +160,9 @@ class DenoiseFreeInit(Node):
         Input("spatial_stop", float, default=0.25, ge=0.0, le=1.0, doc="normalised spatial stop frequency"),
         Input("temporal_stop", float, default=0.25, ge=0.0, le=1.0, doc="normalised temporal stop frequency"),
         Input("fast_sampling", bool, default=False, doc="coarse-to-fine: fewer steps in the early passes"),
+        Input("shared", float, default=0.0, ge=0.0, le=1.0,
+              doc="share of the fresh noise's variance common to every frame, as video.noise's shared (give the "
+                  "same share: 0 is diffusers' draw)"),
         Input("chunk_size", int, default=0, ge=0, doc="frames per UNet call including the anchor (2-D UNets; 0: all)"),
     ]
     outputs = [
@@ -176,7 +180,7 @@ class DenoiseFreeInit(Node):
             yield Invalid("unet", message, hint)
 
     def run(self, ctx: RunContext, unet, scheduler, conditioning, latents, guidance, eta, rng, iterations, method,
-            order, spatial_stop, temporal_stop, fast_sampling, chunk_size):
+            order, spatial_stop, temporal_stop, fast_sampling, shared, chunk_size):
         if chunk_size == 1:
             raise ValueError("chunk_size must be 0 (all frames) or at least 2 (frame 0 plus one more)")
         steps = len(scheduler.timesteps)
@@ -190,7 +194,8 @@ class DenoiseFreeInit(Node):
         result = None
         for k in range(iterations):
             if k > 0:
-                x = reinitialize(result.latents, initial, work, generator, method, order, spatial_stop, temporal_stop)
+                x = reinitialize(result.latents, initial, work, generator, method, order, spatial_stop, temporal_stop,
+                                 shared)
             work = copy.deepcopy(scheduler)
             if plan[k] != steps:
                 work.set_timesteps(plan[k], device=x.device)

@@ -14,7 +14,8 @@ from typing import Literal
 
 import torch
 import torch.fft as fft
-from diffusers.utils.torch_utils import randn_tensor
+
+from vdgraph_video.ops.noise import sample_noise
 
 FilterMethod = Literal["butterworth", "gaussian", "ideal"]
 
@@ -66,12 +67,14 @@ def mix_frequencies(x: torch.Tensor, noise: torch.Tensor, low_pass: torch.Tensor
 
 
 def reinitialize(latents: torch.Tensor, initial_noise: torch.Tensor, scheduler, generator: torch.Generator,
-                 method: str, order: float, spatial: float, temporal: float) -> torch.Tensor:
+                 method: str, order: float, spatial: float, temporal: float, shared: float = 0.0) -> torch.Tensor:
     """The next pass's starting latents: the clean latents diffused to the last training timestep with the first
-    pass's noise, low-pass mixed with fresh noise drawn from `generator` (diffusers' `_apply_free_init`)."""
+    pass's noise, low-pass mixed with fresh noise drawn from `generator` (diffusers' `_apply_free_init`). The fresh
+    noise is drawn as video.noise draws the first: with `shared` of its variance common to every frame (0: exactly
+    diffusers' draw), so a model trained on mixed noise gets mixed noise in every pass."""
     shape = tuple(latents.shape)  # (B, C, F, H, W)
     low_pass = low_pass_filter(shape, method, order, spatial, temporal, latents.device)
     t = torch.full((shape[0],), scheduler.config.num_train_timesteps - 1).long().to(latents.device)
     z_t = scheduler.add_noise(original_samples=latents, noise=initial_noise, timesteps=t).to(dtype=torch.float32)
-    z_rand = randn_tensor(shape=shape, generator=generator, device=latents.device, dtype=torch.float32)
+    z_rand = sample_noise(shape, "independent", generator, latents.device, torch.float32, shared=shared)
     return mix_frequencies(z_t, z_rand, low_pass).to(latents.dtype)
