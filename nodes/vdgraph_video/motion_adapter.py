@@ -160,13 +160,13 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
     from diffusers import MotionAdapter
 
     folder = single_model_folder(folder, "motion_adapter", MOTION_ADAPTER_CLASS)
-    _, route_problem = route_files(folder)  # its own message names the file: not cut short as _loading's are
-    if route_problem:
-        raise ModelFolderError(route_problem)
+    try:  # read once, checked (route_files) before a tensor is made
+        route = MotionTextRoute.load(folder)
+    except ValueError as exc:  # its own message names the file: not cut short as _loading's are
+        raise ModelFolderError(str(exc)) from exc
     with _loading(folder):
         module = MotionAdapter.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                variant=variant or None)
-        route = MotionTextRoute.load(folder)
         mismatch = route_mismatch(route, module) if route is not None else None
         if mismatch:
             raise ValueError(f"its {TEXT_ROUTE_CONFIG} belongs to another motion adapter ({mismatch})")

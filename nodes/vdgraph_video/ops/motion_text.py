@@ -172,6 +172,7 @@ class MotionTextRoute(torch.nn.Module):
 ROUTE_CONFIG_HINT = ("it needs exactly text_dim, width (positive whole numbers) and channels (an object: motion "
                      "module path -> its width); re-save the route with MotionTextRoute.save")
 MOTION_MODULE_PATH = re.compile(r"(?:\w+\.)*motion_modules\.\d+")  # what motion_modules() finds; "-" and "" never
+ROUTE_CONFIG_KEYS = frozenset({"text_dim", "width", "channels"})  # MotionTextRoute.config()'s keys
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a route's weights may have
 
 
@@ -181,8 +182,8 @@ def route_config_problem(config: Any) -> str | None:
     if not isinstance(config, dict):
         return f"it holds {type(config).__name__}, not an object"
     keys = set(config)
-    if keys != {"text_dim", "width", "channels"}:
-        missing, unknown = sorted({"text_dim", "width", "channels"} - keys), sorted(keys - {"text_dim", "width", "channels"})
+    if keys != ROUTE_CONFIG_KEYS:
+        missing, unknown = sorted(ROUTE_CONFIG_KEYS - keys), sorted(keys - ROUTE_CONFIG_KEYS)
         return ", ".join(([f"missing {', '.join(missing)}"] if missing else [])
                          + ([f"unknown keys {', '.join(map(repr, unknown))}"] if unknown else []))
     for key in ("text_dim", "width"):
@@ -235,14 +236,13 @@ def route_files(folder) -> tuple[dict | None, str | None]:
     except Exception as exc:  # safetensors raises its own SafetensorError (an Exception) for a broken header
         return None, (f"{weights_path}: not a safetensors file ({type(exc).__name__}: {exc}): restore it, or remove "
                       f"both {TEXT_ROUTE_CONFIG} and {TEXT_ROUTE_WEIGHTS}")
-    differences = ([f"missing {', '.join(sorted(set(expected) - set(found))[:3])}"] if set(expected) - set(found)
-                   else []) + \
-                  ([f"unexpected {', '.join(sorted(set(found) - set(expected))[:3])}"] if set(found) - set(expected)
-                   else []) + \
-                  [f"{k} is {list(found[k][0])}, the config asks for {list(shape)}" for k, shape in expected.items()
-                   if k in found and found[k][0] != shape][:3] + \
-                  [f"{k} is {found[k][1]}, not a float dtype" for k in expected
-                   if k in found and found[k][1] not in FLOAT_DTYPES][:3]
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    differences = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+                  ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+    common = [k for k in expected if k in found]
+    differences += [f"{k} is {list(found[k][0])}, the config asks for {list(expected[k])}" for k in common
+                    if found[k][0] != expected[k]][:3]
+    differences += [f"{k} is {found[k][1]}, not a float dtype" for k in common if found[k][1] not in FLOAT_DTYPES][:3]
     if differences:
         return None, (f"{weights_path}: its weights do not match {config_path.name} ({'; '.join(differences)}): "
                       "save the route's config and weights together (MotionTextRoute.save)")
