@@ -124,8 +124,12 @@ class Clip:
 
     @property
     def caption(self) -> str:
+        return self.caption_moving(self.direction)
+
+    def caption_moving(self, direction: str) -> str:
+        """This clip's scene captioned with `direction` (its own or another, for the motion-word diagnostics)."""
         s = self.scenes[0]
-        return motion_caption(s.colour, s.shape, self.direction, s.background)
+        return motion_caption(s.colour, s.shape, direction, s.background)
 
 
 def sample_clip(rng: np.random.Generator, frames: int = FRAMES, speed: float = SPEED, direction: str | None = None,
@@ -257,6 +261,12 @@ def save_text_side(out: pathlib.Path, text_encoder: CLIPTextModel, tokenizer) ->
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def clip_losses(sq: torch.Tensor, w_px: torch.Tensor) -> torch.Tensor:
+    """Per-clip loss (B,): squared errors (B, 4, F, 16, 16) weighted by the latent pixels' weights (B, 1, F, 16, 16),
+    normalised by the weights' sum and the channels."""
+    return (sq * w_px).sum(dim=(1, 2, 3, 4)) / (w_px.sum(dim=(1, 2, 3, 4)) * sq.shape[1])
+
+
 OTHER_DIRECTION = {"left": "right", "right": "left", "up": "down", "down": "up", "still": "left"}
 
 
@@ -267,9 +277,7 @@ def wrong_words_ratio(model, text_encoder, tokenizer, clips: list[Clip], zt: tor
     timesteps): the loss with the wrong captions over the loss with the right ones, both by the model as it is now.
     1.0 means the motion words are not used at all; the higher, the more the model reads them."""
     losses = []
-    for direction in (lambda c: c.direction, lambda c: OTHER_DIRECTION[c.direction]):
-        captions = [motion_caption(c.scenes[0].colour, c.scenes[0].shape, direction(c), c.scenes[0].background)
-                    for c in clips]
+    for captions in ([c.caption for c in clips], [c.caption_moving(OTHER_DIRECTION[c.direction]) for c in clips]):
         emb = text_encoder(tokenize(tokenizer, captions))[0].repeat_interleave(frames, dim=0)
         losses.append(F.mse_loss(model(zt, t, emb).sample, target))
     return float(losses[1] / losses[0])
@@ -286,12 +294,10 @@ def contrast_term(model, text_encoder, tokenizer, clips: list[Clip], zt: torch.T
     if not bool(use.any()):
         return zt.new_zeros(())
     others = {d: [o for o in DIRECTIONS if o != d] for d in DIRECTIONS}
-    wrong = [motion_caption(c.scenes[0].colour, c.scenes[0].shape, others[c.direction][int(rng.integers(4))],
-                            c.scenes[0].background) for c, k in zip(clips, use.tolist()) if k]
+    wrong = [c.caption_moving(others[c.direction][int(rng.integers(4))]) for c, k in zip(clips, use.tolist()) if k]
     emb = text_encoder(tokenize(tokenizer, wrong))[0].repeat_interleave(frames, dim=0)
     sq = F.mse_loss(model(zt[use], t[use], emb).sample, target[use], reduction="none")
-    w = w_px[use]
-    wrong_loss = (sq * w).sum(dim=(1, 2, 3, 4)) / (w.sum(dim=(1, 2, 3, 4)) * sq.shape[1])  # (U,)
+    wrong_loss = clip_losses(sq, w_px[use])  # (U,)
     return F.relu(margin - (wrong_loss - right[use]) / right[use].detach()).mean()
 
 
@@ -356,7 +362,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "when it has none, --model's) gives the motion words' embedding rows")
     p.add_argument("--overfit", action="store_true",
                    help="diagnostic: train on 4 fixed clips only (one scene moving left, right, up, down)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.route_probe_weight and not args.text_route_width:
+        p.error("--route-probe-weight probes the text route's features: give --text-route-width too")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -437,15 +446,16 @@ def main(argv: list[str] | None = None) -> None:
         noise = sample_noise(tuple(z0.shape), "independent", gen, z0.device, z0.dtype, shared=args.shared_noise)
         zt = noise_sched.add_noise(z0, noise, t)
         target = noise_sched.get_velocity(z0, noise, t)  # sqrt(ab) eps - sqrt(1 - ab) x0
-        emb = text_encoder(tok)[0].repeat_interleave(args.frames, dim=0)  # (B*F, 77, D) as AnimateDiffPipeline
+        states = text_encoder(tok)[0]  # (B, 77, D)
+        emb = states.repeat_interleave(args.frames, dim=0)  # (B*F, 77, D) as AnimateDiffPipeline
         pred = model(zt, t, emb).sample  # (B, 4, F, 16, 16)
         sq = F.mse_loss(pred, target, reduction="none")  # (B, 4, F, 16, 16)
-        per_clip = (sq * w_px).sum(dim=(1, 2, 3, 4)) / (w_px.sum(dim=(1, 2, 3, 4)) * sq.shape[1])  # (B,)
+        per_clip = clip_losses(sq, w_px)  # (B,)
         loss = per_clip.mean()
         if route_probe is not None and bool((~drop).any()):  # the route's pooled text must tell the directions apart
             labels = torch.tensor([list(DIRECTIONS).index(c.direction) for c in clips])[~drop]
             loss = loss + args.route_probe_weight * F.cross_entropy(
-                route_probe(route.pooled(text_encoder(tok[~drop])[0])), labels)
+                route_probe(route.pooled(states[~drop])), labels)
         if args.contrast_weight:
             loss = loss + args.contrast_weight * contrast_term(model, text_encoder, tokenizer, clips, zt, t, target,
                                                                w_px, per_clip, ~drop & (t >= args.contrast_t),
