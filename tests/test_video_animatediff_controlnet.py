@@ -103,6 +103,21 @@ def test_the_controlnet_may_be_attached_before_the_motion_adapter(executor, tmp_
     assert max_difference(before, after) == 0.0
 
 
+def test_noise_shared_mixes_the_starting_and_free_init_noise(executor, tmp_path):
+    """noise_shared reaches video.noise and video.denoise_free_init as in animatediff.json: 0 is the reference
+    exactly (the parity tests), a share draws other frames, and FreeInit's later passes draw with it too."""
+    plain = ours(executor, tmp_path, frames=3, steps=2, seed=5)
+    mixed = ours(executor, tmp_path, frames=3, steps=2, seed=5, noise_shared=0.6)
+    assert bool(torch.isfinite(mixed).all()) and max_difference(plain, mixed) > 1e-4
+    data = json.loads(WORKFLOW.read_text())
+    del data["nodes"]["denoise"]["in"]["shared"]  # FreeInit's fresh noise independent again
+    unlinked = tmp_path / "unlinked.json"
+    unlinked.write_text(json.dumps(data))
+    free_init = {"frames": 3, "steps": 2, "seed": 5, "free_init_iterations": 2, "noise_shared": 0.6}
+    assert max_difference(ours(executor, tmp_path, **free_init),
+                          ours(executor, tmp_path, workflow=unlinked, **free_init)) > 1e-4
+
+
 def test_guess_mode_matches_the_reference_without_guidance_and_pads_zeros_with_it(executor, tmp_path):
     """video.apply_controlnet's guess_mode (not a workflow input; a param here). Without guidance the pipeline runs
     it and the frames match exactly. With guidance diffusers 0.42.1's AnimateDiffControlNetPipeline fails: it runs

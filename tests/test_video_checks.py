@@ -131,10 +131,12 @@ def test_an_empty_model_name_is_a_problem_before_running(registry, name):
     assert (problem.node, problem.port, problem.message) == ("model", "model", "the model name is empty")
 
 
-def test_a_shared_noise_share_with_a_mode_other_than_independent(registry):
-    workflow = str(REPO / "workflows" / "animatediff.json")
+@pytest.mark.parametrize("name, inputs", [("animatediff.json", {}),
+                                          ("animatediff_controlnet.json", {"control_video": "in.mp4"})])
+def test_a_shared_noise_share_with_a_mode_other_than_independent(registry, name, inputs):
+    workflow = str(REPO / "workflows" / name)
     doc = edited(workflow, lambda nodes: nodes["noise"]["params"].update(mode="same"))
-    problem = only(errors(registry, doc, {"noise_shared": 0.5}))
+    problem = only(errors(registry, doc, {**inputs, "noise_shared": 0.5}))
     assert (problem.node, problem.port) == ("noise", "shared") and "mode 'independent' only" in problem.message
-    assert errors(registry, doc, {"noise_shared": 0.0}) == []
-    assert errors(registry, workflow, {"noise_shared": 0.5}) == []
+    assert errors(registry, doc, {**inputs, "noise_shared": 0.0}) == []
+    assert errors(registry, workflow, {**inputs, "noise_shared": 0.5}) == []
