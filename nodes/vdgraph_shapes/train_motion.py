@@ -19,10 +19,11 @@ row per word. Only those new rows are trained with the motion modules (textual-i
 pre-existing weight, including the old embedding rows, is frozen and checked bit-identical at the end, so
 shapes-64 renders every image caption exactly as before.
 
-Options tried for the caption's direction (none has taught it yet; nodes/vdgraph_shapes/README.md has the runs):
---text-route-width (a direct text route into the motion modules, saved beside the adapter), --contrast-weight (a
-hinge on the loss under other motion words), --route-probe-weight (the route's pooled text must name the direction)
-and --shared-noise (mixed noise: frames disagree less by chance, so the motion must come from the caption).
+Options for the caption's direction (nodes/vdgraph_shapes/README.md has the runs): --text-route-width (a direct
+text route into the motion modules, saved beside the adapter) with --route-probe-weight (the route's pooled text
+must name the direction) and --motion-reward-weight (a clip drawn from pure noise with the gates' sampler must move
+as its caption says: what taught the shipped adapter the direction); tried and not needed: --contrast-weight (a
+hinge on the loss under other motion words) and --shared-noise (mixed noise, PYoCo's prior).
 
 Writes DIR/config.json + DIR/diffusion_pytorch_model.safetensors (the MotionAdapter, EMA weights),
 DIR/text_route.json + DIR/text_route.safetensors (with --text-route-width), DIR/training.json, and
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from transformers import CLIPTextModel
 
-from vdgraph_shapes.components import build_scheduler, build_tokenizer
+from vdgraph_shapes.components import VAE_REDUCTION, build_scheduler, build_tokenizer
 from vdgraph_shapes.models import MODEL_DIR
 from vdgraph_shapes.train import (
     Ema,
@@ -301,6 +302,61 @@ def contrast_term(model, text_encoder, tokenizer, clips: list[Clip], zt: torch.T
     return F.relu(margin - (wrong_loss - right[use]) / right[use].detach()).mean()
 
 
+def latent_centroids(x0: torch.Tensor, colour: str, background: str) -> torch.Tensor:
+    """Where the shape is in every frame of unscaled latents (4, F, 16, 16) of shapes-64's layout (channels 0..2
+    the colour thumbnail in [-1, 1], train.latent_targets): each latent pixel's share of the shape's colour
+    against the background's (clamped to [0, 1]) weighs its position. (F, 2) in latent pixels (x right, y down);
+    differentiable, so a loss on it reaches the model that drew the latents."""
+    fg, bg = (torch.tensor(COLOURS[c], dtype=x0.dtype) / 127.5 - 1.0 for c in (colour, background))  # (3,)
+    axis = (fg - bg) / (fg - bg).pow(2).sum()  # (3,)
+    share = torch.einsum("cfhw,c->fhw", x0[:3] - bg[:, None, None, None], axis).clamp(0, 1)  # (F, H, W)
+    h, w = share.shape[1:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=x0.dtype), torch.arange(w, dtype=x0.dtype), indexing="ij")
+    mass = share.sum(dim=(1, 2)) + 1e-3  # (F,)
+    return torch.stack([(share * xs).sum(dim=(1, 2)) / mass, (share * ys).sum(dim=(1, 2)) / mass], dim=1)
+
+
+def track_velocity(centroids: torch.Tensor) -> torch.Tensor:
+    """Least-squares velocity (2,) of a track (F, 2): the slope of each coordinate over the frame index."""
+    f = torch.arange(centroids.shape[0], dtype=centroids.dtype)
+    f = f - f.mean()
+    return (f[:, None] * (centroids - centroids.mean(0))).sum(0) / f.pow(2).sum()
+
+
+def motion_reward_term(model, text_encoder, tokenizer, clip: Clip, scaling_factor: float, gen: torch.Generator,
+                       guidance: float, steps: int, decided: int) -> torch.Tensor:
+    """The motion of a video the model draws from pure noise, against its caption's (reward fine-tuning, as VADER
+    aligns AnimateDiff with reward gradients). The first `decided` steps of the sampler the gates use (DDIM,
+    `steps` trailing steps, classifier-free guidance `guidance`) run with gradients; the x0 the last of them
+    predicts gives every frame's shape centroid (latent_centroids), and the loss is the squared distance between
+    the track's velocity and the caption's, in units of the caption's speed (0 for "standing still": then in
+    latent pixels per frame). Why: the diffusion loss is taken at one noise level on a clip's own noisy latents,
+    whose noise already tells where the shape goes; the gate samples from noise that tells nothing, and there the
+    caption must decide. This term asks for exactly that."""
+    scene = clip.scenes[0]
+    states = text_encoder(tokenize(tokenizer, ["", clip.caption]))[0]  # (2, 77, D)
+    frames = len(clip.scenes)
+    emb = states.repeat_interleave(frames, dim=0)  # (2F, 77, D): unconditional clip first, as the pipelines
+    sched = build_scheduler()
+    sched.set_timesteps(steps)
+    ab = sched.alphas_cumprod
+    x = torch.randn((1, 4, frames, 16, 16), generator=gen)
+    x0 = x
+    for i, t in enumerate(sched.timesteps[:decided]):
+        v_u, v_c = model(torch.cat([x, x]), t, emb).sample.chunk(2)
+        v = v_u + guidance * (v_c - v_u)
+        a, s = ab[t].sqrt(), (1 - ab[t]).sqrt()
+        x0, eps = a * x - s * v, s * x + a * v  # v-prediction's x0 and noise
+        prev = sched.timesteps[i + 1] if i + 1 < len(sched.timesteps) else None
+        ab_prev = ab[prev] if prev is not None else sched.final_alpha_cumprod
+        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps  # DDIM, eta 0
+    velocity = track_velocity(latent_centroids(x0[0] / scaling_factor, scene.colour, scene.background))  # (2,)
+    ux, uy = DIRECTIONS[clip.direction]
+    per_latent_px = clip.speed / VAE_REDUCTION  # the caption's speed in latent pixels per frame
+    target = torch.tensor([ux, uy], dtype=velocity.dtype) * per_latent_px
+    return (velocity - target).pow(2).sum() / (per_latent_px ** 2 if clip.direction != "still" else 1.0)
+
+
 class _Trainable(torch.nn.Module):
     """What trains (and what the EMA follows): the adapter, its text route (when there is one) and the text
     encoder's token-embedding table."""
@@ -324,6 +380,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seeds the clips, the noise and the new embedding rows")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (results depend on it bit-wise)")
     p.add_argument("--steps", type=int, default=600, help="optimiser steps")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="end after this many steps of a --steps schedule (its learning rates), saving as at the end: "
+                        "a snapshot of a longer run, reproduced")
     p.add_argument("--batch", type=int, default=2, help="clips per step")
     p.add_argument("--frames", type=int, default=FRAMES, help="frames per clip")
     p.add_argument("--speed", type=float, default=SPEED, help="px/frame of every moving clip")
@@ -349,6 +408,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of an auxiliary loss that asks a linear probe to name the caption's direction from "
                         "the text route's pooled features (training only; the probe is not saved): the plain loss "
                         "rewards reading the motion words so little that the route otherwise stays a constant")
+    p.add_argument("--motion-reward-weight", type=float, default=0.0,
+                   help="weight of the motion reward (motion_reward_term; 0: off): a video drawn from pure noise "
+                        "with the gates' sampler must move as its caption says; its first --motion-reward-decided "
+                        "steps run with gradients")
+    p.add_argument("--motion-reward-every", type=int, default=1, help="take the motion reward every N steps")
+    p.add_argument("--motion-reward-steps", type=int, default=10, help="the reward's sampler: DDIM steps")
+    p.add_argument("--motion-reward-decided", type=int, default=3,
+                   help="sampler steps run with gradients; the x0 predicted at the last of them is judged")
+    p.add_argument("--motion-reward-guidance", type=float, default=4.0, help="the reward's sampler: guidance")
     p.add_argument("--heads", type=int, default=2, help="attention heads of every motion module")
     p.add_argument("--max-seq-length", type=int, default=32, help="frames the motion modules' positions cover")
     p.add_argument("--text-route-width", type=int, default=0,
@@ -420,6 +488,8 @@ def main(argv: list[str] | None = None) -> None:
     losses: list[float] = []
     wrong_ratios: list[float] = []
     contrast_rng = np.random.default_rng(args.seed + 2)  # its own stream: the clips stay those of a run without it
+    reward_rng, reward_gen = np.random.default_rng(args.seed + 3), torch.Generator().manual_seed(args.seed + 4)
+    rewards: list[float] = []
     t0 = time.time()
 
     def save(module: _Trainable) -> None:
@@ -431,7 +501,8 @@ def main(argv: list[str] | None = None) -> None:
         te.set_input_embeddings(module.embedding)
         save_text_side(out, te, tokenizer)
 
-    for step in range(args.steps):
+    run_steps = args.steps if args.stop_after is None else min(args.steps, args.stop_after)
+    for step in range(run_steps):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, group["peak"], warmup=50)
         clips = ([fixed[(step * args.batch + i) % len(fixed)] for i in range(args.batch)] if fixed else
@@ -460,16 +531,25 @@ def main(argv: list[str] | None = None) -> None:
             loss = loss + args.contrast_weight * contrast_term(model, text_encoder, tokenizer, clips, zt, t, target,
                                                                w_px, per_clip, ~drop & (t >= args.contrast_t),
                                                                args.contrast_margin, args.frames, contrast_rng)
+        if args.motion_reward_weight and step % args.motion_reward_every == 0:
+            clip = sample_clip(reward_rng, args.frames, args.speed)
+            reward = motion_reward_term(model, text_encoder, tokenizer, clip, scaling_factor, reward_gen,
+                                        args.motion_reward_guidance, args.motion_reward_steps,
+                                        args.motion_reward_decided)
+            rewards.append(float(reward.detach()))
+            loss = loss + args.motion_reward_weight * reward
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([*trainable.parameters()], 1.0)
         opt.step()
         ema.update(trainable, step)
         losses.append(float(sq.mean().detach()))
-        if step % 25 == 0 or step == args.steps - 1:
+        if step % 25 == 0 or step == run_steps - 1:
             wrong_ratios.append(wrong_words_ratio(model, text_encoder, tokenizer, clips, zt, t, target, args.frames))
             log(f"step {step:5d}/{args.steps} mse {np.mean(losses[-50:]):.4f} wrong/right motion words "
-                f"{np.nanmean(wrong_ratios[-8:]):.3f} {(time.time() - t0) / (step + 1):.2f}s/step")
+                f"{np.nanmean(wrong_ratios[-8:]):.3f}"
+                + (f" motion reward loss {np.mean(rewards[-25:]):.3f}" if rewards else "")
+                + f" {(time.time() - t0) / (step + 1):.2f}s/step")
         if args.snapshot_every and step > 0 and step % args.snapshot_every == 0:
             save(ema.module)
             log(f"snapshot at step {step} -> {out}")
@@ -488,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
         "new_words": list(MOTION_WORDS),
         "tokenizer_size": {"before": n_old, "after": len(tokenizer)},
         "wall_time_s": {"training": round(seconds), "total": round(time.time() - start)},
-        "seconds_per_step": round(seconds / max(1, args.steps), 3),
+        "seconds_per_step": round(seconds / max(1, run_steps), 3),
         "final_mse": float(np.mean(losses[-100:])) if losses else math.nan,
         "final_wrong_words_loss_ratio": float(np.nanmean(wrong_ratios[-8:])) if wrong_ratios else math.nan,
         "text_route_parameters": n_route,
