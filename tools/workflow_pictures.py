@@ -10,7 +10,7 @@ seeds), each writing into a temp dir:
 - controlvideo.json and controlvideo_long.json (16 frames): their sheets show only the output, so this script
   draws an input | output sheet (video.ops.video_io.labelled_sheet), same prompt;
 - video2video.json: an input | output sheet, its default prompt (a yellow circle on a green background);
-- animatediff.json: its own contact sheet (prompt only, 8 frames: there is no input video);
+- animatediff.json: its own contact sheet (a moving caption, 16 frames: there is no input video);
 - animatediff_controlnet.json: its own contact sheet (input | condition | output rows), re-coloured prompt.
 Each sheet is copied to DIR/<workflow>_sheet.png (docs/ by default) and the paths are printed. About a minute of
 CPU in all (20 steps each, the workflows' default).
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             ("controlvideo_long", {"control_video": str(long_dir), "prompt": RECOLOURED, "frames": 16}, long),
             ("video2video", {"video": str(short_dir), "prompt": "a yellow circle on a green background", "frames": 8},
              short),
-            ("animatediff", {"prompt": "a red circle on a blue background", "frames": 8}, None),
+            ("animatediff", {"prompt": "a red circle on a blue background moving right", "frames": 16}, None),
             ("animatediff_controlnet", {"control_video": str(short_dir), "prompt": RECOLOURED, "frames": 8}, None),
         ]
         unknown = set(args.only) - {name for name, _, _ in jobs}
