@@ -337,19 +337,15 @@ def motion_reward_term(model, text_encoder, tokenizer, clip: Clip, scaling_facto
     states = text_encoder(tokenize(tokenizer, ["", clip.caption]))[0]  # (2, 77, D)
     frames = len(clip.scenes)
     emb = states.repeat_interleave(frames, dim=0)  # (2F, 77, D): unconditional clip first, as the pipelines
-    sched = build_scheduler()
+    sched = build_scheduler()  # the gates' DDIM; its step is differentiable
     sched.set_timesteps(steps)
-    ab = sched.alphas_cumprod
     x = torch.randn((1, 4, frames, 16, 16), generator=gen)
-    x0 = x
-    for i, t in enumerate(sched.timesteps[:decided]):
+    assert decided >= 1, "the reward judges the x0 of at least one sampler step"
+    for t in sched.timesteps[:decided]:
         v_u, v_c = model(torch.cat([x, x]), t, emb).sample.chunk(2)
-        v = v_u + guidance * (v_c - v_u)
-        a, s = ab[t].sqrt(), (1 - ab[t]).sqrt()
-        x0, eps = a * x - s * v, s * x + a * v  # v-prediction's x0 and noise
-        prev = sched.timesteps[i + 1] if i + 1 < len(sched.timesteps) else None
-        ab_prev = ab[prev] if prev is not None else sched.final_alpha_cumprod
-        x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps  # DDIM, eta 0
+        out = sched.step(v_u + guidance * (v_c - v_u), t, x)  # eta 0
+        x = out.prev_sample
+    x0 = out.pred_original_sample
     velocity = track_velocity(latent_centroids(x0[0] / scaling_factor, scene.colour, scene.background))  # (2,)
     ux, uy = DIRECTIONS[clip.direction]
     per_latent_px = clip.speed / VAE_REDUCTION  # the caption's speed in latent pixels per frame

@@ -21,9 +21,10 @@ class SampleNoise(Node):
     Modes: "independent" (one (B, C, F, H, W) draw, the layout of diffusers' video pipelines; with `shared` > 0,
     that share of the variance is common to every frame: PYoCo's mixed noise prior, for a motion model trained
     on it), "same" (one frame of noise repeated for every frame), "first_frame" (a single frame:
-    Text2Video-Zero's anchor; `frames` is ignored) and "per_frame" (one (B*F, C, H, W) draw: an image pipeline given the frames as its batch, e.g.
-    InstructPix2Pix). The channel count is the VAE's latent channels (an InstructPix2Pix UNet takes twice that).
-    With a scheduler linked, the noise is scaled by its init_noise_sigma (1 for DDIM, larger for Euler).
+    Text2Video-Zero's anchor; `frames` is ignored) and "per_frame" (one (B*F, C, H, W) draw: an image pipeline
+    given the frames as its batch, e.g. InstructPix2Pix). The channel count is the VAE's latent channels (an
+    InstructPix2Pix UNet takes twice that). With a scheduler linked, the noise is scaled by its init_noise_sigma (1
+    for DDIM, larger for Euler).
     The generator is seeded with `seed`, or continues from `rng` when one is linked; the advanced state is output.
     """
 
