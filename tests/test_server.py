@@ -163,6 +163,7 @@ def test_a_whole_workflow_document_runs_and_history_is_newest_first_and_paginate
     graph = {"vdgraph": 1, "name": "inline", "inputs": {"n": {"type": "int", "default": 2}},
              "nodes": {"m": {"type": "core.int_math", "in": {"a": "inputs.n"}, "params": {"b": 21, "op": "mul"}}},
              "outputs": {"answer": "m.result"}}
+    server.wait(server.submit("shout", {"text": "first"}))  # a third job, so there is a second page on its own
     status, body = server.request("POST", "/api/jobs", {"graph": graph, "inputs": {"n": 2}})
     assert status == 201
     job = server.wait(body["id"])
