@@ -152,7 +152,17 @@ def test_trainer_warm_starts_from_an_adapter_and_its_motion_rows(tmp_path) -> No
     rows = CLIPTextModel.from_pretrained(str(out / "text_encoder")).get_input_embeddings().weight
     shipped_rows = CLIPTextModel.from_pretrained(str(MODEL_DIR / "text_encoder")).get_input_embeddings().weight
     assert torch.equal(rows, shipped_rows)
-    assert "--init" in json.loads((out / "training.json").read_text())["command"]
+    report = json.loads((out / "training.json").read_text())
+    # the recorded command repeats the run as typed (lists as separate words, switches without a value) ...
+    typed = report["command"].split()[3:]  # after "python -m vdgraph_shapes.train_motion"
+    typed[typed.index("DIR")] = str(out)
+    assert vars(train_motion.parse_args(typed)) == vars(train_motion.parse_args(
+        ["--out", str(out), "--init", str(MOTION_DIR), "--overfit", "--steps", "1", "--batch", "1", "--frames", "4",
+         "--lr", "0", "--embedding-lr", "0", "--snapshot-every", "0", "--text-route-width", "128"]))
+    # ... and the chain of warm starts it stands on ends with the shipped adapter's own run
+    shipped_record = json.loads((MOTION_DIR / "training.json").read_text())
+    assert report["warm_start_chain"][-1]["command"] == shipped_record["command"]
+    assert report["warm_start_chain"][:-1] == shipped_record["warm_start_chain"]
 
 
 @pytest.mark.parametrize("direction", list(train_motion.DIRECTIONS))

@@ -353,6 +353,32 @@ def motion_reward_term(model, text_encoder, tokenizer, clip: Clip, scaling_facto
     return (velocity - target).pow(2).sum() / (per_latent_px ** 2 if clip.direction != "still" else 1.0)
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that repeats this run: every option that differs from its default, as it is typed."""
+    defaults = vars(parse_args(["--out", "x"]))
+    words = ["python -m vdgraph_shapes.train_motion --out DIR"]
+    for key, value in vars(args).items():
+        if key in ("out", "model") or value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(flag)
+        else:
+            words.append(" ".join([flag, *(str(v) for v in (value if isinstance(value, list) else [value]))]))
+    return " ".join(words)
+
+
+def warm_start_chain(init: pathlib.Path) -> list[dict]:
+    """The runs a warm start stands on, oldest first: the --init folder's own chain, then that folder's run (its
+    command, time and final loss, from its training.json). A folder without training.json ends the chain."""
+    record = init / "training.json"
+    if not record.is_file():
+        return [{"run": str(init), "note": "no training.json: how these weights were made is not recorded"}]
+    before = json.loads(record.read_text())
+    run = {"run": str(init), **{k: before[k] for k in ("command", "wall_time_s", "final_mse") if k in before}}
+    return [*before.get("warm_start_chain", []), run]
+
+
 class _Trainable(torch.nn.Module):
     """What trains (and what the EMA follows): the adapter, its text route (when there is one) and the text
     encoder's token-embedding table."""
@@ -555,9 +581,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.time() - t0
     log(f"done: {seconds:.0f}s training, {time.time() - start:.0f}s in all -> {out}")
     report = {
-        "command": "python -m vdgraph_shapes.train_motion --out DIR"
-                   + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                             if k not in ("out", "model") and v != parse_args(["--out", "x"]).__dict__[k]),
+        "command": command_line(args),
         "args": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()
                  if k not in ("out", "model")},
         "adapter_parameters": n_adapter,
@@ -571,6 +595,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": "this project's 2-core machine, shared with other work; 1 torch thread",
         "torch": torch.__version__,
     }
+    if args.init is not None:
+        report["warm_start_chain"] = warm_start_chain(args.init)
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
