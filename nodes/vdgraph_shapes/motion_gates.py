@@ -1,6 +1,6 @@
 """Measure what the trained motion adapter (shapes-64-motion) makes of motion captions, with the judge.
 
-    python -m vdgraph_shapes.motion_gates [--pairs 24] [--still 4] [--long 2] [--steps 10] [--json FILE]
+    python -m vdgraph_shapes.motion_gates [--pairs 24] [--still 4] [--long 24] [--steps 10] [--json FILE]
                                           [--backend pipeline|workflow] [--adapter DIR] [--model DIR]
 
 Every video comes from `render(prompt, seed, frames, **options) -> (F, H, W, 3)` floats in [0, 1], with two
@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=24, help="moving prompt/seed pairs (default 24)")
     parser.add_argument("--still", type=int, default=4, help="standing-still pairs, reported apart (default 4)")
-    parser.add_argument("--long", type=int, default=2, help="48-frame FreeNoise pairs (default 2; 0: none)")
+    parser.add_argument("--long", type=int, default=24,
+                        help="48-frame FreeNoise pairs (default 24, as many as the 16-frame tables' moving pairs, so "
+                             "identity across windows is a rate over videos; 0: none)")
     parser.add_argument("--table", action="append", choices=TABLES,
                         help="only this table (repeatable; default: all three). Tables are independent, so they "
                              "can run as separate processes")
