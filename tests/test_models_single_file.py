@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from vdgraph.errors import NodeRunError, WorkflowInvalid
 from vdgraph.executor import Executor
@@ -182,3 +182,14 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_mismatch(tiny, exec
     with pytest.raises(NodeRunError, match="tiny-sd1.safetensors"):
         executor.run(load_workflow_for(tiny["checkpoint"], "", tokenizer), output_dir=str(tmp_path),
                      outputs=["unet"])
+
+
+def test_a_checkpoint_with_a_nan_weight_names_the_file_the_module_and_the_weight(tiny, executor, tmp_path):
+    state = load_file(tiny["checkpoint"])
+    key = next(k for k in state if k.startswith("first_stage_model.") and k.endswith("conv_in.weight"))
+    state[key].view(-1)[0] = float("nan")
+    damaged = str(tmp_path / "damaged.safetensors")
+    save_file(state, damaged)
+    message = r"damaged\.safetensors \(vae\): the weight '[\w.]*conv_in\.weight' holds 1 NaN"
+    with pytest.raises(NodeRunError, match=message):
+        executor.run(load_workflow_for(damaged, tiny["config"]), output_dir=str(tmp_path), outputs=["unet"])

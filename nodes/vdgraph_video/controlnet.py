@@ -21,6 +21,7 @@ from vdgraph_video.facts import FramesFacts, ResidualLayoutFacts, UNetFacts, sin
 from vdgraph_video.loading import (
     ModelNotFound,
     _loading,
+    finite,
     local_model,
     placed,
     resolve_model,
@@ -42,7 +43,8 @@ def load_controlnet(folder: str, device: torch.device, dtype: torch.dtype, varia
     with _loading(folder):
         module = diffusers.ControlNetModel.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True,
                                                            variant=variant or None)
-    return ControlNetHandle(placed(module, device))
+    finite(placed(module, device), folder)
+    return ControlNetHandle(module)
 
 
 def controlnet_layout_facts(model: str) -> ResidualLayoutFacts | None:

@@ -408,6 +408,23 @@ def _loading(path: str) -> Iterator[None]:
         raise ModelFolderError(f"cannot load {path}: {type(exc).__name__}: {_cut(first, 300)}") from exc
 
 
+def finite(tensors, where: str) -> None:
+    """Refuse weights that hold NaN or Inf (ModelFolderError naming `where`, the weight and how many): such a file
+    loads without complaint and renders black or noise frames with no hint why. `tensors` is a module (its
+    parameters) or a name -> tensor mapping (a LoRA file). A tensor's sum is finite when all of it is, and a sum is
+    one fast pass (about 0.4 s for an SD 1.5 UNet on two CPU cores, against 8 s for an element-wise isfinite); a sum
+    that is not finite, which large finite half-precision weights can also give, is settled element by element."""
+    named = tensors.named_parameters() if isinstance(tensors, torch.nn.Module) else tensors.items()
+    for name, tensor in named:
+        if not tensor.is_floating_point() or tensor.is_meta or bool(torch.isfinite(tensor.detach().sum())):
+            continue
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        if bad:
+            raise ModelFolderError(
+                f"{where}: the weight {short_repr(name)} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
+                "the file is damaged, or was saved after training diverged: download or export it again")
+
+
 def placed(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """A module just loaded by `from_pretrained` (weights on the CPU, eval mode), on `device` in eval mode.
 
@@ -458,8 +475,10 @@ def load_components(folder: str, device: torch.device, dtype: torch.dtype, varia
         with _loading(os.path.join(folder, "tokenizer_2")):
             tokenizers.append(AutoTokenizer.from_pretrained(os.path.join(folder, "tokenizer_2"),
                                                             trust_remote_code=False))
-    for module in (unet, vae, *texts):
-        placed(module, device)
+    encoders = [os.path.join(folder, name) for name in ("text_encoder", "text_encoder_2")][:len(texts)]
+    for module, where in zip((unet, vae, *texts), (os.path.join(folder, "unet"), os.path.join(folder, "vae"),
+                                                   *encoders)):
+        finite(placed(module, device), where)  # on the device: a GPU sums in milliseconds
     scheduler_config = configs["scheduler"]
     class_name = scheduler_config.get("_class_name", "DDIMScheduler")
     scheduler = SchedulerConfig(class_name, {k: v for k, v in scheduler_config.items() if not k.startswith("_")})

@@ -26,6 +26,7 @@ from vdgraph_video.loading import (
     _loading,
     _no_transformers_progress_bar,
     check_scheduler_timesteps,
+    finite,
     placed,
     read_component_configs,
 )
@@ -98,8 +99,8 @@ def load_svd_components(folder: str, device: torch.device, dtype: torch.dtype, v
                                                                 trust_remote_code=False, **weights)
     with _loading(os.path.join(folder, "feature_extractor")):
         processor = CLIPImageProcessor.from_pretrained(os.path.join(folder, "feature_extractor"))
-    for module in (unet, vae, encoder):
-        placed(module, device)
+    for module, sub in ((unet, "unet"), (vae, "vae"), (encoder, "image_encoder")):
+        finite(placed(module, device), os.path.join(folder, sub))
     scheduler_config = configs["scheduler"]
     class_name = scheduler_config.get("_class_name", "EulerDiscreteScheduler")
     config = {k: v for k, v in scheduler_config.items() if not k.startswith("_")}

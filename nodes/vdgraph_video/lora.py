@@ -11,6 +11,7 @@ from vdgraph.errors import short_repr
 from vdgraph.models_folder import find_model, model_roots
 from vdgraph.node import Input, Invalid, Node, Output
 
+from vdgraph_video.loading import finite
 from vdgraph_video.ops.lora import LoraError, merged_copy, parse_lora
 from vdgraph_video.types import TEXT_ENCODER, UNET
 from vdgraph_video.values import TextEncoderHandle, UNetHandle
@@ -99,7 +100,9 @@ class ApplyLora(Node):
                                         f"folder's lora/ of {os.pathsep.join(model_roots())})")
             if not path.endswith(".safetensors"):
                 raise LoraError(f"port 'lora': {path!r} is not a .safetensors file")
-            for layer in parse_lora(load_file(path), modules, path):
+            weights = load_file(path)
+            finite(weights, path)
+            for layer in parse_lora(weights, modules, path):
                 merged[layer.target].append((layer, float(w)))
         new_unet = dataclasses.replace(unet, module=merged_copy(unet.module, merged["unet"])) \
             if merged["unet"] else unet

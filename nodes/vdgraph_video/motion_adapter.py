@@ -27,6 +27,7 @@ from vdgraph_video.facts import ResidualLayoutFacts, UNetFacts, single_model_con
 from vdgraph_video.loading import (
     ModelFolderError,
     _loading,
+    finite,
     local_model,
     placed,
     resolve_model,
@@ -36,6 +37,7 @@ from vdgraph_video.loading import (
 )
 from vdgraph_video.ops.motion_text import (
     TEXT_ROUTE_CONFIG,
+    TEXT_ROUTE_WEIGHTS,
     MotionTextRoute,
     attach_text_route,
     restore_text_embedding,
@@ -172,8 +174,10 @@ def load_motion_adapter(folder: str, device: torch.device, dtype: torch.dtype, v
         mismatch = route_mismatch(route, module) if route is not None else None
         if mismatch:
             raise ValueError(f"its {TEXT_ROUTE_CONFIG} belongs to another motion adapter ({mismatch})")
-    return MotionAdapterHandle(placed(module, device),
-                               placed(route.to(dtype=dtype), device) if route is not None else None)
+    finite(placed(module, device), folder)
+    if route is not None:
+        finite(placed(route.to(dtype=dtype), device), os.path.join(folder, TEXT_ROUTE_WEIGHTS))
+    return MotionAdapterHandle(module, route)
 
 
 def adapter_facts(model: str) -> MotionAdapterFacts | None:

@@ -34,7 +34,7 @@ import torch
 
 from vdgraph.errors import short_repr
 
-from vdgraph_video.loading import ModelFolderError, ModelNotFound, _loading, _no_transformers_progress_bar
+from vdgraph_video.loading import ModelFolderError, ModelNotFound, _loading, _no_transformers_progress_bar, finite
 from vdgraph_video.values import SchedulerConfig
 
 CLIP_TOKENIZER_REPO = "openai/clip-vit-large-patch14"
@@ -229,7 +229,7 @@ def load_single_file(path: str, device: torch.device, dtype: torch.dtype, config
             raise CheckpointError(f"{path!r} lacks {len(empty)} weight(s) of the {name} the configuration {config!r} "
                                   f"describes (first: {short_repr(empty[0])}): the checkpoint and the configuration "
                                   "are of different models; give the config folder of this checkpoint's model")
-        module.to(device).eval()
+        finite(module.to(device).eval(), f"{path} ({name})")
     scheduler = configs["scheduler"]
     return {**modules, **tokenizers,
             "scheduler_config": SchedulerConfig(scheduler.get("_class_name", "DDIMScheduler"),
