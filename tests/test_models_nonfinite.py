@@ -87,3 +87,60 @@ def test_a_lora_file_with_an_infinite_weight_is_refused(tmp_path):
         Executor(Registry.discover(), device="cpu").run(graph)
     message = str(caught.value)
     assert "lora" in message and str(path) in message and "lora_B.weight" in message and "infinite" in message
+
+
+def test_a_nan_in_a_motion_modules_positional_table_is_refused(tmp_path):
+    """pos_embed.pe is a buffer the adapter's file fills, added to the hidden states: a NaN there is a NaN video."""
+    from vdgraph_video.loading import ModelFolderError
+    from vdgraph_video.motion_adapter import load_motion_adapter
+
+    good = save_motion_adapter_for(str(tmp_path / "good"))
+    name = next(k for k in load_file(f"{good}/diffusion_pytorch_model.safetensors") if k.endswith("pos_embed.pe"))
+    folder = damaged_copy(tmp_path / "good", tmp_path / "bad", "diffusion_pytorch_model.safetensors", name, math.nan)
+    with pytest.raises(ModelFolderError, match=rf"the weight '{name}' holds 1 NaN"):
+        load_motion_adapter(str(folder), torch.device("cpu"), torch.float32)
+
+
+def test_long_weight_names_are_named_whole_and_float16_overflow_is_told_apart():
+    from vdgraph_video.loading import ModelFolderError, finite
+
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"  # 65 characters
+    with pytest.raises(ModelFolderError) as caught:
+        finite({name: torch.tensor([1.0, math.inf], dtype=torch.float16)}, "model/unet")
+    assert f"'{name}'" in str(caught.value) and "exceed torch.float16's range: load it in float32" in str(caught.value)
+    with pytest.raises(ModelFolderError) as caught:
+        finite({name: torch.tensor([1.0, math.inf])}, "model/unet")
+    assert "range" not in str(caught.value)
+
+
+def test_fp8_weights_are_checked_too():
+    from vdgraph_video.loading import ModelFolderError, finite
+
+    finite({"w": torch.tensor([1.0, 448.0]).to(torch.float8_e4m3fn)}, "lora.safetensors")
+    with pytest.raises(ModelFolderError, match="holds 1 NaN"):
+        finite({"w": torch.tensor([1.0, math.nan]).to(torch.float8_e4m3fn)}, "lora.safetensors")
+
+
+@pytest.mark.parametrize("dtype, alpha, weight", [(torch.float32, 3e38, 1.0), (torch.float16, None, 1e4)])
+def test_a_lora_merge_that_overflows_is_refused_naming_the_files(tmp_path, dtype, alpha, weight):
+    """Finite files can still overflow when merged: a huge alpha, or a delta beyond float16's 65504."""
+    from vdgraph_video.ops.lora import LoraError
+
+    layer = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"  # a (16, 16) linear layer
+    state = {f"{layer}.lora_A.weight": torch.full((2, 16), 3.0), f"{layer}.lora_B.weight": torch.full((16, 2), 3.0)}
+    if alpha is not None:
+        state[f"{layer}.alpha"] = torch.tensor(alpha)
+    path = tmp_path / "strong.safetensors"
+    save_file(state, str(path))
+    graph = {"vdgraph": 1,
+             "nodes": {"load": {"type": "video.load_model", "params": {"model": tiny_model_folder("2d")}},
+                       "lora": {"type": "video.apply_lora",
+                                "in": {"unet": "load.unet", "text_encoder": "load.text_encoder"},
+                                "params": {"lora": [str(path)], "weight": [weight]}}},
+             "outputs": {"unet": "lora.unet"}}
+    executor = Executor(Registry.discover(), device="cpu", dtype=dtype)
+    with pytest.raises(Exception) as caught:
+        executor.run(graph)
+    assert isinstance(caught.value.__cause__, LoraError) or "LoraError" in str(caught.value)
+    message = str(caught.value)
+    assert str(path) in message and "merging gives" in message and "attn1.to_q.weight" in message

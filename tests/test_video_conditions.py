@@ -221,3 +221,18 @@ def test_video_condition_keeps_the_frames_and_resizes_them():
     assert torch.allclose(out.mean(), frames.mean(), atol=0.02)
     assert torch.equal(call(vdgraph_video.Condition, frames=white_square(), kind="canny"),
                        ops.canny_edges(white_square()))
+
+
+def test_a_depth_model_with_a_nan_weight_is_refused(depth_folder, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(depth_folder, damaged)
+    state = load_file(str(damaged / "model.safetensors"))
+    name = next(k for k in state if k.startswith("head.") and k.endswith("weight"))
+    state[name].view(-1)[0] = float("nan")
+    save_file(state, str(damaged / "model.safetensors"))
+    with pytest.raises(ValueError, match=rf"{damaged}: the weight '{name}' holds 1 NaN"):
+        ops.load_depth_model(str(damaged))

@@ -408,21 +408,30 @@ def _loading(path: str) -> Iterator[None]:
         raise ModelFolderError(f"cannot load {path}: {type(exc).__name__}: {_cut(first, 300)}") from exc
 
 
-def finite(tensors, where: str) -> None:
-    """Refuse weights that hold NaN or Inf (ModelFolderError naming `where`, the weight and how many): such a file
-    loads without complaint and renders black or noise frames with no hint why. `tensors` is a module (its
-    parameters) or a name -> tensor mapping (a LoRA file). A tensor's sum is finite when all of it is, and a sum is
-    one fast pass (about 0.4 s for an SD 1.5 UNet on two CPU cores, against 8 s for an element-wise isfinite); a sum
-    that is not finite, which large finite half-precision weights can also give, is settled element by element."""
-    named = tensors.named_parameters() if isinstance(tensors, torch.nn.Module) else tensors.items()
+def finite(tensors, where: str, what: str = "the file is damaged, or was saved after training diverged: download or "
+           "export it again") -> None:
+    """Refuse weights that hold NaN or Inf (ModelFolderError naming `where`, the weight and how many, then `what`
+    would fix it): such a file loads without complaint and renders black or noise frames with no hint why.
+    `tensors` is a module (its state dict: the parameters and the buffers its file fills, such as a motion module's
+    positional table) or a name -> tensor mapping (a LoRA file). A tensor's sum is finite when all of it is, and a
+    sum is one fast pass (about 0.4 s for an SD 1.5 UNet on two CPU cores, against 8 s for an element-wise
+    isfinite); a sum that is not finite, which large finite half-precision weights can also give, is settled
+    element by element."""
+    named = tensors.state_dict(keep_vars=True).items() if isinstance(tensors, torch.nn.Module) else tensors.items()
     for name, tensor in named:
-        if not tensor.is_floating_point() or tensor.is_meta or bool(torch.isfinite(tensor.detach().sum())):
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.is_meta:
             continue
-        bad = int((~torch.isfinite(tensor.detach())).sum())
+        values = tensor.detach()
+        if values.element_size() == 1:  # float8: no sum or isfinite kernels
+            values = values.float()
+        if bool(torch.isfinite(values.sum())):
+            continue
+        bad = int((~torch.isfinite(values)).sum())
         if bad:
-            raise ModelFolderError(
-                f"{where}: the weight {short_repr(name)} holds {bad} NaN or infinite value(s) of {tensor.numel()}; "
-                "the file is damaged, or was saved after training diverged: download or export it again")
+            narrow = (f" (or its values exceed {tensor.dtype}'s range: load it in float32 or bfloat16)"
+                      if tensor.dtype == torch.float16 else "")
+            raise ModelFolderError(f"{where}: the weight {short_repr(name, 300)} holds {bad} NaN or infinite "
+                                   f"value(s) of {tensor.numel()}; {what}{narrow}")
 
 
 def placed(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

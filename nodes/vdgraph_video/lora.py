@@ -104,9 +104,14 @@ class ApplyLora(Node):
             finite(weights, path)
             for layer in parse_lora(weights, modules, path):
                 merged[layer.target].append((layer, float(w)))
-        new_unet = dataclasses.replace(unet, module=merged_copy(unet.module, merged["unet"])) \
-            if merged["unet"] else unet
-        changed = {field: merged_copy(modules[target], merged[target])
-                   for target, field in (("text_encoder", "module"), ("text_encoder_2", "module_2")) if merged.get(target)}
+        try:
+            new_unet = dataclasses.replace(unet, module=merged_copy(unet.module, merged["unet"])) \
+                if merged["unet"] else unet
+            changed = {field: merged_copy(modules[target], merged[target])
+                       for target, field in (("text_encoder", "module"), ("text_encoder_2", "module_2"))
+                       if merged.get(target)}
+        except LoraError as exc:  # the merge overflowed: name what was merged
+            raise LoraError(f"port 'lora' ({', '.join(lora)} at weights {list(_weights(lora, weight))}): {exc}") \
+                from exc
         new_text = dataclasses.replace(text_encoder, **changed) if changed else text_encoder  # keeps its kind (SDXL's)
         return {"unet": new_unet, "text_encoder": new_text}

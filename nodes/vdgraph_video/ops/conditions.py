@@ -195,6 +195,9 @@ def load_depth_model(folder: str):
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"cannot load a depth model from {folder!r}: {type(exc).__name__}: {exc}") from exc
+    from vdgraph_video.loading import finite
+
+    finite(model, folder)  # a NaN weight would give a flat (all-zero) depth condition, silently
     return model.eval(), processor
 
 

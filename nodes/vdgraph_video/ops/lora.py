@@ -156,6 +156,12 @@ def merged_copy(module: torch.nn.Module, layers: list[tuple[LoraLayer, float]]) 
         name = f"{layer.module}.weight"
         current = changed.get(name, module.get_submodule(layer.module).weight.detach())
         changed[name] = (current.float() + layer.delta(weight).to(current.device)).to(current.dtype)
+    for name, tensor in changed.items():  # a finite file can still overflow: a huge alpha, or fp16's 65504
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise LoraError(f"merging gives {bad} NaN or infinite value(s) in {name} ({tensor.dtype}): a LoRA's "
+                            "weight or alpha is too large for this model; lower the weight, or load the model in "
+                            "float32")
     memo: dict[int, object] = {}
     for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
         if name in changed:
