@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import shlex
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -154,7 +155,7 @@ def test_trainer_warm_starts_from_an_adapter_and_its_motion_rows(tmp_path) -> No
     assert torch.equal(rows, shipped_rows)
     report = json.loads((out / "training.json").read_text())
     # the recorded command repeats the run as typed (lists as separate words, switches without a value) ...
-    typed = report["command"].split()[3:]  # after "python -m vdgraph_shapes.train_motion"
+    typed = shlex.split(report["command"])[3:]  # after "python -m vdgraph_shapes.train_motion"
     typed[typed.index("DIR")] = str(out)
     assert vars(train_motion.parse_args(typed)) == vars(train_motion.parse_args(
         ["--out", str(out), "--init", str(MOTION_DIR), "--overfit", "--steps", "1", "--batch", "1", "--frames", "4",
@@ -238,3 +239,33 @@ def test_shipped_adapter_moves_the_shape_the_way_the_caption_says(shipped_summar
 
 def test_the_reduced_gate_fails_an_untrained_adapter(untrained_summary) -> None:
     assert not learned_motion(untrained_summary), untrained_summary
+
+
+def test_the_recorded_command_quotes_what_a_shell_would_split(tmp_path) -> None:
+    odd = tmp_path / "my runs" / "run 4's"
+    args = train_motion.parse_args(["--out", "x", "--init", str(odd), "--model", str(odd), "--t-focus", "0", "300",
+                                    "--overfit", "--lr", "1e-05"])
+    typed = shlex.split(train_motion.command_line(args))
+    assert typed[:5] == ["python", "-m", "vdgraph_shapes.train_motion", "--out", "DIR"]
+    again = vars(train_motion.parse_args(typed[3:]))
+    assert {**again, "out": None} == {**vars(args), "out": None}
+
+
+@pytest.mark.parametrize("record, note", [
+    (None, "no training.json"),
+    (b"{not json", "training.json unreadable (JSONDecodeError)"),
+    (b"\xff\xfe", "training.json unreadable (UnicodeDecodeError)"),
+    (b"[1, 2]", "training.json is not a JSON object"),
+])
+def test_a_warm_start_without_a_readable_record_notes_it(tmp_path, record, note) -> None:
+    if record is not None:
+        (tmp_path / "training.json").write_bytes(record)
+    chain = train_motion.warm_start_chain(tmp_path)
+    assert chain == [{"run": str(tmp_path), "note": f"{note}: how these weights were made is not recorded"}]
+
+
+def test_a_chain_that_is_not_a_list_of_runs_is_left_out(tmp_path) -> None:
+    (tmp_path / "training.json").write_text(json.dumps({"command": "c", "warm_start_chain": "abc"}))
+    chain = train_motion.warm_start_chain(tmp_path)
+    assert chain == [{"note": "the chain before this run was not a list of runs and is left out"},
+                     {"run": str(tmp_path), "command": "c"}]

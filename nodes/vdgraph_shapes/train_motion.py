@@ -39,6 +39,7 @@ import json
 import math
 import pathlib
 import re
+import shlex
 import time
 
 import numpy as np
@@ -354,29 +355,37 @@ def motion_reward_term(model, text_encoder, tokenizer, clip: Clip, scaling_facto
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that repeats this run: every option that differs from its default, as it is typed."""
+    """The command that repeats this run, as a shell takes it: every option that differs from its default (the
+    output folder as DIR)."""
     defaults = vars(parse_args(["--out", "x"]))
-    words = ["python -m vdgraph_shapes.train_motion --out DIR"]
+    words = ["python", "-m", "vdgraph_shapes.train_motion", "--out", "DIR"]
     for key, value in vars(args).items():
-        if key in ("out", "model") or value == defaults[key]:
+        if key == "out" or value == defaults[key]:
             continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            words.append(flag)
-        else:
-            words.append(" ".join([flag, *(str(v) for v in (value if isinstance(value, list) else [value]))]))
-    return " ".join(words)
+        words.append("--" + key.replace("_", "-"))
+        if value is not True:
+            words += [str(v) for v in (value if isinstance(value, list) else [value])]
+    return shlex.join(words)
 
 
 def warm_start_chain(init: pathlib.Path) -> list[dict]:
     """The runs a warm start stands on, oldest first: the --init folder's own chain, then that folder's run (its
-    command, time and final loss, from its training.json). A folder without training.json ends the chain."""
+    command, time and final loss, from its training.json). A folder without a readable training.json ends the
+    chain with a note saying so (read at the warm start, so a bad record never costs a finished run its own)."""
     record = init / "training.json"
-    if not record.is_file():
-        return [{"run": str(init), "note": "no training.json: how these weights were made is not recorded"}]
-    before = json.loads(record.read_text())
+    try:
+        before = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        why = "no training.json" if not record.is_file() else f"training.json unreadable ({type(exc).__name__})"
+        return [{"run": str(init), "note": f"{why}: how these weights were made is not recorded"}]
+    if not isinstance(before, dict):
+        return [{"run": str(init), "note": "training.json is not a JSON object: how these weights were made is not "
+                                           "recorded"}]
+    chain = before.get("warm_start_chain", [])
+    if not (isinstance(chain, list) and all(isinstance(entry, dict) for entry in chain)):
+        chain = [{"note": "the chain before this run was not a list of runs and is left out"}]
     run = {"run": str(init), **{k: before[k] for k in ("command", "wall_time_s", "final_mse") if k in before}}
-    return [*before.get("warm_start_chain", []), run]
+    return [*chain, run]
 
 
 class _Trainable(torch.nn.Module):
@@ -486,6 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         if route is not None and saved_route is not None:
             route.load_state_dict(saved_route.state_dict())
         log(f"warm start from {args.init}" + (" (its text route too)" if route and saved_route else ""))
+    chain = warm_start_chain(args.init) if args.init is not None else None
     fixed = overfit_clips(rng, args.frames, args.speed) if args.overfit else None
     model = inflate(unet, adapter, route)
     route_probe = (torch.nn.Linear(route.width, len(DIRECTIONS)) if route is not None and args.route_probe_weight
@@ -595,8 +605,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": "this project's 2-core machine, shared with other work; 1 torch thread",
         "torch": torch.__version__,
     }
-    if args.init is not None:
-        report["warm_start_chain"] = warm_start_chain(args.init)
+    if chain is not None:
+        report["warm_start_chain"] = chain
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
