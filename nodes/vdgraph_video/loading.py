@@ -414,24 +414,29 @@ def finite(tensors, where: str, what: str = "the file is damaged, or was saved a
     would fix it): such a file loads without complaint and renders black or noise frames with no hint why.
     `tensors` is a module (its state dict: the parameters and the buffers its file fills, such as a motion module's
     positional table) or a name -> tensor mapping (a LoRA file). A tensor's sum is finite when all of it is, and a
-    sum is one fast pass (about 0.4 s for an SD 1.5 UNet on two CPU cores, against 8 s for an element-wise
+    sum is one fast pass (0.2-0.4 s for an SD 1.5 UNet on two CPU cores, against 8 s for an element-wise
     isfinite); a sum that is not finite, which large finite half-precision weights can also give, is settled
     element by element."""
     named = tensors.state_dict(keep_vars=True).items() if isinstance(tensors, torch.nn.Module) else tensors.items()
-    for name, tensor in named:
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.is_meta:
-            continue
-        values = tensor.detach()
-        if values.element_size() == 1:  # float8: no sum or isfinite kernels
-            values = values.float()
-        if bool(torch.isfinite(values.sum())):
-            continue
-        bad = int((~torch.isfinite(values)).sum())
+    floats = [(name, t.detach()) for name, t in named
+              if isinstance(t, torch.Tensor) and t.is_floating_point() and not t.is_meta]
+    by_device: dict[torch.device, list[torch.Tensor]] = {}  # one sync per device, not one per tensor
+    for _, values in floats:
+        by_device.setdefault(values.device, []).append(_widened(values).sum().float().reshape(1))
+    if all(bool(torch.isfinite(torch.cat(sums)).all()) for sums in by_device.values()):
+        return
+    for name, values in floats:
+        bad = int((~torch.isfinite(_widened(values))).sum())
         if bad:
-            narrow = (f" (or its values exceed {tensor.dtype}'s range: load it in float32 or bfloat16)"
-                      if tensor.dtype == torch.float16 else "")
+            narrow = (f" (or its values exceed {values.dtype}'s range: load it in float32 or bfloat16)"
+                      if values.dtype == torch.float16 else "")
             raise ModelFolderError(f"{where}: the weight {short_repr(name, 300)} holds {bad} NaN or infinite "
-                                   f"value(s) of {tensor.numel()}; {what}{narrow}")
+                                   f"value(s) of {values.numel()}; {what}{narrow}")
+
+
+def _widened(values: torch.Tensor) -> torch.Tensor:
+    """float8 as float32 (it has no sum or isfinite kernels), one tensor at a time; any other dtype as it is."""
+    return values.float() if values.element_size() == 1 else values
 
 
 def placed(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
