@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/animatediff.py [--workflow animatediff|controlnet|video2video] [--frames 16] [--steps 10]
                                           [--rounds 3] [--threads 1] [--memory-frames 16,32,64] [--memory-steps 2]
+                                          [--size small|real] [--device cpu] [--dtype float32]
 
 | --workflow | ours | reference |
 | --- | --- | --- |
@@ -9,11 +10,18 @@
 | controlnet | workflows/animatediff_controlnet.json (condition "video") | AnimateDiffControlNetPipeline |
 | video2video | workflows/animatediff_video2video.json (strength 0.6) | AnimateDiffVideoToVideoPipeline |
 
-A random "small" 2-D model (64x64 images, three UNet levels, two layers per block; tests/video_fixtures.py), a
-random motion adapter made for it (motion window 32 frames) and, as the workflow needs them, a
-ControlNetModel.from_unet of it and a PNG-frame folder of seeded random 64x64 frames (the control video, or the input
-video) are saved to a temporary folder; both sides load everything (weights with safetensors, the PNG frames)
-inside the measured region.
+A random 2-D model (tests/video_fixtures.py; `--size small`: 64x64 images, three UNet levels, two layers per block;
+`--size real`: Stable Diffusion 1.5's configuration with random weights, 512x512, for a GPU machine), a random
+motion adapter made for it (motion window 32 frames; with `real`, animatediff-motion-adapter-v1-5-2's
+configuration) and, as the workflow needs them, a ControlNetModel.from_unet of it and a PNG-frame folder of seeded
+random frames of the video's size (the control video, or the input video) are saved to a temporary folder; both
+sides load everything (weights with safetensors, the PNG frames) inside the measured region, onto --device in
+--dtype. On a GPU machine, AnimateDiff at the issue's size:
+
+    .venv/bin/python bench/animatediff.py --size real --device cuda --dtype float16 --frames 16 --steps 25 \
+        --rounds 2 --memory-frames 16,32
+
+(on CUDA the timed figure is wall time, with the device synchronised; the memory figures add the CUDA peak).
 
 * Cold time, alternating ours / reference for --rounds rounds (ABBA: the side that runs first changes every
   round; garbage is collected, untimed, before each run), medians of the main thread's CPU time (with one
@@ -49,12 +57,19 @@ sys.path.insert(0, str(REPO / "bench"))
 WORKFLOWS = {"animatediff": "animatediff.json", "controlnet": "animatediff_controlnet.json",
              "video2video": "animatediff_video2video.json"}
 PROMPT = "a red circle on a blue background"
-SIZE, GUIDANCE, STRENGTH = 64, 7.5, 0.6
+GUIDANCE, STRENGTH = 7.5, 0.6
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def our_inputs(workflow: str, folders: dict, frames: int, steps: int, windows: bool, split: int) -> dict:
+    size = folders["size"]
     inputs = {"model": folders["model"], "motion_adapter": folders["adapter"], "prompt": PROMPT, "frames": frames,
-              "height": SIZE, "width": SIZE, "steps": steps, "guidance": GUIDANCE, "seed": 0}
+              "height": size, "width": size, "steps": steps, "guidance": GUIDANCE, "seed": 0}
     if workflow == "controlnet":
         inputs.update(controlnet=folders["controlnet"], control_video=folders["video"], condition="video")
     elif workflow == "video2video":
@@ -68,11 +83,13 @@ def run_ours(workflow: str, folders: dict, frames: int, steps: int, windows: boo
     """(frames, wall seconds, CPU seconds)"""
     import vdgraph
 
-    executor = vdgraph.Executor(device="cpu")
+    device = folders["device"]
+    executor = vdgraph.Executor(device=device, dtype=DTYPES[folders["dtype"]])
     inputs = our_inputs(workflow, folders, frames, steps, windows, split)
     start, cpu = time.perf_counter(), time.thread_time()
     result = executor.run(REPO / "workflows" / WORKFLOWS[workflow], inputs, outputs=["frames"])
-    return result["frames"], time.perf_counter() - start, time.thread_time() - cpu
+    sync(device)
+    return result["frames"].float().cpu(), time.perf_counter() - start, time.thread_time() - cpu
 
 
 def reference_pipeline(workflow: str, folders: dict):
@@ -96,11 +113,14 @@ def run_reference(workflow: str, folders: dict, frames: int, steps: int, windows
 
     start, cpu = time.perf_counter(), time.thread_time()
     pipe = reference_pipeline(workflow, folders)
+    if (folders["device"], folders["dtype"]) != ("cpu", "float32"):  # else .to only walks the modules
+        pipe = pipe.to(folders["device"], DTYPES[folders["dtype"]])
     if windows:
         pipe.enable_free_noise(context_length=16, context_stride=4)
     if split:
         pipe.enable_free_noise_split_inference(256, split)
-    call = {"prompt": PROMPT, "height": SIZE, "width": SIZE, "num_inference_steps": steps, "guidance_scale": GUIDANCE,
+    size = folders["size"]
+    call = {"prompt": PROMPT, "height": size, "width": size, "num_inference_steps": steps, "guidance_scale": GUIDANCE,
             "generator": torch.Generator().manual_seed(0), "output_type": "np"}
     if workflow == "controlnet":
         call.update(num_frames=frames, conditioning_frames=png_frames(folders["video"])[:frames])
@@ -111,7 +131,8 @@ def run_reference(workflow: str, folders: dict, frames: int, steps: int, windows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = pipe(**call)
-    return torch.from_numpy(out.frames[0]), time.perf_counter() - start, time.thread_time() - cpu
+    sync(folders["device"])
+    return torch.from_numpy(out.frames[0]).float(), time.perf_counter() - start, time.thread_time() - cpu
 
 
 def memory_child(args) -> None:
@@ -126,18 +147,24 @@ def memory_child(args) -> None:
 
     torch.set_num_threads(args.threads)
     run = run_ours if args.child == "ours" else run_reference
+    folders = json.loads(args.folders)
+    cuda = folders["device"].startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as m:
-        run(args.workflow, json.loads(args.folders), args.frames, args.steps, windows=args.workflow == "animatediff",
-            split=args.split)
-    print(json.dumps({"peak": m.peak}))
+        run(args.workflow, folders, args.frames, args.steps, windows=args.workflow == "animatediff", split=args.split)
+    print(json.dumps({"peak": m.peak, **({"cuda_peak": torch.cuda.max_memory_allocated()} if cuda else {})}))
 
 
-def peak_in_subprocess(args, side: str, folders: dict, frames: int, split: int) -> int:
+def peak_in_subprocess(args, side: str, folders: dict, frames: int, split: int) -> dict:
+    """{"peak": RSS growth in bytes[, "cuda_peak": bytes]} of one run in a fresh process."""
     command = [sys.executable, __file__, "--workflow", args.workflow, "--child", side, "--folders",
                json.dumps(folders), "--frames", str(frames), "--steps", str(args.memory_steps), "--threads",
                str(args.threads), "--split", str(split)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if out.returncode:
+        raise SystemExit(f"{side} subprocess at {frames} frames failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -151,6 +178,10 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=2)
     parser.add_argument("--split", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--skip-timing", action="store_true", help="only the peak RSS figures")
+    parser.add_argument("--size", choices=["small", "real"], default="small",
+                        help="the random model: small (64x64, CPU) or real (SD 1.5's configuration, 512x512, GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--folders", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,23 +189,28 @@ def main() -> None:
         memory_child(args)
         return
     from text2video import mib
-    from video_fixtures import SMALL, save_controlnet_for, save_motion_adapter_for, save_tiny_model, write_png_frames
+    from video_fixtures import BENCH_SIZES, save_controlnet_for, save_motion_adapter_for, save_tiny_model, \
+        write_png_frames
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory(prefix="vdgraph-bench-animatediff-")
     most = max([args.frames] + [int(f) for f in args.memory_frames.split(",") if f])
-    model = save_tiny_model(os.path.join(tmp.name, "model"), "2d", size="small")
-    folders = {"model": model,
-               "adapter": save_motion_adapter_for(os.path.join(tmp.name, "adapter"), model_folder=model)}
+    spec = BENCH_SIZES[args.size]
+    size = spec["image_size"]
+    model = save_tiny_model(os.path.join(tmp.name, "model"), "2d", size=args.size)
+    real = {"heads": 8, "norm_groups": 32} if args.size == "real" else {}
+    folders = {"model": model, "size": size, "device": args.device, "dtype": args.dtype,
+               "adapter": save_motion_adapter_for(os.path.join(tmp.name, "adapter"), model_folder=model, **real)}
     if args.workflow == "controlnet":
         folders["controlnet"] = save_controlnet_for(model, os.path.join(tmp.name, "controlnet"))
     if args.workflow != "animatediff":
-        folders["video"] = write_png_frames(os.path.join(tmp.name, "video"), most, SIZE)
-    print(f"{WORKFLOWS[args.workflow]}: small random model {SMALL['unet']['block_out_channels']} + motion adapter"
-          f"{' + ControlNet' if 'controlnet' in folders else ''}; {args.frames} frames {SIZE}x{SIZE}, {args.steps} DDIM "
+        folders["video"] = write_png_frames(os.path.join(tmp.name, "video"), most, size)
+    blocks = spec["unet"].get("block_out_channels", "(320, 640, 1280, 1280)")
+    print(f"{WORKFLOWS[args.workflow]}: {args.size} random model {blocks} + motion adapter"
+          f"{' + ControlNet' if 'controlnet' in folders else ''}; {args.frames} frames {size}x{size}, {args.steps} DDIM "
           f"steps, guidance {GUIDANCE}{f', strength {STRENGTH}' if args.workflow == 'video2video' else ''}; "
-          f"torch {torch.__version__}, {args.threads} thread(s)")
+          f"{args.device} {args.dtype}, torch {torch.__version__}, {args.threads} thread(s)")
 
     if not args.skip_timing:
         timing(args, folders)
@@ -184,8 +220,9 @@ def main() -> None:
               + ("; with context windows (16 frames, stride 4), without / with split inference (16 frames, 256 "
                  "pixels per call):" if len(splits) == 2 else ":"))
         for frames in (int(f) for f in args.memory_frames.split(",")):
-            row = [mib(peak_in_subprocess(args, side, folders, frames, split))
-                   for split in splits for side in ("ours", "reference")]
+            peaks = [peak_in_subprocess(args, side, folders, frames, split)
+                     for split in splits for side in ("ours", "reference")]
+            row = [mib(p["peak"]) + (f" (CUDA {mib(p['cuda_peak'])})" if "cuda_peak" in p else "") for p in peaks]
             print(f"  {frames:3d} frames: ours {row[0]}, reference {row[1]}"
                   + (f"; split: ours {row[2]}, reference {row[3]}" if len(row) == 4 else ""))
     tmp.cleanup()

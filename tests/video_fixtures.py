@@ -61,7 +61,10 @@ def write_tiny_tokenizer(folder: str) -> None:
         json.dump(config, f)
 
 
-# A bigger random model for benchmarks: 64x64 images, a 4x VAE (16x16x4 latents), three UNet levels.
+# Bigger random 2-D models for benchmarks. "small": 64x64 images, a 4x VAE (16x16x4 latents), three UNet levels.
+# "real": Stable Diffusion 1.5's configuration with random weights (about 1.07 B parameters, 512x512 images, an 8x
+# VAE; a GPU machine's benchmark): the UNet's and VAE's defaults are SD's, the text encoder is CLIP ViT-L/14's
+# transformer over the tiny tokenizer's vocabulary (its cost is the transformer's, not the vocabulary's).
 SMALL = {"unet": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "norm_num_groups": 16,
                   "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
                   "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
@@ -69,27 +72,35 @@ SMALL = {"unet": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "n
          "vae": {"block_out_channels": (32, 64, 64), "layers_per_block": 1, "norm_num_groups": 16,
                  "down_block_types": ("DownEncoderBlock2D",) * 3, "up_block_types": ("UpDecoderBlock2D",) * 3,
                  "sample_size": 64},
-         "text_width": 64}
+         "text_width": 64, "text": {"intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 2},
+         "image_size": 64}
+REAL = {"unet": {"attention_head_dim": 8, "sample_size": 64},
+        "vae": {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
+                "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+                "sample_size": 512},
+        "text_width": 768, "text": {"intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12},
+        "image_size": 512}
+BENCH_SIZES = {"small": SMALL, "real": REAL}
 
 
 def build_components(kind: str = "2d", seed: int = 0, size: str = "tiny") -> dict:
-    """The modules, seeded (every module is initialised right after a fresh manual_seed); size "tiny" (tests)
-    or "small" (benchmarks, 2-D only)."""
+    """The modules, seeded (every module is initialised right after a fresh manual_seed); size "tiny" (tests),
+    "small" or "real" (benchmarks, 2-D only: BENCH_SIZES)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    if size == "small":
-        assert kind == "2d", "the small benchmark model is a 2-D UNet"
+    if size in BENCH_SIZES:
+        assert kind == "2d", "the benchmark models are 2-D UNets"
+        spec = BENCH_SIZES[size]
         unet = UNet2DConditionModel(in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-                                    cross_attention_dim=SMALL["text_width"], **SMALL["unet"])
+                                    cross_attention_dim=spec["text_width"], **spec["unet"])
         torch.manual_seed(seed + 1)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, **SMALL["vae"])
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, **spec["vae"])
         torch.manual_seed(seed + 2)
         text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=600, hidden_size=SMALL["text_width"], intermediate_size=128, num_attention_heads=4,
-            num_hidden_layers=2, max_position_embeddings=77, bos_token_id=598, eos_token_id=599, pad_token_id=599,
-            projection_dim=SMALL["text_width"],
+            vocab_size=600, hidden_size=spec["text_width"], max_position_embeddings=77, bos_token_id=598,
+            eos_token_id=599, pad_token_id=599, projection_dim=spec["text_width"], **spec["text"],
         ))
         scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                   clip_sample=False, set_alpha_to_one=False, steps_offset=1)
@@ -248,10 +259,12 @@ def write_png_frames(folder: str, frames: int, size: int, seed: int = 0) -> str:
 
 
 def save_motion_adapter_for(folder: str, seed: int = 0, max_frames: int = 32, blocks: tuple[int, ...] = (16, 32),
-                            layers: int = 1, model_folder: str | None = None) -> str:
+                            layers: int = 1, model_folder: str | None = None, heads: int = 2,
+                            norm_groups: int = 8) -> str:
     """A seeded MotionAdapter matching the tiny 2-D UNet (block_out_channels (16, 32), one layer per block; pass
     other blocks/layers for a mismatching one, or `model_folder` to match that model's UNet), saved with
-    safetensors weights to `folder`, which is returned. The motion modules' output projections start at zero in
+    safetensors weights to `folder`, which is returned (heads 8 and norm_groups 32 with a "real" model's folder give
+    animatediff-motion-adapter-v1-5-2's configuration). The motion modules' output projections start at zero in
     diffusers (an identity at init): they get seeded weights so the tests exercise the temporal path."""
     from diffusers import MotionAdapter
 
@@ -260,8 +273,9 @@ def save_motion_adapter_for(folder: str, seed: int = 0, max_frames: int = 32, bl
             config = json.load(f)
         blocks, layers = tuple(config["block_out_channels"]), config["layers_per_block"]
     torch.manual_seed(seed)
-    adapter = MotionAdapter(block_out_channels=blocks, motion_layers_per_block=layers, motion_norm_num_groups=8,
-                            motion_num_attention_heads=2, motion_max_seq_length=max_frames)
+    adapter = MotionAdapter(block_out_channels=blocks, motion_layers_per_block=layers,
+                            motion_norm_num_groups=norm_groups, motion_num_attention_heads=heads,
+                            motion_max_seq_length=max_frames)
     with torch.no_grad():
         for name, p in adapter.named_parameters():
             if "proj_out" in name:
