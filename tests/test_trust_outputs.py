@@ -608,3 +608,40 @@ def test_read_video_node_reports_the_limit_as_a_node_error(tmp_path):
                 "outputs": {"frames": "read.frames"}}
     with pytest.raises(NodeRunError, match=r"node 'read' .*max_pixels"):
         vdgraph.run(workflow, device="cpu")
+
+
+SAVE_VAL = {"vdgraph": 1, "name": "w2",
+            "inputs": {"val": {"type": "int", "default": 1}, "fn": {"type": "str", "default": "a.json"}},
+            "nodes": {"save": {"type": "core.save_json", "in": {"value": "inputs.val", "filename": "inputs.fn"}}},
+            "outputs": {"file": "save.path"}}
+
+
+def test_events_never_replace_the_workflow_a_folder_or_a_link_and_leave_no_empty_file(tmp_path):
+    (tmp_path / "w.json").write_text(json.dumps(SAVE_VAL))
+    workflow = (tmp_path / "w.json").read_text()
+    (tmp_path / "victim").write_text("keep me")
+    (tmp_path / "link").symlink_to(tmp_path / "victim")
+    (tmp_path / "folder").mkdir()
+    for target, says in (("w.json", "a file this run reads"), ("link", "symbolic link"), ("folder", "is a folder")):
+        done = cli("run", "w.json", "--quiet", "--overwrite", "--events", target, cwd=tmp_path)
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / "w.json").read_text() == workflow and (tmp_path / "victim").read_text() == "keep me"
+    # a run that fails before its first event leaves no empty events file to block the retry
+    (tmp_path / "not_a_folder").write_text("x")
+    done = cli("run", "w.json", "--quiet", "--events", "ev.jsonl", "--output-dir", "not_a_folder", cwd=tmp_path)
+    assert done.returncode != 0 and not (tmp_path / "ev.jsonl").exists(), done.stderr
+    done = cli("run", "w.json", "--quiet", "--events", "ev.jsonl", "--output-dir", "out", cwd=tmp_path)
+    assert done.returncode == 0 and "run_started" in (tmp_path / "ev.jsonl").read_text(), done.stderr
+
+
+def test_run_from_an_output_never_replaces_that_output_even_with_overwrite(tmp_path):
+    (tmp_path / "w.json").write_text(json.dumps(SAVE_VAL))
+    assert cli("run", "w.json", "--quiet", "--output-dir", "o", cwd=tmp_path).returncode == 0
+    made = (tmp_path / "o" / "a.json").read_text()
+    for source in ("o/a.json", "o/a.json.recipe.json"):
+        done = cli("run", "--from", source, "--set", "val=2", "--output-dir", "o", "--overwrite", "--quiet",
+                   cwd=tmp_path)
+        assert done.returncode == 1 and "what this run reads" in done.stderr, done.stderr
+        assert (tmp_path / "o" / "a.json").read_text() == made
+    done = cli("run", "--from", "o/a.json", "--set", "val=2", "--output-dir", "o", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads((tmp_path / "o" / "a_00001.json").read_text()) == 2, done.stderr

@@ -167,7 +167,8 @@ Ctrl-C cancels at the next step (with --cache the next run resumes there); press
                         "reused by later runs and by a run resuming after Ctrl-C: a folder or any fsspec URL. "
                         "Corrupt entries are recomputed; a failed write is a warning")
     p.add_argument("--events", metavar="FILE", help="write every event as a JSON line to FILE (an existing file "
-                                                    "is replaced only with --overwrite)")
+                                                    "is replaced only with --overwrite; never a folder, a link or "
+                                                    "the workflow or recipe the run reads)")
     p.add_argument("--explain", action="store_true", help="say why each node ran (which input changed)")
     _add_preview_options(p)
     p.add_argument("--previews", metavar="DIR",
@@ -341,6 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _listeners(args) as listeners, _cancel_on_interrupt(token):
         result = executor.run(plan, outputs=args.output, cancel=token, output_dir=args.output_dir,
                               overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
+                              protect=_read_paths(args),
                               explain=args.explain, on_event=_fan_out(listeners), previews=previews)
     if args.json:
         print(json.dumps({"outputs": value_json(result.outputs), "seconds": result.seconds,
@@ -411,6 +413,7 @@ def _run_sweep(args: argparse.Namespace, executor: Any, workflow: Any, inputs: d
     with _listeners(args) as listeners, _cancel_on_interrupt(token):
         sweep = executor.sweep(workflow, sweeps, inputs, args.output, output_dir=args.output_dir,
                                overwrite=args.overwrite, allow_outside_output_dir=args.allow_outside_output_dir,
+                               protect=_read_paths(args),
                                on_job=progress, cancel=token, explain=args.explain, on_event=_fan_out(listeners))
     if args.json:
         print(json.dumps({"folder": sweep.folder, "sheet": sweep.sheet, "jobs": [
@@ -724,7 +727,7 @@ def _listeners(args: argparse.Namespace) -> Iterator[list]:
         listeners.append(PreviewWriter(args.previews, overwrite=args.overwrite))
     with contextlib.ExitStack() as stack:
         if args.events:
-            listeners.append(_event_log(args.events, args.overwrite, stack))
+            listeners.append(_event_log(args.events, args.overwrite, stack, _read_paths(args)))
         try:
             yield listeners
         finally:
@@ -732,9 +735,22 @@ def _listeners(args: argparse.Namespace) -> Iterator[list]:
                 bars.close()
 
 
-def _event_log(target: str, overwrite: bool, stack: contextlib.ExitStack) -> Any:
+def _read_paths(args: argparse.Namespace) -> list[str]:
+    """Local files this run reads and no write of it may replace, even with --overwrite: the workflow file, and
+    for --from the output the recipe comes from (for a .recipe.json sidecar, the file it describes too)."""
+    from vdgraph.recipe import SIDECAR_SUFFIX
+
+    paths = [p for p in (getattr(args, "workflow", None), getattr(args, "from_file", None)) if p and "://" not in p]
+    if args.from_file and args.from_file.endswith(SIDECAR_SUFFIX) and "://" not in args.from_file:
+        paths.append(args.from_file[: -len(SIDECAR_SUFFIX)])
+    return paths
+
+
+def _event_log(target: str, overwrite: bool, stack: contextlib.ExitStack, protected: list[str] = ()) -> Any:
     """A listener writing the events to `target`: an existing file is replaced only with --overwrite (a pipe or
-    a terminal is written to as usual), and a failed write names the file."""
+    a terminal is written to as usual), never a folder, a link or a file the run reads (`protected`), and a failed
+    write names the file. A file it made that got no event (the run stopped before its first) is removed again, so
+    a retry needs no --overwrite."""
     import fsspec
     from fsspec.implementations.local import LocalFileSystem
 
@@ -743,9 +759,26 @@ def _event_log(target: str, overwrite: bool, stack: contextlib.ExitStack) -> Any
 
     try:
         fs, path = fsspec.core.url_to_fs(target)
-        taken = os.path.isfile(path) or os.path.isdir(path) if isinstance(fs, LocalFileSystem) else fs.exists(path)
+        local = isinstance(fs, LocalFileSystem)
+        if local and os.path.isdir(path):
+            raise UsageError(f"--events {target!r} is a folder; name a file")
+        if local and os.path.islink(path):
+            raise UsageError(f"--events {target!r} is a symbolic link; vdgraph does not write through links: name "
+                             "the file itself, or a new one")
+        if local and os.path.exists(path) and any(os.path.exists(p) and os.path.samefile(path, p) for p in protected):
+            raise UsageError(f"--events {target!r} is a file this run reads (its workflow or recipe); name another "
+                             "file")
+        taken = os.path.isfile(path) if local else fs.exists(path)
         if taken and not overwrite:
             raise UsageError(f"--events {target!r} exists; pass --overwrite to replace it, or name a new file")
+        written = [False]
+
+        def remove_if_empty() -> None:  # registered first, so it runs after the handle below is closed
+            if not written[0] and not taken and local:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+
+        stack.callback(remove_if_empty)
         with naming_the_path(target):
             handle = stack.enter_context(_closed_naming(fsspec.open(target, "w", encoding="utf-8").open(), target))
     except (OSError, ValueError) as exc:
@@ -753,6 +786,7 @@ def _event_log(target: str, overwrite: bool, stack: contextlib.ExitStack) -> Any
     log = EventLog(handle)
 
     def write(event: Any) -> None:
+        written[0] = True
         with naming_the_path(target):  # a full disk says which file it could not write
             log(event)
 

@@ -150,7 +150,7 @@ class Executor:
             outputs: Iterable[str] | None = None, cancel: CancelToken | None = None,
             output_dir: str | os.PathLike = "out", explain: bool = False, on_event: Listener | None = None,
             overwrite: bool = False, allow_outside_output_dir: bool = False,
-            previews: PreviewSettings | None = None) -> RunResult:
+            previews: PreviewSettings | None = None, protect: Iterable[str | os.PathLike] = ()) -> RunResult:
         """Validate, then compute the requested outputs (all declared outputs by default).
 
         Raises WorkflowInvalid before running anything, NodeRunError (the node's exception chained) when a node
@@ -162,7 +162,9 @@ class Executor:
 
         Files go into `output_dir` (a folder or fsspec URL, created on the first write); an existing file is
         replaced only with `overwrite`, else a counter is added to the new name; a target outside the folder is
-        refused unless `allow_outside_output_dir` (vdgraph.outputs has the rules).
+        refused unless `allow_outside_output_dir` (vdgraph.outputs has the rules). No writer replaces the workflow
+        file being run, nor the local paths in `protect` (the output a `--from` run reads its recipe from), even
+        with `overwrite`.
         `previews` (vdgraph.previews.PreviewSettings) asks nodes that can for `preview` events while they run.
         """
         if self._running_in == threading.get_ident():
@@ -182,9 +184,10 @@ class Executor:
         names = _requested(plan, outputs)
         listeners = self.listeners + ([on_event] if on_event is not None else [])
         folder.fields = {"workflow": plan.workflow.display_name, **plan.input_values}  # for names like {seed}
-        source = plan.workflow.source
-        if source and "://" not in source:  # the file being run is never an output, even with overwrite
-            folder.protected = frozenset({os.path.realpath(source)})
+        source = plan.workflow.source  # the file being run is never an output, even with overwrite
+        read = [source] if source else []
+        folder.protected = frozenset(os.path.realpath(os.fspath(p)) for p in [*read, *protect]
+                                     if "://" not in os.fspath(p))
         with self._lock:
             self._running_in = threading.get_ident()
             try:

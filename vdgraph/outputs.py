@@ -86,7 +86,8 @@ class OutputFolder:
         self.fields = dict(fields or {})
         self.node = node
         self.protected: frozenset[str] = frozenset()
-        """Real paths no writer may replace, even with overwrite: the workflow file the run reads."""
+        """Real paths no writer may replace, even with overwrite: the workflow file the run reads, and what else
+        the run was made from (Executor.run's `protect`: the output a --from run reads its recipe from)."""
 
     def for_node(self, node_id: str) -> OutputFolder:
         view = copy.copy(self)  # the root was checked once, when the run made its folder
@@ -240,6 +241,12 @@ class Claim:
         raise OutputRefused(f"{self.where}: no free name like {prefix}{'N' * COUNTER_DIGITS}{suffix} in {parent!r} "
                             f"after {MAX_COUNTER_TRIES} tries")
 
+    def _refuse_protected(self, path: str) -> None:
+        if "://" not in path and os.path.realpath(path) in self.outputs.protected:
+            raise OutputRefused(f"{self.where}: {path!r} is what this run reads (its workflow, or the output its "
+                                f"recipe comes from); vdgraph never replaces it, even with --overwrite: choose "
+                                f"another name or output folder")
+
     def _prepare_overwrite(self) -> None:
         """Check that the existing target may be replaced; a folder is moved aside until the write succeeds."""
         files, path = self._files, self.path
@@ -254,13 +261,12 @@ class Claim:
             if not files.isfile(path):
                 raise OutputRefused(f"{self.where}: {path!r} is not a regular file (a device, a pipe or a socket); "
                                     f"vdgraph replaces only files, even with --overwrite: choose another name")
-            if "://" not in path and os.path.realpath(path) in self.outputs.protected:
-                raise OutputRefused(f"{self.where}: {path!r} is the workflow this run reads; vdgraph never replaces "
-                                    f"it, even with --overwrite: choose another name or output folder")
+            self._refuse_protected(path)
             return  # the writer replaces the file atomically
         if not is_dir:
             raise OutputRefused(f"{self.where}: {path!r} is a file and this node writes a folder; choose another "
                                 f"name")
+        self._refuse_protected(path)
         foreign = files.foreign_entries(path)
         if foreign is not None:
             listed = ", ".join(repr(n) for n in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
