@@ -428,10 +428,16 @@ def test_stale_temporaries_of_a_killed_write_are_removed_on_the_next_write(execu
     fresh.write_bytes(b"busy")
     lookalike = tmp_path / "notes.tmp-not-ours"
     lookalike.write_text("the user's")
-    for path in (stale_folder / "frame_00000.png", stale_folder, stale_file, lookalike):
+    users_folder = tmp_path / "photos.tmp-0123456789ab"  # named like a temporary, holding what vdgraph never writes
+    (users_folder / "sub").mkdir(parents=True)
+    (users_folder / "sub" / "p.txt").write_text("precious")
+    (users_folder / "frame_00000.png").write_bytes(b"a user's frame beside it")
+    for path in (stale_folder / "frame_00000.png", stale_folder, stale_file, lookalike, users_folder):
         os.utime(path, (old, old))
     write(executor, "video.write_video", "path", "file", "clip.mp4", tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "notes.tmp-not-ours", "other.mp4.tmp-00112233aabb"]
+    assert sorted(os.listdir(tmp_path)) == ["clip.mp4", "notes.tmp-not-ours", "other.mp4.tmp-00112233aabb",
+                                            "photos.tmp-0123456789ab"]
+    assert (users_folder / "sub" / "p.txt").read_text() == "precious"
 
 
 # -- reading with bounded resources ---------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ Rules (docs/engine.md, "Output files"), the same for every writer:
   A target that is a symbolic link, a device, a pipe or a socket is never replaced.
 - Stale temporaries (`<name>.tmp-<12 hex digits>` files or folders of an earlier write that was killed, untouched
   for `STALE_SECONDS`) beside a target are removed before the next write into that folder, inside the output
-  folder only (a target outside it, allowed with `allow_outside`, lies in a folder that is not vdgraph's).
+  folder only (a target outside it, allowed with `allow_outside`, lies in a folder that is not vdgraph's). A
+  folder so named is removed only when it holds nothing vdgraph would not have written there (frame images, a
+  recipe, the marker, as plain files): a user's folder that merely has such a name is left alone.
 
 Local folders get all of this; on remote filesystems (fsspec URLs) the existence check and the reservation are
 separate calls (no atomic reservation exists there) and stale temporaries are not looked for.
@@ -46,6 +48,8 @@ STALE_SECONDS = 15 * 60
 COUNTER_DIGITS = 5
 MAX_COUNTER_TRIES = 100_000
 _TEMPORARY = re.compile(r"\.tmp-[0-9a-f]{12}$")
+_OURS_IN_A_FOLDER = re.compile(r"frame_\d{5,}\.(?:png|jpg|webp)|recipe\.json|" + re.escape(MARKER))
+"""What a PNG-frame folder being written holds (video_io.write_image_frames, its recipe and marker)."""
 _FIELD = re.compile(r"\{(\w*)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _FIELD_CHARS = 48
@@ -376,9 +380,18 @@ class _LocalFiles(_Files):
                     if now - info.st_mtime < STALE_SECONDS:
                         continue  # perhaps a write still under way
                     if stat.S_ISDIR(info.st_mode):
-                        shutil.rmtree(entry.path)
+                        if self._only_ours(entry.path):
+                            shutil.rmtree(entry.path)
                     else:
                         os.remove(entry.path)
+
+    def _only_ours(self, folder: str) -> bool:
+        """A temporary folder vdgraph may remove: its marker lists all it holds, or it holds only plain files named
+        as a frame-folder write names them (a write killed before its marker)."""
+        if self.foreign_entries(folder) is None:
+            return True
+        return all(_OURS_IN_A_FOLDER.fullmatch(name) and _is_plain_file(os.path.join(folder, name))
+                   for name in os.listdir(folder))
 
 
 class _RemoteFiles(_Files):
