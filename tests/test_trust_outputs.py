@@ -651,3 +651,15 @@ def test_run_from_an_output_never_replaces_that_output_even_with_overwrite(tmp_p
         assert (tmp_path / "o" / "a.json").read_text() == made
     done = cli("run", "--from", "o/a.json", "--set", "val=2", "--output-dir", "o", "--quiet", cwd=tmp_path)
     assert done.returncode == 0 and json.loads((tmp_path / "o" / "a_00001.json").read_text()) == 2, done.stderr
+
+
+def test_a_leftover_sidecar_never_passes_for_a_new_files_recipe(tmp_path):
+    """a.json was removed but its a.json.recipe.json stayed: the new file takes a name whose sidecar is free too."""
+    (tmp_path / "w.json").write_text(json.dumps(SAVE_VAL))
+    assert cli("run", "w.json", "--quiet", "--output-dir", "o", "--set", "val=1", cwd=tmp_path).returncode == 0
+    (tmp_path / "o" / "a.json").unlink()
+    done = cli("run", "w.json", "--quiet", "--output-dir", "o", "--set", "val=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(tmp_path / "o")) == ["a.json.recipe.json", "a_00001.json", "a_00001.json.recipe.json"]
+    done = cli("inspect", "o/a_00001.json", cwd=tmp_path)
+    assert "val" in done.stdout and "= 2" in done.stdout, done.stdout

@@ -102,18 +102,20 @@ class OutputFolder:
         return (f"OutputFolder({self.root!r}, overwrite={self.overwrite}, allow_outside={self.allow_outside}"
                 + (f", node={self.node!r})" if self.node else ")"))
 
-    def claim(self, name: str, *, port: str = "path", folder: bool = False) -> Claim:
+    def claim(self, name: str, *, port: str = "path", folder: bool = False, companion: str = "") -> Claim:
         """The target for `name` (a file, or a folder with `folder=True`), checked now and reserved on entering:
 
             with ctx.outputs.claim(path, port="path") as target:
                 write the file at `target` (through a temporary name and a rename, as vdgraph.io.atomic_write does)
 
         On success a folder gets its marker; on failure the reservation is undone and a folder moved aside for
-        overwriting is put back. `port` names the input the name came from, for messages.
+        overwriting is put back. `port` names the input the name came from, for messages. `companion` is the
+        suffix of a file written beside the target (a recipe sidecar, ".recipe.json"): a name whose companion is
+        taken counts as taken too (unless overwriting), so an old sidecar never passes for the new file's.
         """
         where = f"node {self.node!r} port {port!r}" if self.node else f"port {port!r}"
         expanded = self._expand(name, where)
-        return Claim(self, self._resolve(expanded, name, where), folder, where)
+        return Claim(self, self._resolve(expanded, name, where), folder, where, companion)
 
     # -- names ---------------------------------------------------------------------------------------------------
 
@@ -187,11 +189,12 @@ class OutputFolder:
 class Claim:
     """One writer's target: checked by `OutputFolder.claim`, reserved by `with`, finished or undone on exit."""
 
-    def __init__(self, outputs: OutputFolder, target: str, folder: bool, where: str) -> None:
+    def __init__(self, outputs: OutputFolder, target: str, folder: bool, where: str, companion: str = "") -> None:
         self.outputs = outputs
         self.requested = target
         self.folder = folder
         self.where = where
+        self.companion = companion
         self.path = ""
         """The final path or URL, set on entering."""
         self._files = _Files.for_target(target)
@@ -208,7 +211,8 @@ class Claim:
         if "{counter}" in name:
             prefix, _, suffix = name.partition("{counter}")
             self.path = self._reserve_numbered(parent, prefix, suffix)
-        elif files.reserve(self.requested, self.folder):
+        elif (self.outputs.overwrite or not self._companion_taken(self.requested)) \
+                and files.reserve(self.requested, self.folder):
             self.path, self._reserved = self.requested, True
         elif self.outputs.overwrite:
             self.path = self.requested
@@ -239,11 +243,17 @@ class Claim:
         start = max(taken, default=0) + 1
         for counter in range(start, start + MAX_COUNTER_TRIES):
             candidate = self._files.join(parent, f"{prefix}{counter:0{COUNTER_DIGITS}d}{suffix}")
-            if self._files.reserve(candidate, self.folder):
+            if not self._companion_taken(candidate) and self._files.reserve(candidate, self.folder):
                 self._reserved = True
                 return candidate
         raise OutputRefused(f"{self.where}: no free name like {prefix}{'N' * COUNTER_DIGITS}{suffix} in {parent!r} "
                             f"after {MAX_COUNTER_TRIES} tries")
+
+    def _companion_taken(self, path: str) -> bool:
+        if not self.companion:
+            return False
+        other = path + self.companion
+        return self._files.islink(other) or self._files.isdir(other) or self._files.isfile(other)
 
     def _refuse_protected(self, path: str) -> None:
         if "://" not in path and os.path.realpath(path) in self.outputs.protected:

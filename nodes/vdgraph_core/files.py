@@ -9,7 +9,7 @@ from typing import Any
 from vdgraph.context import RunContext
 from vdgraph.io import atomic_write
 from vdgraph.node import Input, Node, Output
-from vdgraph.recipe import recipe_of, write_sidecar
+from vdgraph.recipe import SIDECAR_SUFFIX, recipe_of, write_sidecar
 from vdgraph.types import ANY, FILE
 
 
@@ -45,7 +45,8 @@ class SaveJson(Node):
 
     def run(self, ctx: RunContext, value: Any, filename: str, indent: int) -> str:
         text = json.dumps(to_json_value(value), indent=indent, ensure_ascii=False) + "\n"
-        with ctx.outputs.claim(filename, port="filename") as path, atomic_write(path, "w", encoding="utf-8") as out:
+        with ctx.outputs.claim(filename, port="filename", companion=SIDECAR_SUFFIX) as path, \
+                atomic_write(path, "w", encoding="utf-8") as out:
             out.write(text)
         write_sidecar(ctx, path, recipe_of(ctx))
         return path

@@ -7,7 +7,7 @@ import os
 import posixpath
 
 from vdgraph.node import Input, Invalid, Node, Output
-from vdgraph.recipe import RECIPE_KEY, recipe_of, to_text, write_sidecar
+from vdgraph.recipe import RECIPE_KEY, SIDECAR_SUFFIX, recipe_of, to_text, write_sidecar
 from vdgraph.types import FILE, FLOAT
 
 from vdgraph_video.ops.video_io import (
@@ -111,7 +111,7 @@ class WriteVideo(Node):
         with local_copy(audio) if audio is not None else contextlib.nullcontext() as local_audio:
             # encoded before claiming, so the reserved name is soon filled
             data = encode_video(frames, fmt, fps, quality, metadata=metadata, audio_from=local_audio)
-        with ctx.outputs.claim(path, port="path") as target:
+        with ctx.outputs.claim(path, port="path", companion="" if metadata else SIDECAR_SUFFIX) as target:
             written = write_bytes(data, target)
         if metadata is None:  # a GIF keeps no text that players keep: the recipe goes beside it
             write_sidecar(ctx, written, recipe)
