@@ -187,12 +187,30 @@ def test_outputs_stay_inside_the_output_directory(server):
         assert problem["node"] == "write" and problem["port"] == "path"
     host = urllib.parse.urlsplit(server.url).netloc
     for path in ("/files/../jobs.sqlite3", "/files/x/../../jobs.sqlite3", "/files/%2e%2e/jobs.sqlite3",
-                 "/files/x/%2e%2e/%2e%2e/jobs.sqlite3", "/files/x//etc/passwd", "/files/jobs.sqlite3"):
+                 "/files/x/%2e%2e/%2e%2e/jobs.sqlite3", "/files/x//etc/passwd", "/files/jobs.sqlite3",
+                 "/files/%00/x", "/files/x/hello.json%00.txt"):
         connection = http.client.HTTPConnection(host, timeout=10)
         connection.request("GET", path)
         response = connection.getresponse()
         body = response.read()
         assert response.status == 404 and b"SQLite" not in body and b"root:" not in body, path
+
+
+def test_a_nul_in_a_path_a_node_reads_is_a_422_naming_node_and_port(server):
+    status, body = server.request("POST", "/api/jobs", {"workflow": "video2video",
+                                                        "inputs": {"video": "/tmp/\u0000x.mp4"}})
+    assert status == 422, body
+    problem = next(p for p in body["problems"] if p["code"] == "input.path")
+    assert problem["node"] == "read" and problem["port"] == "path"
+
+
+@pytest.mark.parametrize("occupant, says", [("jobs.sqlite3", "is not a job database"), ("jobs", "is a file")])
+def test_serve_refuses_an_output_dir_whose_queue_is_not_its_own_and_leaves_it(tmp_path, occupant, says):
+    (tmp_path / occupant).write_text("a user's notes")
+    done = subprocess.run([sys.executable, "-m", "vdgraph", "serve", "--port", "0", "--output-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode != 0 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert (tmp_path / occupant).read_text() == "a user's notes"
 
 
 def raw_post(server: ServerProcess, head: bytes, body_parts: list[bytes]) -> bytes:

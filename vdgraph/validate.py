@@ -317,6 +317,7 @@ class _Checker:
                 continue
             known = self.known_inputs(plan, facts)
             self.check_output_names(plan, known)
+            self.check_input_names(plan, known)
             if self.run_node_checks(plan, known):
                 continue
             try:
@@ -359,6 +360,17 @@ class _Checker:
                 hint, path = self.where_set(plan, port.name, "name a file inside the output folder, e.g. "
                                                              "'clip.mp4' or '{workflow}_{seed}.mp4'")
                 self.add("output.target", str(exc).split(": ", 1)[-1], hint, plan.id, port.name, path)
+
+    def check_input_names(self, plan: NodePlan, known: Known) -> None:
+        """A file a node reads cannot have a NUL character in its name (the OS refuses any such path): said here,
+        where the workflow shows it, not as a bare error when the node runs."""
+        for port in plan.cls.inputs:
+            value = known.get(port.name)
+            names = value if isinstance(value, list) else [value]
+            if port.reads_file and any(isinstance(name, str) and "\0" in name for name in names):
+                hint, path = self.where_set(plan, port.name, "remove the NUL character (\\u0000) from the path")
+                self.add("input.path", "the path holds a NUL character, which no file name can hold", hint, plan.id,
+                         port.name, path)
 
     def where_set(self, plan: NodePlan, port: str, hint: str) -> tuple[str, tuple[str, ...]]:
         """The hint, plus which workflow input sets the port when one does, and the path of the place the user

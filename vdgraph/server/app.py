@@ -268,9 +268,16 @@ class Server:
 
         self.config = config
         self.registry = registry if registry is not None else Registry.discover()
-        os.makedirs(os.path.join(config.output_dir, "jobs"), exist_ok=True)
         self.output_dir = os.path.abspath(config.output_dir)
-        self.store = JobStore(os.path.join(self.output_dir, "jobs.sqlite3"))
+        try:
+            jobs = os.path.join(self.output_dir, "jobs")
+            if os.path.exists(jobs) and not os.path.isdir(jobs):
+                raise ValueError(f"{jobs!r} is a file, where the server keeps its job folders; serve with another "
+                                 "--output-dir, or move that file away")
+            os.makedirs(jobs, exist_ok=True)
+            self.store = JobStore(os.path.join(self.output_dir, "jobs.sqlite3"))
+        except (OSError, ValueError) as exc:
+            raise ServerRefused(f"--output-dir {config.output_dir!r}: {exc}") from None
         self.interrupted = self.store.recover()
         self.hub = EventHub()
 
@@ -451,6 +458,8 @@ def create_app(server: Server) -> Any:
 
     @app.get("/files/{job_id}/{name:path}", summary="A file a job wrote (confined to the job folders)")
     def files(job_id: str, name: str) -> FileResponse:
+        if "\0" in job_id or "\0" in name:  # no file name holds one (realpath would raise)
+            raise HTTPException(404, "no such output file")
         root = os.path.realpath(os.path.join(server.output_dir, "jobs"))
         real = os.path.realpath(os.path.join(root, job_id, name))
         if not real.startswith(root + os.sep) or not os.path.isfile(real):

@@ -50,14 +50,20 @@ class JobStore:
     """The jobs table. Thread-safe: one connection, one lock (the worker thread and the HTTP handlers share it)."""
 
     def __init__(self, path: str) -> None:
+        """Opens (or makes) the database at `path`; ValueError naming it when it is not one vdgraph can use (a
+        user's file of that name is left as it is)."""
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._lock = threading.Lock()
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{path!r} is not a job database vdgraph can use ({exc}); it is left as it is: serve "
+                             "with another --output-dir, or move that file away") from None
 
     def close(self) -> None:
         with self._lock:
