@@ -663,3 +663,17 @@ def test_a_leftover_sidecar_never_passes_for_a_new_files_recipe(tmp_path):
     assert sorted(os.listdir(tmp_path / "o")) == ["a.json.recipe.json", "a_00001.json", "a_00001.json.recipe.json"]
     done = cli("inspect", "o/a_00001.json", cwd=tmp_path)
     assert "val" in done.stdout and "= 2" in done.stdout, done.stdout
+
+
+def test_overwrite_replaces_a_sweep_vdgraph_wrote_and_names_only_a_users_file_in_one(tmp_path):
+    (tmp_path / "w.json").write_text(json.dumps(SAVE_VAL))
+    sweep = ("run", "w.json", "--quiet", "--output-dir", "o", "--sweep", "val=1..2")
+    assert cli(*sweep, cwd=tmp_path).returncode == 0
+    done = cli(*sweep, "--set", "fn=b.json", "--overwrite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    jobs = sorted((tmp_path / "o" / "w2_sweep").glob("*/b.json"))
+    assert len(jobs) == 2 and not list((tmp_path / "o" / "w2_sweep").glob("*/a.json"))  # replaced, not merged
+    (tmp_path / "o" / "w2_sweep" / "mine.txt").write_text("a user's")
+    done = cli(*sweep, "--overwrite", cwd=tmp_path)
+    assert done.returncode != 0 and "('mine.txt')" in done.stderr, done.stderr
+    assert (tmp_path / "o" / "w2_sweep" / "mine.txt").read_text() == "a user's"

@@ -376,8 +376,15 @@ class _LocalFiles(_Files):
         except (OSError, ValueError, KeyError, TypeError):
             return []
         present = [n for n in sorted(os.listdir(folder)) if n != MARKER]
-        foreign = [n for n in present if n not in listed or not _is_plain_file(os.path.join(folder, n))]
+        foreign = [n for n in present if n not in listed or not self._ours(os.path.join(folder, n))]
         return foreign or None
+
+    def _ours(self, path: str) -> bool:
+        """A listed entry is still vdgraph's: a plain file, or a folder (not a link) that is itself marked and
+        holds nothing else (a sweep's job folders, a frame folder inside one)."""
+        if _is_plain_file(path):
+            return True
+        return os.path.isdir(path) and not os.path.islink(path) and self.foreign_entries(path) is None
 
     def remove_stale_temporaries(self, folder: str) -> None:
         now = time.time()
@@ -492,6 +499,14 @@ def _check_root(root: str) -> None:
     if not os.path.isdir(path):
         where = "is a file" if path == os.path.abspath(_local(root)) else f"is inside the file {path!r}"
         raise OutputRefused(f"the output folder {root!r} {where}; name a folder (--output-dir DIR, output_dir=)")
+
+
+def mark_folder(path: str) -> None:
+    """Write the marker of a folder vdgraph filled through its own writes (a sweep's job folder), so that a later
+    overwrite may replace it: local folders only (elsewhere nothing is looked up by marker)."""
+    files = _Files.for_target(path)
+    if isinstance(files, _LocalFiles) and os.path.isdir(path):
+        files.mark(path)
 
 
 def _is_plain_file(path: str) -> bool:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vdgraph.outputs import OutputFolder, safe_field
+from vdgraph.outputs import OutputFolder, mark_folder, safe_field
 
 if TYPE_CHECKING:
     from vdgraph.executor import Executor, RunResult
@@ -145,6 +145,7 @@ def run_sweep(executor: Executor, workflow: Any, sweeps: Mapping[str, Iterable[A
             job.result = executor.run(plan, outputs, output_dir=job.output_dir, overwrite=overwrite,
                                       allow_outside_output_dir=allow_outside_output_dir, **run_kwargs)
             job.seconds = time.perf_counter() - started
+            mark_folder(job.output_dir)  # so that a later --overwrite may replace the sweep
             jobs.append(job)
             if on_job is not None:
                 on_job(job, len(combos))
