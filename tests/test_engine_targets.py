@@ -97,7 +97,7 @@ def test_the_workflow_being_run_is_never_replaced_even_with_overwrite(tmp_path):
     flow = tmp_path / "hello.json"
     shutil.copy(REPO / "workflows" / "hello.json", flow)
     before = flow.read_bytes()
-    with pytest.raises(Exception, match="the workflow this run reads"):
+    with pytest.raises(Exception, match="is what this run reads"):
         Executor(device="cpu").run(str(flow), output_dir=str(tmp_path), overwrite=True)
     assert flow.read_bytes() == before and json.loads(before)["name"] == "hello"
 

@@ -206,7 +206,7 @@ def test_overwrite_replaces_a_frame_folder_vdgraph_wrote_and_nothing_else(execut
     again = write(executor, "video.write_video", "path", "file", "frames", tmp_path, overwrite=True)
     assert again == first and sorted(os.listdir(tmp_path)) == ["frames"]
     (first / "notes.txt").write_text("the user's")  # now the folder holds something vdgraph did not write
-    with pytest.raises(NodeRunError, match="did not write"):
+    with pytest.raises(OutputRefused, match="did not write"):  # before any node runs
         write(executor, "video.write_video", "path", "file", "frames", tmp_path, overwrite=True)
     assert (first / "notes.txt").read_text() == "the user's" and (first / "frame_00000.png").exists()
 
@@ -218,7 +218,8 @@ def test_overwrite_never_deletes_a_folder_vdgraph_did_not_write(executor, tmp_pa
     (tmp_path / "clip.mp4").mkdir()
     before = snapshot(tmp_path)
     name = "frames" if target == "folder" else "clip.mp4"
-    with pytest.raises(NodeRunError, match="never deletes|writes a file"):
+    # the user's folder is refused before any node runs; an empty folder where a file goes, when the write comes
+    with pytest.raises(OutputRefused if target == "folder" else NodeRunError, match="never deletes|writes a file"):
         write(executor, "video.write_video", "path", "file", name, tmp_path, overwrite=True)
     assert snapshot(tmp_path) == before
 
@@ -229,7 +230,7 @@ def test_overwrite_never_replaces_a_symbolic_link(executor, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "sheet.png").symlink_to(target)
-    with pytest.raises(NodeRunError, match="symbolic link"):
+    with pytest.raises(OutputRefused, match="symbolic link"):  # before any node runs
         write(executor, "video.contact_sheet", "path", "file", "sheet.png", out, overwrite=True)
     assert target.read_text() == "keep" and (out / "sheet.png").is_symlink()
 
@@ -677,3 +678,26 @@ def test_overwrite_replaces_a_sweep_vdgraph_wrote_and_names_only_a_users_file_in
     done = cli(*sweep, "--overwrite", cwd=tmp_path)
     assert done.returncode != 0 and "('mine.txt')" in done.stderr, done.stderr
     assert (tmp_path / "o" / "w2_sweep" / "mine.txt").read_text() == "a user's"
+
+
+def test_overwrite_refuses_a_target_no_write_may_replace_before_any_node_runs(tmp_path):
+    workflow = {"vdgraph": 1, "name": "two",
+                "nodes": {"text": {"type": "core.int_math", "params": {"a": 6, "b": 7, "op": "mul"}},
+                          "save": {"type": "core.save_json", "in": {"value": "text.result"},
+                                   "params": {"filename": "a.json"}}},
+                "outputs": {"file": "save.path"}}
+    (tmp_path / "w.json").write_text(json.dumps(workflow))
+    (tmp_path / "o" / "a.json").mkdir(parents=True)
+    (tmp_path / "o" / "a.json" / "mine.txt").write_text("a user's")
+    (tmp_path / "victim").write_text("keep")
+    (tmp_path / "o" / "b.json").symlink_to(tmp_path / "victim")
+    for name, says in (("a.json", "was not written by vdgraph"), ("b.json", "symbolic link")):
+        workflow["nodes"]["save"]["params"]["filename"] = name
+        (tmp_path / "w.json").write_text(json.dumps(workflow))
+        done = cli("run", "w.json", "--overwrite", "--quiet", "--output-dir", "o", "--events", f"{name}.jsonl",
+                   cwd=tmp_path)
+        assert done.returncode != 0 and says in done.stderr, done.stderr
+        events = (tmp_path / f"{name}.jsonl").read_text() if (tmp_path / f"{name}.jsonl").exists() else ""
+        assert "node_started" not in events, events  # refused before the first node
+    assert (tmp_path / "o" / "a.json" / "mine.txt").read_text() == "a user's"
+    assert (tmp_path / "victim").read_text() == "keep"

@@ -268,8 +268,8 @@ class _Run:
 
     def check_targets(self, visit: list[str]) -> None:
         """Refuse, before any node runs, a file a writer will not be allowed to write (outside the output folder,
-        not a file name): minutes of denoising must not end in a refused target. Targets are checked, not
-        reserved; the writer reserves its name when it runs."""
+        not a file name, or with overwrite an existing target no write may replace): minutes of denoising must not
+        end in a refused target. Targets are checked, not reserved; the writer reserves its name when it runs."""
         for node_id in visit:
             if node_id not in self.to_run:
                 continue
@@ -283,7 +283,7 @@ class _Run:
                 else:
                     value = node.params.get(port.name)
                 if isinstance(value, str):  # a name linked from another node's output is checked when written
-                    self.outputs.for_node(node_id).claim(value, port=port.name)
+                    self.outputs.for_node(node_id).claim(value, port=port.name).check_replaceable()
 
     def execute(self) -> RunResult:
         start = time.perf_counter()

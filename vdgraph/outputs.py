@@ -261,33 +261,60 @@ class Claim:
                                 f"recipe comes from); vdgraph never replaces it, even with --overwrite: choose "
                                 f"another name or output folder")
 
-    def _prepare_overwrite(self) -> None:
-        """Check that the existing target may be replaced; a folder is moved aside until the write succeeds."""
-        files, path = self._files, self.path
+    def check_replaceable(self) -> None:
+        """Before anything runs (Executor): with overwrite, refuse an existing target that no write could replace,
+        whether the node writes a file or a folder there: a link, a file the run reads, a folder vdgraph did not
+        write (or that holds what it did not write), a device or pipe. What depends on which the node writes is
+        checked when it writes."""
+        files, path = self._files, self.requested
+        if not self.outputs.overwrite or "{counter}" in files.basename(path):
+            return
         if files.islink(path):
-            raise OutputRefused(f"{self.where}: {path!r} is a symbolic link; vdgraph never replaces links, even "
-                                f"with --overwrite: choose another name")
-        is_dir = files.isdir(path)
-        if not self.folder:
-            if is_dir:
-                raise OutputRefused(f"{self.where}: {path!r} is a folder and this node writes a file; choose "
-                                    f"another name (vdgraph never deletes a folder to write a file)")
-            if not files.isfile(path):
-                raise OutputRefused(f"{self.where}: {path!r} is not a regular file (a device, a pipe or a socket); "
-                                    f"vdgraph replaces only files, even with --overwrite: choose another name")
+            self._refuse_link(path)
+        if files.isdir(path):
             self._refuse_protected(path)
-            return  # the writer replaces the file atomically
-        if not is_dir:
-            raise OutputRefused(f"{self.where}: {path!r} is a file and this node writes a folder; choose another "
-                                f"name")
-        self._refuse_protected(path)
-        foreign = files.foreign_entries(path)
+            self._refuse_foreign(path)
+        elif files.isfile(path):
+            self._refuse_protected(path)
+        elif "://" not in path and os.path.lexists(path):
+            self._refuse_special(path)
+
+    def _refuse_link(self, path: str) -> None:
+        raise OutputRefused(f"{self.where}: {path!r} is a symbolic link; vdgraph never replaces links, even "
+                            f"with --overwrite: choose another name")
+
+    def _refuse_special(self, path: str) -> None:
+        raise OutputRefused(f"{self.where}: {path!r} is not a regular file (a device, a pipe or a socket); "
+                            f"vdgraph replaces only files, even with --overwrite: choose another name")
+
+    def _refuse_foreign(self, path: str) -> None:
+        foreign = self._files.foreign_entries(path)
         if foreign is not None:
             listed = ", ".join(repr(n) for n in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
             why = (f"holds files vdgraph did not write ({listed})" if foreign
                    else f"was not written by vdgraph (it has no {MARKER} marker)")
             raise OutputRefused(f"{self.where}: the folder {path!r} {why}; vdgraph never deletes what it did not "
                                 f"write, even with --overwrite: choose another name, or remove it yourself")
+
+    def _prepare_overwrite(self) -> None:
+        """Check that the existing target may be replaced; a folder is moved aside until the write succeeds."""
+        files, path = self._files, self.path
+        if files.islink(path):
+            self._refuse_link(path)
+        is_dir = files.isdir(path)
+        if not self.folder:
+            if is_dir:
+                raise OutputRefused(f"{self.where}: {path!r} is a folder and this node writes a file; choose "
+                                    f"another name (vdgraph never deletes a folder to write a file)")
+            if not files.isfile(path):
+                self._refuse_special(path)
+            self._refuse_protected(path)
+            return  # the writer replaces the file atomically
+        if not is_dir:
+            raise OutputRefused(f"{self.where}: {path!r} is a file and this node writes a folder; choose another "
+                                f"name")
+        self._refuse_protected(path)
+        self._refuse_foreign(path)
         self._aside = temporary_name(path)
         files.move(path, self._aside)
         if not files.reserve(path, folder=True):
