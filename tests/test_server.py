@@ -185,6 +185,7 @@ def test_outputs_stay_inside_the_output_directory(server):
         assert status == 422, target
         problem = next(p for p in body["problems"] if p["code"] == "output.outside")
         assert problem["node"] == "write" and problem["port"] == "path"
+        assert "--allow-outside-output-dir" not in problem["message"], problem  # not an option of serve
     host = urllib.parse.urlsplit(server.url).netloc
     for path in ("/files/../jobs.sqlite3", "/files/x/../../jobs.sqlite3", "/files/%2e%2e/jobs.sqlite3",
                  "/files/x/%2e%2e/%2e%2e/jobs.sqlite3", "/files/x//etc/passwd", "/files/jobs.sqlite3",

@@ -89,6 +89,9 @@ class OutputFolder:
         self.allow_outside = bool(allow_outside)
         self.fields = dict(fields or {})
         self.node = node
+        self.outside_hint = ("use a name inside the output folder, or allow writing outside it with "
+                             "--allow-outside-output-dir (allow_outside_output_dir=True in Python)")
+        """What a refusal of a target outside the folder suggests (the server, with no such option, says its own)."""
         self.protected: frozenset[str] = frozenset()
         """Real paths no writer may replace, even with overwrite: the workflow file the run reads, and what else
         the run was made from (Executor.run's `protect`: the output a --from run reads its recipe from)."""
@@ -145,8 +148,7 @@ class OutputFolder:
 
     def _resolve(self, text: str, given: str, where: str) -> str:
         """The target path or URL for the expanded name `text`; refuses what leaves the folder."""
-        outside_hint = ("use a name inside the output folder, or allow writing outside it with "
-                        "--allow-outside-output-dir (allow_outside_output_dir=True in Python)")
+        outside_hint = self.outside_hint
         text = _local(text)
         last = text.replace("\\", "/").rstrip("/").rpartition("/")[2]
         if not text.strip() or last in ("", ".", ".."):
