@@ -101,3 +101,13 @@ def test_model_inputs_accept_names(roots, tmp_path):
                "outputs": {"unet": "load.unet"}}
     with pytest.raises(NodeRunError, match=r"not in the models folder \(checkpoints/ of"):
         Executor(Registry.discover(), device="cpu").run(missing, output_dir=str(tmp_path))
+
+
+def test_an_adapter_given_as_a_model_says_where_it_goes():
+    from vdgraph_shapes.models import CONTROLNET_CANNY_DIR, MOTION_DIR
+    from vdgraph_video.loading import ModelNotFound, check_folder
+
+    for folder, says in ((MOTION_DIR, "it is a motion adapter: give it to video.load_motion_adapter"),
+                         (CONTROLNET_CANNY_DIR, "it is a ControlNet: give it to video.load_controlnet")):
+        with pytest.raises(ModelNotFound, match=says):
+            check_folder(str(folder))

@@ -221,7 +221,22 @@ def check_folder(folder: str) -> None:
     missing = [sub for sub in subfolders(folder) if not os.path.isdir(os.path.join(folder, sub))]
     if missing:
         raise ModelNotFound(f"{folder!r} is not a diffusers-format model folder: missing "
-                            f"{', '.join(m + '/' for m in missing)}")
+                            f"{', '.join(m + '/' for m in missing)}{_what_it_is(folder)}")
+
+
+_SINGLE_MODELS = {"MotionAdapter": "a motion adapter: give it to video.load_motion_adapter (workflow input "
+                                   "'motion_adapter')",
+                  "ControlNetModel": "a ControlNet: give it to video.load_controlnet (workflow input 'controlnet')"}
+
+
+def _what_it_is(folder: str) -> str:
+    """'; it is a motion adapter: ...' when the folder holds a single model that goes elsewhere, else ''."""
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            name = json.load(handle).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f"; it is {_SINGLE_MODELS[name]}" if name in _SINGLE_MODELS else ""
 
 
 def read_config(path: str) -> dict:
