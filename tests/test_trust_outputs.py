@@ -701,3 +701,11 @@ def test_overwrite_refuses_a_target_no_write_may_replace_before_any_node_runs(tm
         assert "node_started" not in events, events  # refused before the first node
     assert (tmp_path / "o" / "a.json" / "mine.txt").read_text() == "a user's"
     assert (tmp_path / "victim").read_text() == "keep"
+
+
+def test_previews_into_a_file_names_the_previews_option(tmp_path):
+    (tmp_path / "pvfile").write_text("x")
+    done = cli("run", str(WORKFLOWS / "hello.json"), "--quiet", "--previews", "pvfile", "--output-dir", "o",
+               cwd=tmp_path)
+    assert done.returncode == 2 and "--previews 'pvfile'" in done.stderr and "--output-dir" not in done.stderr, \
+        done.stderr
