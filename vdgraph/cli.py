@@ -724,13 +724,7 @@ def _listeners(args: argparse.Namespace) -> Iterator[list]:
     if getattr(args, "previews", None):
         from vdgraph.previews import PreviewWriter
 
-        from vdgraph.outputs import OutputRefused
-
-        try:
-            listeners.append(PreviewWriter(args.previews, overwrite=args.overwrite))
-        except OutputRefused as exc:  # its message speaks of the output folder: say which option it is
-            raise UsageError(f"--previews {args.previews!r}: {str(exc).replace('the output folder', 'the folder')}"
-                             .replace(" (--output-dir DIR, output_dir=)", "")) from None
+        listeners.append(PreviewWriter(args.previews, overwrite=args.overwrite))
     with contextlib.ExitStack() as stack:
         if args.events:
             listeners.append(_event_log(args.events, args.overwrite, stack, _read_paths(args)))

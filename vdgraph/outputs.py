@@ -73,7 +73,8 @@ class OutputFolder:
     """
 
     def __init__(self, root: str | os.PathLike, *, overwrite: bool = False, allow_outside: bool = False,
-                 fields: Mapping[str, Any] | None = None, node: str | None = None) -> None:
+                 fields: Mapping[str, Any] | None = None, node: str | None = None,
+                 option: str = "--output-dir DIR, output_dir=") -> None:
         if isinstance(root, os.PathLike):
             root = os.fspath(root)
         if not isinstance(root, str):
@@ -83,7 +84,7 @@ class OutputFolder:
                                 "default is 'out')")
         if "://" not in root:
             root = os.path.expanduser(root)  # '~/out' is in the home folder, as for --cache (never a folder '~')
-        _check_root(root)
+        _check_root(root, option)  # `option`: how the user named the folder, for its messages
         self.root = root
         self.overwrite = bool(overwrite)
         self.allow_outside = bool(allow_outside)
@@ -509,7 +510,7 @@ class _RemoteFiles(_Files):
         return None  # modification times are not uniform across fsspec filesystems
 
 
-def _check_root(root: str) -> None:
+def _check_root(root: str, option: str = "--output-dir DIR, output_dir=") -> None:
     """Refuse, before anything runs, an output folder no write could use: a URL whose protocol is unknown or not
     installed, or a local path where a file is (or is above it), or a path that is not Unicode text (a non-UTF-8
     byte of the command line arrives as a lone surrogate: the file would be written, then every path naming it
@@ -527,7 +528,7 @@ def _check_root(root: str) -> None:
         path = os.path.dirname(path)
     if not os.path.isdir(path):
         where = "is a file" if path == os.path.abspath(_local(root)) else f"is inside the file {path!r}"
-        raise OutputRefused(f"the output folder {root!r} {where}; name a folder (--output-dir DIR, output_dir=)")
+        raise OutputRefused(f"the folder {root!r} {where}; name a folder ({option})")
 
 
 def mark_folder(path: str) -> None:

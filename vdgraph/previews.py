@@ -63,7 +63,7 @@ class PreviewWriter:
     """
 
     def __init__(self, folder: str | os.PathLike, overwrite: bool = False) -> None:
-        self.outputs = OutputFolder(folder, overwrite=overwrite)
+        self.outputs = OutputFolder(folder, overwrite=overwrite, option="--previews DIR")
         self.written: list[str] = []
 
     def __call__(self, event: Event) -> None:
