@@ -74,7 +74,11 @@ class OutputFolder:
 
     def __init__(self, root: str | os.PathLike, *, overwrite: bool = False, allow_outside: bool = False,
                  fields: Mapping[str, Any] | None = None, node: str | None = None,
-                 option: str = "--output-dir DIR, output_dir=") -> None:
+                 option: str = "--output-dir DIR, output_dir=",
+                 outside_hint: str = "use a name inside the output folder, or allow writing outside it with "
+                                     "--allow-outside-output-dir (allow_outside_output_dir=True in Python)") -> None:
+        """`option` (how the user named the folder) and `outside_hint` (what a refused target outside it should
+        do instead) are for messages: a caller with other options says its own (the previews, the server)."""
         if isinstance(root, os.PathLike):
             root = os.fspath(root)
         if not isinstance(root, str):
@@ -84,15 +88,13 @@ class OutputFolder:
                                 "default is 'out')")
         if "://" not in root:
             root = os.path.expanduser(root)  # '~/out' is in the home folder, as for --cache (never a folder '~')
-        _check_root(root, option)  # `option`: how the user named the folder, for its messages
+        _check_root(root, option)
         self.root = root
         self.overwrite = bool(overwrite)
         self.allow_outside = bool(allow_outside)
         self.fields = dict(fields or {})
         self.node = node
-        self.outside_hint = ("use a name inside the output folder, or allow writing outside it with "
-                             "--allow-outside-output-dir (allow_outside_output_dir=True in Python)")
-        """What a refusal of a target outside the folder suggests (the server, with no such option, says its own)."""
+        self.outside_hint = outside_hint
         self.protected: frozenset[str] = frozenset()
         """Real paths no writer may replace, even with overwrite: the workflow file the run reads, and what else
         the run was made from (Executor.run's `protect`: the output a --from run reads its recipe from)."""

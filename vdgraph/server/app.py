@@ -198,8 +198,8 @@ def confinement_problems(workflow: Any, registry: Any, inputs: dict, job_dir: st
 
     problems = []
     fields = {name: decl.default for name, decl in workflow.inputs.items()}
-    folder = OutputFolder(job_dir, fields={"workflow": workflow.display_name, **fields, **inputs})
-    folder.outside_hint = "the server writes only into the job's own folder: use a name inside it"
+    folder = OutputFolder(job_dir, fields={"workflow": workflow.display_name, **fields, **inputs},
+                          outside_hint="the server writes only into the job's own folder: use a name inside it")
     for node_id, port, value in port_values(workflow, registry, inputs, "output_path"):
         if isinstance(value, str):
             try:
